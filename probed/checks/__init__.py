@@ -1,0 +1,27 @@
+"""The table of check kinds. A kind's module is imported only when a check of
+that kind is configured, so heavy client libraries load only when used."""
+
+from __future__ import annotations
+
+import importlib
+
+from probed.checks.base import AnyCheck, Check, CheckOptions
+
+KINDS: dict[str, str] = {
+    "disk": "probed.checks.disk:DiskCheck",
+    "http": "probed.checks.http:HttpCheck",
+}
+
+
+def load_kind(type_name: str) -> type[AnyCheck]:
+    """The Check class for a `type:` name; KeyError when there is none."""
+    module_name, _, class_name = KINDS[type_name].partition(":")
+    cls: type[AnyCheck] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def create_check(name: str, options: CheckOptions) -> AnyCheck:
+    return load_kind(options.type)(name, options)
+
+
+__all__ = ["KINDS", "Check", "CheckOptions", "create_check", "load_kind"]

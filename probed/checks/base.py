@@ -1,0 +1,75 @@
+"""The check contract: options every kind shares, and the class every kind extends."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import Field, model_validator
+
+from probed.fields import Duration, ProbedModel, format_duration, secret_values
+from probed.model import Outcome
+
+
+class CommonOptions(ProbedModel):
+    """Options every check has; `defaults:` in the config sets them for all checks."""
+
+    interval: Duration = Field(10.0, description="how often the check runs")
+    timeout: Duration = Field(3.0, description="a run that takes longer fails with reason timeout")
+    failure_threshold: int = Field(1, ge=1, description="consecutive failures before the verdict turns to fail")
+    success_threshold: int = Field(1, ge=1, description="consecutive successes before a failed verdict turns back")
+    critical: bool = Field(True, description="false: a failure makes the overall status warn, never fail")
+    warn_latency: Duration | None = Field(None, description="a run slower than this warns")
+    fail_latency: Duration | None = Field(None, description="a run slower than this fails")
+
+    @model_validator(mode="after")
+    def _timeout_shorter_than_interval(self) -> CommonOptions:
+        if self.timeout >= self.interval:
+            raise ValueError(
+                f"timeout ({format_duration(self.timeout)}) must be shorter than "
+                f"interval ({format_duration(self.interval)})"
+            )
+        if self.warn_latency and self.fail_latency and self.warn_latency >= self.fail_latency:
+            raise ValueError("warn_latency must be lower than fail_latency")
+        return self
+
+
+class CheckOptions(CommonOptions):
+    """Base of every kind's options; each kind narrows `type` to a Literal."""
+
+    type: str
+
+
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class Check(Generic[OptionsT]):
+    """One configured check. Subclasses implement `run`; probed's runner times it,
+    bounds it by the timeout and turns what it returns or raises into a Result.
+
+    `run` returns an Outcome (pass or warn) or raises CheckFailed with a reason.
+    A check keeps no secret in anything it prints: `secrets()` lists the strings
+    the runner masks in every message, as a last line of defence.
+    """
+
+    options_model: ClassVar[type[CheckOptions]]
+    component_type: ClassVar[str] = "component"  # IETF draft: component, datastore or system
+
+    def __init__(self, name: str, options: OptionsT) -> None:
+        self.name = name
+        self.options = options
+
+    @property
+    def kind(self) -> str:
+        return self.options.type
+
+    async def run(self) -> Outcome:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what the check keeps between runs (sessions, connections)."""
+
+    def secrets(self) -> set[str]:
+        return secret_values(self.options)
+
+
+AnyCheck = Check[Any]

@@ -1,0 +1,144 @@
+"""disk: free space and free inodes of a path, optionally a write test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from probed.checks.base import Check, CheckOptions
+from probed.fields import ByteSize, Percent
+from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+
+# statvfs and writes can hang forever on a dead network filesystem; they run in
+# threads so that only this check waits, never the event loop.
+_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-disk")
+
+
+class DiskOptions(CheckOptions):
+    type: Literal["disk"]
+    path: Path = Field(description="a directory or file on the filesystem to watch")
+    warn_free_percent: Percent | None = Field(10, description="warn below this much free space, in percent")
+    fail_free_percent: Percent | None = Field(5, description="fail below this much free space, in percent")
+    warn_free_bytes: ByteSize | None = Field(None, description="warn below this much free space (10GiB, 500MB)")
+    fail_free_bytes: ByteSize | None = Field(None, description="fail below this much free space")
+    warn_free_inodes_percent: Percent | None = Field(10, description="warn below this share of free inodes")
+    fail_free_inodes_percent: Percent | None = Field(5, description="fail below this share of free inodes")
+    write_test: bool = Field(False, description="create, write and remove a small file in path")
+
+    @model_validator(mode="after")
+    def _warn_above_fail(self) -> DiskOptions:
+        for warn, fail in [
+            ("warn_free_percent", "fail_free_percent"),
+            ("warn_free_bytes", "fail_free_bytes"),
+            ("warn_free_inodes_percent", "fail_free_inodes_percent"),
+        ]:
+            warn_level, fail_level = getattr(self, warn), getattr(self, fail)
+            if warn_level is not None and fail_level is not None and warn_level < fail_level:
+                raise ValueError(f"{warn} ({warn_level}) must not be below {fail} ({fail_level})")
+        return self
+
+
+class DiskCheck(Check[DiskOptions]):
+    options_model = DiskOptions
+    component_type = "system"
+
+    def __init__(self, name: str, options: DiskOptions) -> None:
+        super().__init__(name, options)
+        self._pending: Future[Observed] | None = None
+
+    async def run(self) -> Outcome:
+        if self._pending is not None and not self._pending.done():
+            raise CheckFailed(f"{self.options.path}: the previous run is still blocked in the kernel", Reason.TIMEOUT)
+        self._pending = _EXECUTOR.submit(self._measure)
+        observed = await asyncio.wrap_future(self._pending)
+        return self._judge(observed)
+
+    def _measure(self) -> Observed:
+        path = self.options.path
+        try:
+            stats = os.statvfs(path)
+        except FileNotFoundError:
+            raise CheckFailed(f"{path}: no such file or directory") from None
+        except OSError as exc:
+            raise CheckFailed(f"{path}: {exc.strerror}") from None
+        observed = free_space(stats)
+        if self.options.write_test:
+            write_probe_file(path)
+        return observed
+
+    def _judge(self, observed: Observed) -> Outcome:
+        opts = self.options
+        free_percent = float(observed["free_ratio"].value) * 100
+        free_bytes = int(observed["free_bytes"].value)
+        inodes = observed.get("inodes_free_ratio")
+        inode_percent = float(inodes.value) * 100 if inodes else None
+        limits = [
+            (free_percent, opts.fail_free_percent, opts.warn_free_percent, f"{free_percent:.1f}% free", "%"),
+            (free_bytes, opts.fail_free_bytes, opts.warn_free_bytes, f"{_human(free_bytes)} free", " bytes"),
+            (inode_percent, opts.fail_free_inodes_percent, opts.warn_free_inodes_percent,
+             f"{inode_percent or 0:.1f}% inodes free", "%"),
+        ]
+        warnings = []
+        for value, fail_level, warn_level, said, unit in limits:
+            if value is None:
+                continue
+            if fail_level is not None and value < fail_level:
+                raise CheckFailed(
+                    f"{opts.path}: {said}, below the fail level of {_level(fail_level, unit)}",
+                    Reason.UNEXPECTED,
+                    observed,
+                )
+            if warn_level is not None and value < warn_level:
+                warnings.append(f"{said}, below the warn level of {_level(warn_level, unit)}")
+        if warnings:
+            return Outcome(Status.WARN, f"{opts.path}: " + "; ".join(warnings), observed)
+        return Outcome(Status.PASS, f"{opts.path}: {free_percent:.1f}% free ({_human(free_bytes)})", observed)
+
+
+def free_space(stats: os.statvfs_result) -> Observed:
+    """Free space as an unprivileged process sees it (f_bavail, not f_bfree)."""
+    total = stats.f_blocks * stats.f_frsize
+    free = stats.f_bavail * stats.f_frsize
+    observed: Observed = {
+        "free_ratio": Observation(round(free / total, 6) if total else 0.0, "ratio"),
+        "free_bytes": Observation(free, "bytes"),
+        "total_bytes": Observation(total, "bytes"),
+    }
+    # Some filesystems (btrfs, overlay on some kernels) report no inode counts.
+    if stats.f_files:
+        observed["inodes_free_ratio"] = Observation(round(stats.f_favail / stats.f_files, 6), "ratio")
+        observed["inodes_free"] = Observation(stats.f_favail, "inodes")
+    return observed
+
+
+def write_probe_file(path: Path) -> None:
+    directory = path if path.is_dir() else path.parent
+    probe = directory / f".probed-write-test-{uuid.uuid4().hex}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"probed write test\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise CheckFailed(f"{directory}: not writable: {exc.strerror}", Reason.UNEXPECTED) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _level(level: float, unit: str) -> str:
+    return _human(int(level)) if unit == " bytes" else f"{level:g}{unit}"
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,289 @@
+"""http: request a URL and judge the answer: status, body, JSON, latency, certificate."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+from pydantic import Field, SecretStr, field_validator
+
+from probed.checks.base import Check, CheckOptions
+from probed.fields import ByteSize, ProbedModel
+from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+
+_SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|session|password|signature", re.IGNORECASE)
+_SENSITIVE_QUERY = _SENSITIVE_HEADER
+_STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
+
+
+class BasicAuth(ProbedModel):
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+
+class HttpOptions(CheckOptions):
+    type: Literal["http"]
+    url: str = Field(description="http:// or https:// URL to request")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers (values never shown)")
+    body: str | None = Field(None, description="request body")
+    bearer_token: SecretStr | None = Field(None, description="sent as 'Authorization: Bearer <token>'")
+    bearer_token_file: Path | None = None
+    basic_auth: BasicAuth | None = None
+    expect_status: list[int | str] = Field(["2xx"], description="accepted status codes: 200, or a class like 2xx")
+    expect_body_contains: str | None = Field(None, description="the body must contain this text")
+    expect_body_regex: str | None = Field(None, description="the body must match this regular expression")
+    expect_json: dict[str, Any] | None = Field(
+        None, description="dotted JSON paths and the values they must equal, e.g. {status: ok, 'checks.0.up': true}"
+    )
+    follow_redirects: bool = True
+    max_redirects: int = Field(10, ge=0)
+    tls_verify: bool = Field(True, description="verify the server's certificate chain and name")
+    ca_file: Path | None = Field(None, description="CA bundle to verify against instead of the system's")
+    warn_cert_expiry_days: float | None = Field(14, ge=0, description="warn when the certificate expires sooner")
+    fail_cert_expiry_days: float | None = Field(None, ge=0, description="fail when the certificate expires sooner")
+    max_body_bytes: ByteSize = Field(1024 * 1024, description="read at most this much of the body")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status_codes(cls, values: list[int | str]) -> list[int | str]:
+        for value in values:
+            if not _STATUS_PATTERN.match(str(value)):
+                raise ValueError(f"expect_status entries are codes like 200 or classes like 2xx, got {value!r}")
+        return values
+
+    @field_validator("expect_body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class HttpCheck(Check[HttpOptions]):
+    options_model = HttpOptions
+    component_type = "component"
+
+    def __init__(self, name: str, options: HttpOptions) -> None:
+        super().__init__(name, options)
+        self.target = display_url(options.url)
+        self._session: aiohttp.ClientSession | None = None
+
+    def secrets(self) -> set[str]:
+        found = super().secrets()
+        parts = urlsplit(self.options.url)
+        if parts.password:
+            found |= {parts.password, quote(parts.password, safe="")}
+        for name, value in self.options.headers.items():
+            if _SENSITIVE_HEADER.search(name):
+                found.add(value)
+        return found
+
+    async def run(self) -> Outcome:
+        opts = self.options
+        try:
+            async with self._client().request(
+                opts.method,
+                opts.url,
+                data=opts.body,
+                headers=self._headers(),
+                allow_redirects=opts.follow_redirects,
+                max_redirects=opts.max_redirects,
+            ) as response:
+                observed: Observed = {"status_code": Observation(response.status, "status")}
+                observed |= certificate_expiry(response)
+                body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
+        except aiohttp.ClientError as exc:
+            raise describe_client_error(exc, self.target) from exc
+        return self._judge(response.status, body, observed)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # A new connection and a fresh DNS lookup each run: a health check
+            # must see what a new client would, not a warm pooled socket.
+            connector = aiohttp.TCPConnector(force_close=True, use_dns_cache=False, ssl=self._ssl())
+            timeout = aiohttp.ClientTimeout(total=None)  # the runner enforces the check's timeout
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+        return self._session
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.options.tls_verify:
+            return False
+        return ssl.create_default_context(cafile=self.options.ca_file) if self.options.ca_file else True
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "probed", **self.options.headers}
+        if self.options.bearer_token:
+            headers["Authorization"] = f"Bearer {self.options.bearer_token.get_secret_value()}"
+        elif self.options.basic_auth:
+            auth = self.options.basic_auth
+            password = auth.password.get_secret_value() if auth.password else ""
+            headers["Authorization"] = aiohttp.BasicAuth(auth.username, password).encode()
+        return headers
+
+    def _judge(self, status: int, body: bytes, observed: Observed) -> Outcome:
+        opts = self.options
+        said = f"{opts.method} {self.target} answered {status}"
+        if not status_expected(status, opts.expect_status):
+            expected = ", ".join(str(s) for s in opts.expect_status)
+            raise CheckFailed(f"{said}, expected {expected}", Reason.UNEXPECTED, observed)
+        text = body.decode("utf-8", errors="replace")
+        if opts.expect_body_contains is not None and opts.expect_body_contains not in text:
+            raise CheckFailed(f"{said}, body lacks {opts.expect_body_contains!r}", Reason.UNEXPECTED, observed)
+        if opts.expect_body_regex is not None and not re.search(opts.expect_body_regex, text):
+            raise CheckFailed(f"{said}, body does not match /{opts.expect_body_regex}/", Reason.UNEXPECTED, observed)
+        if opts.expect_json:
+            mismatch = json_mismatch(text, opts.expect_json)
+            if mismatch:
+                raise CheckFailed(f"{said}, {mismatch}", Reason.UNEXPECTED, observed)
+        return self._judge_certificate(said, observed)
+
+    def _judge_certificate(self, said: str, observed: Observed) -> Outcome:
+        days = observed.get("cert_days_left")
+        if days is None:
+            return Outcome(Status.PASS, said, observed)
+        left = float(days.value)
+        expiry = f"certificate expires in {left:.1f} days"
+        if self.options.fail_cert_expiry_days is not None and left < self.options.fail_cert_expiry_days:
+            raise CheckFailed(f"{said}, {expiry}", Reason.TLS, observed)
+        if self.options.warn_cert_expiry_days is not None and left < self.options.warn_cert_expiry_days:
+            return Outcome(Status.WARN, f"{said}, {expiry}", observed)
+        return Outcome(Status.PASS, said, observed)
+
+
+def display_url(url: str) -> str:
+    """The URL without password and without the values of secret-looking query keys."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        f"{key}=***" if _SENSITIVE_QUERY.search(key) else f"{key}={value}" if sep else key
+        for key, sep, value in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def status_expected(status: int, expected: list[int | str]) -> bool:
+    for pattern in expected:
+        text = str(pattern)
+        if text == str(status) or (text.endswith("xx") and text[0] == str(status)[0]):
+            return True
+    return False
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def json_mismatch(text: str, expected: dict[str, Any]) -> str | None:
+    """A sentence saying which expected JSON field differs, or None."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return "body is not JSON"
+    for path, want in expected.items():
+        found, value = _lookup(document, path)
+        if not found:
+            return f"JSON field {path} is missing"
+        if value != want:
+            return f"JSON field {path} is {_short(value)}, expected {_short(want)}"
+    return None
+
+
+def _lookup(document: Any, path: str) -> tuple[bool, Any]:
+    value = document
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False, None
+    return True, value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def certificate_expiry(response: aiohttp.ClientResponse) -> Observed:
+    """When the peer's certificate expires, read while the connection is open."""
+    connection = response.connection
+    transport = connection.transport if connection else None
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    if ssl_object is None:
+        return {}
+    not_after = _not_after(ssl_object)
+    if not_after is None:
+        return {}
+    return {
+        "cert_not_after": Observation(int(not_after), "timestamp"),
+        "cert_days_left": Observation(round((not_after - time.time()) / 86400, 2), "days"),
+    }
+
+
+def _not_after(ssl_object: ssl.SSLObject) -> float | None:
+    decoded = ssl_object.getpeercert()
+    if decoded and "notAfter" in decoded:
+        return float(ssl.cert_time_to_seconds(str(decoded["notAfter"])))
+    # Without verification Python decodes nothing; parse the DER certificate.
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    from cryptography import x509
+
+    expiry: datetime = x509.load_der_x509_certificate(der).not_valid_after_utc
+    return expiry.replace(tzinfo=UTC).timestamp()
+
+
+def describe_client_error(exc: aiohttp.ClientError, target: str) -> CheckFailed:
+    """aiohttp's exceptions -> a plain sentence and a reason."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return CheckFailed(f"{target}: name not resolved ({exc.os_error.strerror or exc.os_error})", Reason.DNS)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return CheckFailed(f"{target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return CheckFailed(f"{target}: TLS handshake failed: {exc.os_error}", Reason.TLS)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return CheckFailed(f"{target}: connection refused", Reason.REFUSED)
+        return CheckFailed(f"{target}: cannot connect: {exc.os_error.strerror or exc.os_error}")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return CheckFailed(f"{target}: too many redirects", Reason.UNEXPECTED)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return CheckFailed(f"{target}: server closed the connection without answering")
+    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,174 @@
+"""probed serve | check | validate | schema; exit 0 ok, 1 a critical check fails, 2 bad config or usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+import structlog
+from aiohttp import web
+
+from probed import __version__
+from probed.checks import create_check
+from probed.checks.base import AnyCheck
+from probed.config import Config, ConfigError, config_path, load_config, schema_text
+from probed.logs import configure_logging
+from probed.metrics import ConfigLoad, create_registry
+from probed.model import Status
+from probed.report import health_document, render_table
+from probed.runner import run_once
+from probed.scheduler import Scheduler
+from probed.store import CheckState, Store
+from probed.web import create_app
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get after SIGTERM
+
+log = structlog.get_logger("probed")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, exit 2: usage errors are not worth a screenful."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", "-c", help="config file (default: $PROBED_CONFIG, else a disk check on /)")
+    common.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                        help="auto: JSON unless the output is a terminal")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+    parser = _Parser(prog="probed", description="Health-and-dependency probe daemon.")
+    parser.add_argument("--version", action="version", version=f"probed {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("serve", parents=[common], help="run the checks on schedule and serve the health endpoints")
+    check = commands.add_parser("check", parents=[common], help="run the checks once and print the verdicts")
+    check.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
+    check.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    commands.add_parser("validate", parents=[common], help="check the config file and exit")
+    commands.add_parser("schema", help="print the JSON Schema of the config file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    # Only `serve` logs to stdout; the other commands keep stdout for their answer.
+    stream = sys.stdout if args.command == "serve" else sys.stderr
+    configure_logging(args.log_format, args.log_level, stream)
+    try:
+        config = load_config(config_path(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "validate":
+        print(f"{config.source}: ok, {len(config.checks)} checks")
+        return EXIT_OK
+    if args.command == "check":
+        return check_command(config, args.names, args.output)
+    return serve_command(config)
+
+
+# -- probed check ---------------------------------------------------------------------
+
+
+def check_command(config: Config, names: list[str], output: str) -> int:
+    unknown = [name for name in names if name not in config.checks]
+    if unknown:
+        known = ", ".join(config.checks)
+        print(f"probed: unknown check {', '.join(unknown)} (configured: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    selected = {name: opts for name, opts in config.checks.items() if not names or name in names}
+    store = asyncio.run(run_checks_once([create_check(name, opts) for name, opts in selected.items()]))
+    if output == "json":
+        print(json.dumps(health_document(store, details=True), indent=2))
+    else:
+        sys.stdout.write(render_table(store))
+    return EXIT_FAIL if store.status is Status.FAIL else EXIT_OK
+
+
+async def run_checks_once(checks: list[AnyCheck]) -> Store:
+    """Every selected check once, concurrently; thresholds do not apply to one run."""
+    try:
+        results = await asyncio.gather(*(run_once(check) for check in checks))
+    finally:
+        await asyncio.gather(*(check.close() for check in checks), return_exceptions=True)
+    store = Store(checks)
+    for check, result in zip(checks, results):
+        store.record(check.name, result)
+    return store
+
+
+# -- probed serve ---------------------------------------------------------------------
+
+
+def serve_command(config: Config) -> int:
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"probed: cannot listen on {config.server.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+async def serve(config: Config) -> int:
+    checks = [create_check(name, opts) for name, opts in config.checks.items()]
+    store = Store(checks, on_transition=log_transition)
+    scheduler = Scheduler(checks, store, config.scheduler.max_concurrency)
+    registry = create_registry(store, scheduler.alive, ConfigLoad(success=True, timestamp=time.time()))
+    app = create_app(store, registry, config.server, scheduler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    host, port = config.server.host_port
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    log.info("probed_started", version=__version__, listen=config.server.listen,
+             config=config.source, checks=len(checks))
+    await _until_signalled()
+    log.info("probed_stopping")
+    await runner.cleanup()  # stops listening, then the cleanup context stops the scheduler
+    log.info("probed_stopped")
+    return EXIT_OK
+
+
+async def _until_signalled() -> None:
+    """Return on the first SIGTERM/SIGINT; a second one exits at once."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            os._exit(EXIT_FAIL)
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stopping.wait()
+
+
+def log_transition(state: CheckState, before: Status | None) -> None:
+    after = state.effective
+    event = log.warning if after is Status.FAIL else log.info
+    event(
+        "check_status_changed",
+        check=state.name,
+        type=state.kind,
+        **{"from": before.value if before else "pending", "to": after.value if after else "pending"},
+        reason=state.reason.value if state.reason else None,
+        output=state.output,
+    )

@@ -1,0 +1,328 @@
+"""YAML -> validated, immutable configuration; every problem reported with its place.
+
+Loading goes in three steps, each collecting problems instead of stopping at
+the first: parse the YAML into plain data while remembering the line of every
+key (and rejecting duplicate keys, which plain loaders silently drop),
+substitute `${VAR}` / `${VAR:-default}` from the environment, then validate the
+sections and each check against its kind's options model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
+
+from probed.checks import KINDS, load_kind
+from probed.checks.base import CheckOptions, CommonOptions
+from probed.fields import ProbedModel
+
+BUILTIN_SOURCE = "<built-in default>"
+BUILTIN_CONFIG = """\
+# probed's built-in default: watch the free space of the root filesystem.
+checks:
+  root-disk:
+    type: disk
+    path: /
+"""
+
+CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+Path_ = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` has one line per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# -- sections ---------------------------------------------------------------
+
+
+class ServerOptions(ProbedModel):
+    listen: str = Field("0.0.0.0:8080", description="host:port the HTTP server binds")
+    details: Literal["public", "token"] = Field(
+        "public",
+        description="public: everyone sees outputs and observed values; "
+        "token: only callers sending 'Authorization: Bearer <token>' do, others see statuses",
+    )
+    token: SecretStr | None = Field(None, description="bearer token that unlocks details")
+    token_file: Path | None = Field(None, description="file holding the bearer token")
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_when_needed(self) -> ServerOptions:
+        if self.details == "token" and self.token is None:
+            raise ValueError("details: token needs token or token_file")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'0.0.0.0:8080', '[::]:8080', ':8080' -> (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"listen must be host:port with a port from 1 to 65535, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port_text)
+
+
+class SchedulerOptions(ProbedModel):
+    max_concurrency: int = Field(64, ge=1, description="checks that may run at the same time")
+
+
+class _Sections(ProbedModel):
+    server: ServerOptions = Field(default_factory=ServerOptions)
+    scheduler: SchedulerOptions = Field(default_factory=SchedulerOptions)
+    defaults: CommonOptions = Field(default_factory=CommonOptions)
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerOptions
+    scheduler: SchedulerOptions
+    checks: Mapping[str, CheckOptions]
+    source: str = BUILTIN_SOURCE
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+
+# -- loading ------------------------------------------------------------------
+
+
+def config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """--config, then PROBED_CONFIG, then None for the built-in default."""
+    return cli_value or environ.get("PROBED_CONFIG") or None
+
+
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Config:
+    if path is None:
+        return parse_config(BUILTIN_CONFIG, BUILTIN_SOURCE, environ)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
+    return parse_config(text, path, environ)
+
+
+def parse_config(text: str, source: str, environ: Mapping[str, str] = os.environ) -> Config:
+    reader = _Reader(source, environ)
+    data = reader.read(text)
+    config = reader.validate(data)
+    if reader.problems:
+        raise ConfigError(reader.sorted_problems())
+    assert config is not None
+    return config
+
+
+class _Reader:
+    """Collects problems with their lines while turning YAML into a Config."""
+
+    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+        self.source = source
+        self.environ = environ
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[tuple[int, str]] = []
+
+    def problem(self, path: Path_, message: str, line: int | None = None) -> None:
+        line = line or self._line_of(path)
+        where = f"{self.source}:{line}" if line else self.source
+        place = f"{_dotted(path)}: " if path else ""
+        self.problems.append((line or 0, f"{where}: {place}{message}"))
+
+    def sorted_problems(self) -> list[str]:
+        return [text for _, text in sorted(self.problems, key=lambda p: p[0])]
+
+    def _line_of(self, path: Path_) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    # YAML -> data, with lines, duplicate keys and ${VAR} substitution.
+
+    def read(self, text: str) -> Any:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else None
+            detail = getattr(exc, "problem", None) or str(exc)
+            self.problem((), f"invalid YAML: {detail}", line)
+            return None
+        if root is None:
+            return {}
+        return self._node(root, ())
+
+    def _node(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[path + (index,)] = item.start_mark.line + 1
+                items.append(self._node(item, path + (index,)))
+            return items
+        value = yaml.constructor.SafeConstructor().construct_object(node)
+        return self._substitute(value, path) if isinstance(value, str) else value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(path, "keys must be plain names", line)
+                continue
+            key = str(key_node.value)
+            if key in result:
+                first = self.lines[path + (key,)]
+                self.problem(path + (key,), f"duplicate key (first defined at line {first})", line)
+                continue
+            self.lines[path + (key,)] = line
+            result[key] = self._node(value_node, path + (key,))
+        return result
+
+    def _substitute(self, text: str, path: Path_) -> str | None:
+        missing: list[str] = []
+
+        def replace(match: re.Match[str]) -> str:
+            if match[0] == "$$":
+                return "$"
+            name, default = match["name"], match["default"]
+            if name in self.environ:
+                return self.environ[name]
+            if default is not None:
+                return default
+            missing.append(name)
+            return ""
+
+        result = _VARIABLE.sub(replace, text)
+        for name in missing:
+            self.problem(path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+        if "${" in _VARIABLE.sub("", text):
+            self.problem(path, "malformed ${...}: write ${NAME} or ${NAME:-default}")
+        # A value that was only variables and came out empty means "not set".
+        if result == "" and _VARIABLE.fullmatch(text):
+            return None
+        return result
+
+    # data -> Config
+
+    def validate(self, data: Any) -> Config | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            self.problem((), "the config must be a mapping with server, defaults and checks")
+            return None
+        sections = self._validate_model(_Sections, data, ())
+        if sections is None:
+            return None
+        checks = self._validate_checks(sections.checks, sections.defaults)
+        if not checks and not self.problems:
+            self.problem(("checks",), "no checks configured: add at least one")
+        secrets = {s.get_secret_value() for s in [sections.server.token] if s}
+        return Config(sections.server, sections.scheduler, checks, self.source, frozenset(secrets))
+
+    def _validate_checks(self, raw: dict[str, Any], defaults: CommonOptions) -> dict[str, CheckOptions]:
+        inherited = defaults.model_dump(exclude_unset=True)
+        checks: dict[str, CheckOptions] = {}
+        for name, entry in raw.items():
+            path: Path_ = ("checks", name)
+            if not CHECK_NAME.match(name):
+                self.problem(path, "check names use letters, digits, '_', '.', '-' (at most 63)")
+                continue
+            if not isinstance(entry, dict):
+                self.problem(path, "a check must be a mapping with at least a type")
+                continue
+            kind = entry.get("type")
+            if kind is None:
+                self.problem(path, f"type is missing (one of: {', '.join(KINDS)})")
+                continue
+            if kind not in KINDS:
+                self.problem(path + ("type",), f"unknown check type {kind!r} (one of: {', '.join(KINDS)})")
+                continue
+            model = load_kind(kind).options_model
+            options = self._validate_model(model, {**inherited, **entry}, path)
+            if options is not None:
+                checks[name] = options
+        return checks
+
+    def _validate_model(self, model: type[ProbedModel], data: dict[str, Any], path: Path_) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                loc = path + tuple(part for part in error["loc"] if _is_key(part))
+                self.problem(loc, _describe(error))
+            return None
+
+
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+# Inputs under these keys are never echoed back in an error message.
+_SECRET_HINTS = ("password", "token", "secret", "key", "dsn", "url", "header", "auth", "body")
+
+
+def _is_key(part: str | int) -> bool:
+    # pydantic puts union branches and validator names into locations; keep keys.
+    return isinstance(part, int) or not any(c in part for c in "[]()")
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    key = str(error["loc"][-1]) if error["loc"] else ""
+    value = error.get("input")
+    if kind != "value_error" and isinstance(value, (str, int, float)) and not any(h in key for h in _SECRET_HINTS):
+        message += f" (got {value!r})"
+    return message
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+
+
+# -- JSON Schema ----------------------------------------------------------------
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors (imports every kind)."""
+    kinds = tuple(load_kind(kind).options_model for kind in KINDS)
+    check_entry = Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007  (a runtime tuple of types)
+    model = create_model(
+        "ProbedConfig",
+        __base__=_Sections,
+        checks=(dict[str, check_entry], Field(description="checks by name")),
+    )
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "probed configuration"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2) + "\n"

@@ -1,0 +1,132 @@
+"""Field types and the base model shared by every part of the configuration."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'500ms', '10s', '1m', '1h' or a plain number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
+        seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration, for messages: 0.5 -> '500ms', 3.0 -> '3s'."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _DURATION.pattern},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "a duration: 500ms, 10s, 1m, 1h or a number of seconds",
+        }
+    ),
+]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]i?B?|B)?\s*$")
+_SIZE_FACTORS = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
+
+
+def parse_size(value: Any) -> int:
+    """'500MB', '10GiB', '1.5G' or a plain number of bytes -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r} (use 500MB, 10GiB or bytes)")
+    if isinstance(value, (int, float)):
+        size = float(value)
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"invalid size {value!r} (use 500MB, 10GiB or bytes)")
+        size = float(match[1])
+        unit = match[2] or "B"
+        if unit != "B":
+            base = 1024.0 if "i" in unit else 1000.0
+            size *= base ** ("kmgtp".index(unit[0].lower()) + 1)
+    if size < 0:
+        raise ValueError(f"size must not be negative, got {value!r}")
+    return int(size)
+
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": _SIZE.pattern}, {"type": "integer", "minimum": 0}],
+            "description": "a size: 500MB, 10GiB or a number of bytes",
+        }
+    ),
+]
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class ProbedModel(BaseModel):
+    """Strict, immutable config model: unknown keys are errors, never ignored.
+
+    A secret field `x: SecretStr | None` may be paired with `x_file: Path | None`;
+    the file's content (without the trailing newline) then becomes `x`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> ProbedModel:
+        for name in type(self).model_fields:
+            if not name.endswith("_file"):
+                continue
+            secret = name.removesuffix("_file")
+            path = getattr(self, name)
+            if secret not in type(self).model_fields or path is None:
+                continue
+            if getattr(self, secret) is not None:
+                raise ValueError(f"give {secret} or {name}, not both")
+            object.__setattr__(self, secret, SecretStr(read_secret_file(name, path)))
+        return self
+
+
+def read_secret_file(key: str, path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{key}: {path} is not UTF-8 text") from None
+
+
+def secret_values(model: BaseModel) -> set[str]:
+    """Every SecretStr value in a model tree, for redacting messages."""
+    found: set[str] = set()
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr) and value.get_secret_value():
+            found.add(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            found |= secret_values(value)
+    return found

@@ -1,0 +1,83 @@
+"""Render verdicts: health+json (IETF draft shape) for HTTP and CLI, and a table.
+
+The draft: https://datatracker.ietf.org/doc/html/draft-inadarei-api-health-check
+Each check is keyed by its name and holds a one-element array, as the draft
+says; probed adds `reason`, `critical`, `duration` and `observed` to it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from probed import __version__
+from probed.model import Status
+from probed.store import CheckState, Store
+
+CONTENT_TYPE = "application/health+json"
+
+
+def published_status(state: CheckState) -> Status:
+    """The IETF status of a check; pending shows as fail, as readiness treats it."""
+    return state.effective or Status.FAIL
+
+
+def check_entry(state: CheckState, details: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "status": published_status(state).value,
+        "componentType": state.component_type,
+        "critical": state.critical,
+    }
+    if state.last is not None:
+        entry["time"] = _iso(state.last.started_at)
+    if not details:
+        return entry
+    last = state.last
+    if last is not None and last.observed:
+        name, primary = next(iter(last.observed.items()))
+        entry["observedValue"] = primary.value
+        entry["observedUnit"] = primary.unit or name
+    if state.reason is not None:
+        entry["reason"] = state.reason.value
+    if entry["status"] != Status.PASS.value or (last is not None and last.status is not Status.PASS):
+        entry["output"] = state.output
+    if last is not None:
+        entry["duration"] = round(last.duration, 6)
+        entry["observed"] = {key: {"value": o.value, "unit": o.unit} for key, o in last.observed.items()}
+    return entry
+
+
+def health_document(store: Store, details: bool) -> dict[str, Any]:
+    return {
+        "status": store.status.value,
+        "releaseId": __version__,
+        "checks": {name: [check_entry(state, details)] for name, state in store.checks.items()},
+    }
+
+
+def render_health(store: Store, details: bool) -> bytes:
+    return json.dumps(health_document(store, details), separators=(",", ":")).encode()
+
+
+def render_check(state: CheckState, details: bool) -> bytes:
+    entry = check_entry(state, details)
+    return json.dumps({"status": entry["status"], "checks": {state.name: [entry]}}, separators=(",", ":")).encode()
+
+
+def render_table(store: Store) -> str:
+    rows = [("CHECK", "TYPE", "STATUS", "TIME", "REASON", "OUTPUT")]
+    for name, state in store.checks.items():
+        status = published_status(state).value + ("" if state.critical else " (non-critical)")
+        took = f"{state.last.duration * 1000:.0f}ms" if state.last else "-"
+        reason = state.reason.value if state.reason else "-"
+        rows.append((name, state.kind, status, took, reason, state.output))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5] for row in rows]
+    lines.append(f"overall: {store.status.value}")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

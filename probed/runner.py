@@ -1,0 +1,104 @@
+"""Run one check once: bound it by its timeout, time it, turn its outcome into a Result.
+
+This is the one place where a check's return value or exception becomes a
+verdict, so every kind fails the same way and no kind can disturb the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from probed.checks.base import AnyCheck
+from probed.fields import format_duration
+from probed.model import CheckFailed, Observed, Outcome, Reason, Result, Status
+
+MAX_OUTPUT = 500  # characters: outputs are for people, not for dumping responses
+
+
+async def run_once(check: AnyCheck) -> Result:
+    opts = check.options
+    started_at = time.time()
+    start = time.perf_counter()
+    try:
+        outcome = await _bounded(check, opts.timeout)
+    except TimeoutError:
+        outcome = CheckFailed(f"timed out after {format_duration(opts.timeout)}", Reason.TIMEOUT)
+    except CheckFailed as exc:
+        outcome = exc
+    except Exception as exc:  # a bug or an unmapped library error: still just this check's failure
+        outcome = CheckFailed(_describe_unexpected(exc))
+    duration = time.perf_counter() - start
+    if not isinstance(outcome, (Outcome, CheckFailed)):
+        outcome = CheckFailed(f"check returned {type(outcome).__name__}, not an Outcome")
+    if isinstance(outcome, Outcome):
+        outcome = _apply_latency_levels(check, outcome, duration)
+    return _to_result(check, outcome, started_at, duration)
+
+
+async def _bounded(check: AnyCheck, timeout: float) -> Any:
+    """Await check.run() for at most `timeout` seconds, even if it ignores cancellation."""
+    task = asyncio.ensure_future(check.run())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        # A check that swallows cancellation keeps running in the background;
+        # we stop waiting for it, and retrieve its result so nothing is logged.
+        task.add_done_callback(_discard_result)
+        raise TimeoutError
+    return task.result()
+
+
+def _discard_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _apply_latency_levels(check: AnyCheck, outcome: Outcome, duration: float) -> Outcome | CheckFailed:
+    opts = check.options
+    took = f"took {format_duration(round(duration, 3))}"
+    if opts.fail_latency is not None and duration > opts.fail_latency:
+        level = format_duration(opts.fail_latency)
+        return CheckFailed(f"{took}, over fail_latency {level}", Reason.UNEXPECTED, outcome.observed)
+    if opts.warn_latency is not None and duration > opts.warn_latency and outcome.status is Status.PASS:
+        level = format_duration(opts.warn_latency)
+        output = f"{outcome.output}; {took}, over warn_latency {level}" if outcome.output else took
+        return Outcome(Status.WARN, output, outcome.observed)
+    return outcome
+
+
+def _to_result(check: AnyCheck, outcome: Outcome | CheckFailed, started_at: float, duration: float) -> Result:
+    if isinstance(outcome, CheckFailed):
+        status, output, reason, observed = Status.FAIL, outcome.message, outcome.reason, outcome.observed
+    else:
+        status, output, reason, observed = outcome.status, outcome.output, None, outcome.observed
+    return Result(
+        status=status,
+        started_at=started_at,
+        duration=duration,
+        output=redact(str(output), check.secrets())[:MAX_OUTPUT],
+        reason=reason,
+        observed=_valid_observed(observed),
+    )
+
+
+def _valid_observed(observed: Observed) -> Observed:
+    return observed if isinstance(observed, dict) else {}
+
+
+def _describe_unexpected(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def redact(text: str, secrets: set[str]) -> str:
+    """Mask every secret in a message, longest first so no fragment survives."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,94 @@
+"""Run every check on its own interval and feed the results into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from probed.checks.base import AnyCheck
+from probed.runner import run_once
+from probed.store import Store
+
+log = structlog.get_logger("probed.scheduler")
+
+WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
+LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
+
+
+class Scheduler:
+    def __init__(
+        self,
+        checks: list[AnyCheck],
+        store: Store,
+        max_concurrency: int = 64,
+        initial_offset: Callable[[float], float] = lambda interval: random.uniform(0, interval),
+    ) -> None:
+        self.checks = checks
+        self.store = store
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._initial_offset = initial_offset
+        self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat: float | None = None
+        # How late each run started against its plan, in seconds: for benchmarks.
+        self.drift: deque[float] = deque(maxlen=100_000)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._heartbeat = loop.time()
+        self._tasks = [loop.create_task(self._run_forever(check), name=f"check:{check.name}") for check in self.checks]
+        self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
+        for task in self._tasks:
+            task.add_done_callback(_log_unexpected_end)
+
+    async def stop(self) -> None:
+        """Cancel every run in flight, then release what the checks hold."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await asyncio.gather(*(check.close() for check in self.checks), return_exceptions=True)
+
+    def alive(self) -> bool:
+        """True while every check loop runs and the watchdog ticks."""
+        if not self._tasks or any(task.done() for task in self._tasks) or self._heartbeat is None:
+            return False
+        return asyncio.get_running_loop().time() - self._heartbeat < LIVENESS_GRACE
+
+    async def _run_forever(self, check: AnyCheck) -> None:
+        loop = asyncio.get_running_loop()
+        interval = check.options.interval
+        # A random first offset spreads checks over the interval, so a hundred
+        # checks do not all hit the network in the same millisecond.
+        planned = loop.time() + self._initial_offset(interval)
+        while True:
+            await asyncio.sleep(max(0.0, planned - loop.time()))
+            async with self._slots:
+                self.drift.append(loop.time() - planned)
+                result = await run_once(check)
+            self.store.record(check.name, result)
+            planned = _next_slot(planned, interval, loop.time())
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._heartbeat = loop.time()
+            self.store.mark_stale()
+            await asyncio.sleep(WATCHDOG_PERIOD)
+
+
+def _next_slot(planned: float, interval: float, now: float) -> float:
+    """The next planned start; slots missed by a long run are skipped, not burst."""
+    following = planned + interval
+    if following < now:
+        following += math.ceil((now - following) / interval) * interval
+    return following
+
+
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("scheduler_task_died", task=task.get_name(), error=repr(task.exception()))

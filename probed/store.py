@@ -1,0 +1,173 @@
+"""Latest results, published verdicts (thresholds, staleness, pending) and aggregates.
+
+The scheduler writes results in; the HTTP handlers, the metrics collector and
+the CLI read verdicts out. Nothing here awaits anything, so a read is instant.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from probed.checks.base import AnyCheck
+from probed.model import Reason, Result, Status
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class CheckState:
+    """Everything known about one check; `status` is the published verdict."""
+
+    name: str
+    kind: str
+    component_type: str
+    critical: bool
+    interval: float
+    timeout: float
+    failure_threshold: int
+    success_threshold: int
+    status: Status | None = None  # None: pending, no run completed yet
+    stale: bool = False
+    last: Result | None = None
+    last_finished: float | None = None  # time.monotonic() of the last completed run
+    last_success_at: float | None = None  # wall clock of the last passing or warning run
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    runs: Counter[Status] = field(default_factory=Counter)
+    failures: Counter[Reason] = field(default_factory=Counter)
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    @property
+    def effective(self) -> Status | None:
+        """The verdict callers see: stale turns into fail, pending stays None."""
+        return Status.FAIL if self.stale else self.status
+
+    @property
+    def reason(self) -> Reason | None:
+        if self.stale:
+            return Reason.STALE
+        if self.status is None:
+            return Reason.PENDING
+        return self.last.reason if self.last and self.effective is Status.FAIL else None
+
+    @property
+    def output(self) -> str:
+        if self.stale:
+            return f"stale: no run completed for over {self.stale_after:g}s"
+        if self.last is None:
+            return "pending: the first run has not completed"
+        output = self.last.output
+        if self.last.status is Status.FAIL and self.status is not Status.FAIL:
+            output += f" ({self.consecutive_failures} of {self.failure_threshold} failures before fail)"
+        elif self.last.status is not Status.FAIL and self.status is Status.FAIL:
+            output += f" ({self.consecutive_successes} of {self.success_threshold} successes before pass)"
+        return output
+
+    @property
+    def stale_after(self) -> float:
+        return 2 * self.interval + self.timeout
+
+    def record(self, result: Result, finished: float) -> None:
+        self.last, self.last_finished, self.stale = result, finished, False
+        self.runs[result.status] += 1
+        self._observe_duration(result.duration)
+        if result.status is Status.FAIL:
+            self.consecutive_failures += 1
+            self.consecutive_successes = 0
+            self.failures[result.reason or Reason.ERROR] += 1
+        else:
+            self.consecutive_successes += 1
+            self.consecutive_failures = 0
+            self.last_success_at = result.started_at + result.duration
+        self.status = self._next_status(result.status)
+
+    def _next_status(self, latest: Status) -> Status:
+        if self.status is None:  # the first verdict has no history to smooth over
+            return latest
+        if latest is Status.FAIL:
+            crossed = self.status is Status.FAIL or self.consecutive_failures >= self.failure_threshold
+            return Status.FAIL if crossed else self.status
+        recovered = self.status is not Status.FAIL or self.consecutive_successes >= self.success_threshold
+        return latest if recovered else Status.FAIL
+
+    def _observe_duration(self, duration: float) -> None:
+        self.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.duration_sum += duration
+
+
+Transition = Callable[[CheckState, "Status | None"], None]
+
+
+class Store:
+    def __init__(self, checks: Iterable[AnyCheck], on_transition: Transition | None = None) -> None:
+        self.checks: dict[str, CheckState] = {c.name: _state_for(c) for c in checks}
+        self.version = 0  # bumped on every change; renderers cache by it
+        self.status = Status.FAIL
+        self.ready = False
+        self._on_transition = on_transition
+        self._aggregate()
+
+    def record(self, name: str, result: Result, finished: float | None = None) -> None:
+        state = self.checks[name]
+        before = state.effective
+        state.record(result, time.monotonic() if finished is None else finished)
+        self.version += 1
+        if state.effective is not before:
+            self._transition(state, before)
+
+    def mark_stale(self, now: float | None = None) -> None:
+        """Publish fail for every check whose last run is too old."""
+        now = time.monotonic() if now is None else now
+        for state in self.checks.values():
+            overdue = state.last_finished is not None and now - state.last_finished > state.stale_after
+            if overdue and not state.stale:
+                before = state.effective
+                state.stale = True
+                self.version += 1
+                self._transition(state, before)
+
+    def oldest_progress(self) -> float | None:
+        """monotonic() of the least recent completed run, for liveness."""
+        finished = [s.last_finished for s in self.checks.values() if s.last_finished is not None]
+        return min(finished) if finished else None
+
+    def _transition(self, state: CheckState, before: Status | None) -> None:
+        self._aggregate()
+        if self._on_transition is not None:
+            self._on_transition(state, before)
+
+    def _aggregate(self) -> None:
+        """Overall status: the worst critical verdict (pending counts as fail);
+        a failing non-critical check can make it warn, never fail."""
+        worst = Status.PASS
+        for state in self.checks.values():
+            verdict = state.effective
+            if state.critical:
+                verdict = verdict or Status.FAIL
+            elif verdict is Status.FAIL:
+                verdict = Status.WARN
+            elif verdict is None:
+                continue
+            if verdict.severity > worst.severity:
+                worst = verdict
+        self.status = worst
+        self.ready = worst is not Status.FAIL
+
+
+def _state_for(check: AnyCheck) -> CheckState:
+    opts = check.options
+    return CheckState(
+        name=check.name,
+        kind=check.kind,
+        component_type=check.component_type,
+        critical=opts.critical,
+        interval=opts.interval,
+        timeout=opts.timeout,
+        failure_threshold=opts.failure_threshold,
+        success_threshold=opts.success_threshold,
+    )

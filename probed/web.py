@@ -1,0 +1,149 @@
+"""The aiohttp app: health endpoints and /metrics, answered from the store only.
+
+No handler awaits a check. /health bodies are rendered at most once per change
+of the store (cached by its version); readiness answers are constants.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from probed.config import ServerOptions
+from probed.model import Status
+from probed.report import CONTENT_TYPE, render_check, render_health
+from probed.scheduler import Scheduler
+from probed.store import Store
+
+log = structlog.get_logger("probed.web")
+
+HEADERS = {"Cache-Control": "no-store"}
+_STATUS_BODIES = {status: json.dumps({"status": status.value}).encode() for status in Status}
+
+
+def http_status(status: Status) -> int:
+    return 503 if status is Status.FAIL else 200
+
+
+class HealthCache:
+    """/health bodies, rendered again only when the store's version moves."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._bodies: dict[bool, tuple[int, bytes]] = {}
+
+    def body(self, details: bool) -> bytes:
+        cached = self._bodies.get(details)
+        if cached is None or cached[0] != self.store.version:
+            cached = (self.store.version, render_health(self.store, details))
+            self._bodies[details] = cached
+        return cached[1]
+
+
+class Handlers:
+    def __init__(
+        self, store: Store, alive: Callable[[], bool], registry: CollectorRegistry, server: ServerOptions
+    ) -> None:
+        self.store = store
+        self.alive = alive
+        self.registry = registry
+        self.server = server
+        self.cache = HealthCache(store)
+
+    async def live(self, request: web.Request) -> web.Response:
+        status = Status.PASS if self.alive() else Status.FAIL
+        return _health_response(_STATUS_BODIES[status], http_status(status))
+
+    async def ready(self, request: web.Request) -> web.Response:
+        status = Status.PASS if self.store.ready else Status.FAIL
+        return _health_response(_STATUS_BODIES[status], http_status(status))
+
+    async def health(self, request: web.Request) -> web.Response:
+        body = self.cache.body(self._details_allowed(request))
+        return _health_response(body, http_status(self.store.status))
+
+    async def one_check(self, request: web.Request) -> web.Response:
+        state = self.store.checks.get(request.match_info["name"])
+        if state is None:
+            raise web.HTTPNotFound(reason="no such check")
+        details = self._details_allowed(request)
+        status = state.effective or Status.FAIL
+        return _health_response(render_check(state, details), http_status(status))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        response = web.Response(body=encoder(self.registry), headers=HEADERS)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    def _details_allowed(self, request: web.Request) -> bool:
+        """Public details, or details for callers that bring the bearer token."""
+        if self.server.details == "public":
+            return True
+        header = request.headers.get("Authorization")
+        if header is None:
+            return False
+        expected = f"Bearer {self.server.token.get_secret_value() if self.server.token else ''}"
+        if not hmac.compare_digest(header.encode(), expected.encode()):
+            raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return True
+
+
+def _health_response(body: bytes, status: int) -> web.Response:
+    response = web.Response(body=body, status=status, headers=HEADERS)
+    response.content_type = CONTENT_TYPE
+    return response
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error is a small JSON body with the right 4xx/5xx, never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
+        return web.json_response({"error": exc.reason}, status=exc.status, headers={**HEADERS, **headers})
+    except Exception:
+        log.exception("request_failed", path=request.path)
+        return web.json_response({"error": "internal error"}, status=500, headers=HEADERS)
+
+
+STORE = web.AppKey("store", Store)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+
+
+def create_app(
+    store: Store,
+    registry: CollectorRegistry,
+    server: ServerOptions,
+    scheduler: Scheduler,
+) -> web.Application:
+    """The app; starting it starts the scheduler and cleaning it up stops it."""
+    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190})
+    app[STORE] = store
+    app[SCHEDULER] = scheduler
+    handlers = Handlers(store, scheduler.alive, registry, server)
+    app.router.add_get("/health/live", handlers.live)
+    app.router.add_get("/health/ready", handlers.ready)
+    app.router.add_get("/health", handlers.health)
+    app.router.add_get("/health/checks/{name}", handlers.one_check)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.cleanup_ctx.append(_run_scheduler)
+    return app
+
+
+async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
+    scheduler = app[SCHEDULER]
+    await scheduler.start()
+    yield
+    await scheduler.stop()
