@@ -43,8 +43,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", "-c", help="config file (default: $PROBED_CONFIG, else a disk check on /)")
-    common.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
-                        help="auto: JSON unless the output is a terminal")
+    common.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto: JSON unless the output is a terminal",
+    )
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     parser = _Parser(prog="probed", description="Health-and-dependency probe daemon.")
@@ -136,8 +140,9 @@ async def serve(config: Config) -> int:
     except OSError:
         await runner.cleanup()
         raise
-    log.info("probed_started", version=__version__, listen=config.server.listen,
-             config=config.source, checks=len(checks))
+    log.info(
+        "probed_started", version=__version__, listen=config.server.listen, config=config.source, checks=len(checks)
+    )
     await _until_signalled()
     log.info("probed_stopping")
     await runner.cleanup()  # stops listening, then the cleanup context stops the scheduler

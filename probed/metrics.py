@@ -165,4 +165,3 @@ def _daemon_metrics(store: Store, alive: bool, load: ConfigLoad) -> Iterator[Met
     loaded_at = _gauge("probed_config_last_load_timestamp_seconds", "When the configuration was last loaded.", [])
     loaded_at.add_metric([], load.timestamp or time.time())
     yield from (ready, live, overall, checks, build, loaded, loaded_at)
-

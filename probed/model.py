@@ -65,9 +65,7 @@ class Outcome:
 class CheckFailed(Exception):
     """Raised by a check to fail with a readable message and a reason."""
 
-    def __init__(
-        self, message: str, reason: Reason = Reason.ERROR, observed: Observed | None = None
-    ) -> None:
+    def __init__(self, message: str, reason: Reason = Reason.ERROR, observed: Observed | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason

@@ -81,8 +81,13 @@ class DiskCheck(Check[DiskOptions]):
         limits = [
             (free_percent, opts.fail_free_percent, opts.warn_free_percent, f"{free_percent:.1f}% free", "%"),
             (free_bytes, opts.fail_free_bytes, opts.warn_free_bytes, f"{_human(free_bytes)} free", " bytes"),
-            (inode_percent, opts.fail_free_inodes_percent, opts.warn_free_inodes_percent,
-             f"{inode_percent or 0:.1f}% inodes free", "%"),
+            (
+                inode_percent,
+                opts.fail_free_inodes_percent,
+                opts.warn_free_inodes_percent,
+                f"{inode_percent or 0:.1f}% inodes free",
+                "%",
+            ),
         ]
         warnings = []
         for value, fail_level, warn_level, said, unit in limits:

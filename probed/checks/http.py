@@ -6,7 +6,6 @@ import json
 import re
 import ssl
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -87,6 +86,7 @@ class HttpCheck(Check[HttpOptions]):
         super().__init__(name, options)
         self.target = display_url(options.url)
         self._session: aiohttp.ClientSession | None = None
+        self._connector: CertificateConnector
 
     def secrets(self) -> set[str]:
         found = super().secrets()
@@ -110,7 +110,7 @@ class HttpCheck(Check[HttpOptions]):
                 max_redirects=opts.max_redirects,
             ) as response:
                 observed: Observed = {"status_code": Observation(response.status, "status")}
-                observed |= certificate_expiry(response)
+                observed |= certificate_expiry(self._connector.peer_not_after)
                 body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
         except aiohttp.ClientError as exc:
             raise describe_client_error(exc, self.target) from exc
@@ -125,9 +125,10 @@ class HttpCheck(Check[HttpOptions]):
         if self._session is None:
             # A new connection and a fresh DNS lookup each run: a health check
             # must see what a new client would, not a warm pooled socket.
-            connector = aiohttp.TCPConnector(force_close=True, use_dns_cache=False, ssl=self._ssl())
+            self._connector = CertificateConnector(force_close=True, use_dns_cache=False, ssl=self._ssl())
             timeout = aiohttp.ClientTimeout(total=None)  # the runner enforces the check's timeout
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+            self._session = aiohttp.ClientSession(connector=self._connector, timeout=timeout)
+        self._connector.peer_not_after = None
         return self._session
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -240,14 +241,25 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def certificate_expiry(response: aiohttp.ClientResponse) -> Observed:
-    """When the peer's certificate expires, read while the connection is open."""
-    connection = response.connection
-    transport = connection.transport if connection else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport else None
-    if ssl_object is None:
-        return {}
-    not_after = _not_after(ssl_object)
+class CertificateConnector(aiohttp.TCPConnector):
+    """Notes when the peer certificate of the last connection expires.
+
+    aiohttp hands a small response's connection back before the caller sees
+    the response, so the certificate must be read as the connection is made.
+    """
+
+    peer_not_after: float | None = None
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        if ssl_object is not None:
+            self.peer_not_after = _not_after(ssl_object)
+        return connection
+
+
+def certificate_expiry(not_after: float | None) -> Observed:
     if not_after is None:
         return {}
     return {
@@ -266,8 +278,7 @@ def _not_after(ssl_object: ssl.SSLObject) -> float | None:
         return None
     from cryptography import x509
 
-    expiry: datetime = x509.load_der_x509_certificate(der).not_valid_after_utc
-    return expiry.replace(tzinfo=UTC).timestamp()
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 
 def describe_client_error(exc: aiohttp.ClientError, target: str) -> CheckFailed:

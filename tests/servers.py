@@ -1,0 +1,141 @@
+"""Real servers and real faults for tests: HTTP(S) targets, silent and closed ports."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port nothing listens on: connecting to it is refused."""
+    return free_port()
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections (the kernel completes the handshake)
+    and never answers a byte."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+@dataclass
+class Certificate:
+    cert_file: Path
+    key_file: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def self_signed_certificate(directory: Path, days: float = 90, name: str = "localhost") -> Certificate:
+    """A certificate for localhost and 127.0.0.1, valid from an hour ago for `days`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{name}-{days}.crt", directory / f"{name}-{days}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return Certificate(cert_file, key_file)
+
+
+TOKEN = web.AppKey("token", str)  # the Authorization header /auth accepts
+
+
+def target_app() -> web.Application:
+    """An HTTP dependency with every behaviour the http check must judge."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="all good")
+
+    async def error(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="database exploded")
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response({"status": request.query.get("status", "ok"), "checks": [{"up": True}]})
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "5")))
+        return web.Response(text="finally")
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/ok")
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.text()
+        return web.json_response({"method": request.method, "headers": dict(request.headers), "body": body})
+
+    async def needs_token(request: web.Request) -> web.Response:
+        expected = request.app[TOKEN]
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401, text="who are you")
+        return web.Response(text="welcome")
+
+    app = web.Application()
+    app[TOKEN] = ""
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/error", error)
+    app.router.add_get("/json", status_json)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/loop", loop)
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/auth", needs_token)
+    return app
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+    scheme = "https" if ssl_context else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

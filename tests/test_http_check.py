@@ -1,0 +1,188 @@
+"""http check against real local servers and real faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from probed.model import Reason, Status
+from tests.conftest import run_check
+from tests.servers import TOKEN, closed_port, self_signed_certificate, serve_app, silent_listener, target_app
+
+
+async def test_passes_on_200(target: str) -> None:
+    result = await run_check({"type": "http", "url": f"{target}/ok"})
+    assert result.status is Status.PASS, result.output
+    assert result.observed["status_code"].value == 200
+    assert result.output == f"GET {target}/ok answered 200"
+
+
+async def test_fails_on_500_with_reason_unexpected(target: str) -> None:
+    result = await run_check({"type": "http", "url": f"{target}/error"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.UNEXPECTED
+    assert result.output == f"GET {target}/error answered 500, expected 2xx"
+    assert result.observed["status_code"].value == 500
+
+
+async def test_expect_status_accepts_listed_codes(target: str) -> None:
+    result = await run_check({"type": "http", "url": f"{target}/error", "expect_status": [500, "2xx"]})
+    assert result.status is Status.PASS
+
+
+async def test_body_substring_and_regex(target: str) -> None:
+    good = await run_check({"type": "http", "url": f"{target}/ok", "expect_body_contains": "good"})
+    bad = await run_check({"type": "http", "url": f"{target}/ok", "expect_body_contains": "healthy"})
+    regex_good = await run_check({"type": "http", "url": f"{target}/ok", "expect_body_regex": "^all go+d$"})
+    regex_bad = await run_check({"type": "http", "url": f"{target}/ok", "expect_body_regex": "^ok$"})
+    assert good.status is Status.PASS and regex_good.status is Status.PASS
+    assert bad.status is Status.FAIL and bad.reason is Reason.UNEXPECTED
+    assert "body lacks 'healthy'" in bad.output
+    assert regex_bad.status is Status.FAIL and "does not match /^ok$/" in regex_bad.output
+
+
+async def test_json_field_equals(target: str) -> None:
+    expect = {"status": "ok", "checks.0.up": True}
+    good = await run_check({"type": "http", "url": f"{target}/json", "expect_json": expect})
+    wrong = await run_check({"type": "http", "url": f"{target}/json?status=degraded", "expect_json": expect})
+    missing = await run_check({"type": "http", "url": f"{target}/json", "expect_json": {"checks.3.up": True}})
+    not_json = await run_check({"type": "http", "url": f"{target}/ok", "expect_json": expect})
+    assert good.status is Status.PASS, good.output
+    assert wrong.reason is Reason.UNEXPECTED and 'JSON field status is "degraded", expected "ok"' in wrong.output
+    assert missing.status is Status.FAIL and "JSON field checks.3.up is missing" in missing.output
+    assert not_json.status is Status.FAIL and "body is not JSON" in not_json.output
+
+
+async def test_slow_answer_times_out_within_the_timeout(target: str) -> None:
+    start = time.monotonic()
+    result = await run_check({"type": "http", "url": f"{target}/slow?seconds=5", "timeout": "300ms"})
+    elapsed = time.monotonic() - start
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.TIMEOUT
+    assert result.output == "timed out after 300ms"
+    assert elapsed < 2.0  # bounded by the timeout, not by the server's 5 s
+
+
+async def test_port_that_accepts_and_never_answers_times_out() -> None:
+    with silent_listener() as port:
+        result = await run_check({"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout": "300ms"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.TIMEOUT
+
+
+async def test_refused_port() -> None:
+    port = closed_port()
+    result = await run_check({"type": "http", "url": f"http://127.0.0.1:{port}/health"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.REFUSED
+    assert result.output == f"http://127.0.0.1:{port}/health: connection refused"
+
+
+async def test_unresolvable_name() -> None:
+    result = await run_check({"type": "http", "url": "http://no-such-host.invalid/health"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS
+    assert result.output.startswith("http://no-such-host.invalid/health: name not resolved")
+
+
+async def test_redirects_followed_or_not(target: str) -> None:
+    followed = await run_check({"type": "http", "url": f"{target}/redirect"})
+    not_followed = await run_check({"type": "http", "url": f"{target}/redirect", "follow_redirects": False})
+    expected_302 = await run_check(
+        {"type": "http", "url": f"{target}/redirect", "follow_redirects": False, "expect_status": [302]}
+    )
+    endless = await run_check({"type": "http", "url": f"{target}/loop", "max_redirects": 3})
+    assert followed.status is Status.PASS and followed.observed["status_code"].value == 200
+    assert not_followed.status is Status.FAIL and "answered 302" in not_followed.output
+    assert expected_302.status is Status.PASS
+    assert endless.status is Status.FAIL and endless.reason is Reason.UNEXPECTED
+
+
+async def test_method_headers_and_body_are_sent(target: str) -> None:
+    result = await run_check(
+        {
+            "type": "http",
+            "url": f"{target}/echo",
+            "method": "POST",
+            "headers": {"X-Probe": "yes"},
+            "body": "ping",
+            "expect_json": {"method": "POST", "headers.X-Probe": "yes", "body": "ping"},
+        }
+    )
+    assert result.status is Status.PASS, result.output
+
+
+async def test_bearer_token_from_file_is_sent(tmp_path: Path) -> None:
+    app = target_app()
+    app[TOKEN] = "Bearer tok-from-file"
+    (tmp_path / "token").write_text("tok-from-file\n")
+    async with serve_app(app) as url:
+        good = await run_check({"type": "http", "url": f"{url}/auth", "bearer_token_file": str(tmp_path / "token")})
+        bad = await run_check({"type": "http", "url": f"{url}/auth", "bearer_token": "wrong"})
+    assert good.status is Status.PASS, good.output
+    assert bad.status is Status.FAIL and "answered 401" in bad.output
+
+
+async def test_latency_levels(target: str) -> None:
+    warn = await run_check({"type": "http", "url": f"{target}/slow?seconds=0.2", "warn_latency": "50ms"})
+    fail = await run_check({"type": "http", "url": f"{target}/slow?seconds=0.2", "fail_latency": "50ms"})
+    assert warn.status is Status.WARN and "over warn_latency 50ms" in warn.output
+    assert fail.status is Status.FAIL and fail.reason is Reason.UNEXPECTED
+    assert "over fail_latency 50ms" in fail.output
+
+
+async def test_head_request(target: str) -> None:
+    result = await run_check({"type": "http", "url": f"{target}/ok", "method": "HEAD"})
+    assert result.status is Status.PASS
+
+
+async def test_self_signed_certificate_rejected_when_verifying(tmp_path: Path) -> None:
+    cert = self_signed_certificate(tmp_path)
+    async with serve_app(target_app(), cert.server_context()) as url:
+        result = await run_check({"type": "http", "url": f"{url}/ok"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.TLS
+    assert "certificate rejected" in result.output
+
+
+async def test_self_signed_certificate_accepted_without_verification(tmp_path: Path) -> None:
+    cert = self_signed_certificate(tmp_path, days=90)
+    async with serve_app(target_app(), cert.server_context()) as url:
+        result = await run_check({"type": "http", "url": f"{url}/ok", "tls_verify": False})
+    assert result.status is Status.PASS, result.output
+    days_left = float(result.observed["cert_days_left"].value)
+    assert 89 < days_left <= 90
+    assert abs(float(result.observed["cert_not_after"].value) - (time.time() + 90 * 86400)) < 3600
+
+
+async def test_custom_ca_file_verifies(tmp_path: Path) -> None:
+    cert = self_signed_certificate(tmp_path)
+    async with serve_app(target_app(), cert.server_context()) as url:
+        result = await run_check({"type": "http", "url": f"{url}/ok", "ca_file": str(cert.cert_file)})
+    assert result.status is Status.PASS, result.output
+    assert "cert_not_after" in result.observed
+
+
+async def test_certificate_near_expiry_warns_then_fails(tmp_path: Path) -> None:
+    cert = self_signed_certificate(tmp_path, days=5)
+    async with serve_app(target_app(), cert.server_context()) as url:
+        options = {"type": "http", "url": f"{url}/ok", "ca_file": str(cert.cert_file)}
+        warned = await run_check(options)
+        failed = await run_check({**options, "fail_cert_expiry_days": 7})
+        quiet = await run_check({**options, "warn_cert_expiry_days": 2})
+    assert warned.status is Status.WARN
+    assert "certificate expires in 4.9 days" in warned.output or "certificate expires in 5.0 days" in warned.output
+    assert failed.status is Status.FAIL and failed.reason is Reason.TLS
+    assert quiet.status is Status.PASS
+
+
+async def test_password_in_url_is_used_and_masked(target: str) -> None:
+    app = target_app()
+    app[TOKEN] = "Basic dXNlcjpwQHNzOi8lMjB3b3Jk"  # user:p@ss:/%20word
+    async with serve_app(app) as url:
+        host = url.removeprefix("http://")
+        result = await run_check({"type": "http", "url": f"http://user:p%40ss%3A%2F%2520word@{host}/auth"})
+        failed = await run_check({"type": "http", "url": f"http://user:p%40ss%3A%2F%2520word@{host}/error"})
+    assert result.status is Status.PASS, result.output
+    assert "p%40ss" not in failed.output and "p@ss" not in failed.output
+    assert f"http://user:***@{host}/error answered 500" in failed.output
