@@ -122,7 +122,8 @@ def serve_command(config: Config) -> int:
     try:
         return asyncio.run(serve(config))
     except OSError as exc:
-        print(f"probed: cannot listen on {config.server.listen}: {exc.strerror or exc}", file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"probed: cannot listen on {config.server.listen}: {reason}", file=sys.stderr)
         return EXIT_FAIL
 
 

@@ -142,6 +142,7 @@ class _Reader:
         self.environ = environ
         self.lines: dict[Path_, int] = {}
         self.problems: list[tuple[int, str]] = []
+        self.reported: set[Path_] = set()  # places whose value already has a problem
 
     def problem(self, path: Path_, message: str, line: int | None = None) -> None:
         line = line or self._line_of(path)
@@ -217,6 +218,8 @@ class _Reader:
             return ""
 
         result = _VARIABLE.sub(replace, text)
+        if missing:
+            self.reported.add(path)  # the value is unusable; say why once
         for name in missing:
             self.problem(path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
         if "${" in _VARIABLE.sub("", text):
@@ -234,14 +237,30 @@ class _Reader:
         if not isinstance(data, dict):
             self.problem((), "the config must be a mapping with server, defaults and checks")
             return None
-        sections = self._validate_model(_Sections, data, ())
-        if sections is None:
-            return None
-        checks = self._validate_checks(sections.checks, sections.defaults)
-        if not checks and not self.problems:
+        for key in data.keys() - _Sections.model_fields.keys():
+            self.problem((key,), "unknown key (expected server, scheduler, defaults, checks)")
+        # Each section on its own, so a mistake in one hides none in another.
+        server = self._section(ServerOptions, data, "server")
+        scheduler = self._section(SchedulerOptions, data, "scheduler")
+        defaults = self._section(CommonOptions, data, "defaults") or CommonOptions()
+        raw_checks = data.get("checks") or {}
+        if not isinstance(raw_checks, dict):
+            self.problem(("checks",), "checks must be a mapping of names to checks")
+            raw_checks = {}
+        checks = self._validate_checks(raw_checks, defaults)
+        if not raw_checks:
             self.problem(("checks",), "no checks configured: add at least one")
-        secrets = {s.get_secret_value() for s in [sections.server.token] if s}
-        return Config(sections.server, sections.scheduler, checks, self.source, frozenset(secrets))
+        if server is None or scheduler is None or self.problems:
+            return None
+        secrets = {s.get_secret_value() for s in [server.token] if s}
+        return Config(server, scheduler, checks, self.source, frozenset(secrets))
+
+    def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            self.problem((key,), f"{key} must be a mapping")
+            return None
+        return self._validate_model(model, value, (key,))
 
     def _validate_checks(self, raw: dict[str, Any], defaults: CommonOptions) -> dict[str, CheckOptions]:
         inherited = defaults.model_dump(exclude_unset=True)
@@ -273,7 +292,13 @@ class _Reader:
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 loc = path + tuple(part for part in error["loc"] if _is_key(part))
-                self.problem(loc, _describe(error))
+                message = _describe(error)
+                # "key: why" from a model-level validator belongs to that key.
+                key, sep, rest = message.partition(": ")
+                if sep and loc == path and key in data:
+                    loc, message = (*path, key), rest
+                if loc not in self.reported:
+                    self.problem(loc, message)
             return None
 
 
@@ -297,7 +322,11 @@ def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     key = str(error["loc"][-1]) if error["loc"] else ""
     value = error.get("input")
-    if kind != "value_error" and isinstance(value, (str, int, float)) and not any(h in key for h in _SECRET_HINTS):
+    if (
+        kind != "value_error"
+        and isinstance(value, (str, int, float))
+        and not any(h in key.lower() for h in _SECRET_HINTS)
+    ):
         message += f" (got {value!r})"
     return message
 

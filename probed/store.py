@@ -61,12 +61,12 @@ class CheckState:
             return f"stale: no run completed for over {self.stale_after:g}s"
         if self.last is None:
             return "pending: the first run has not completed"
-        output = self.last.output
+        note = ""
         if self.last.status is Status.FAIL and self.status is not Status.FAIL:
-            output += f" ({self.consecutive_failures} of {self.failure_threshold} failures before fail)"
+            note = f"({self.consecutive_failures} of {self.failure_threshold} failures before fail)"
         elif self.last.status is not Status.FAIL and self.status is Status.FAIL:
-            output += f" ({self.consecutive_successes} of {self.success_threshold} successes before pass)"
-        return output
+            note = f"({self.consecutive_successes} of {self.success_threshold} successes before pass)"
+        return " ".join(part for part in (self.last.output, note) if part)
 
     @property
     def stale_after(self) -> float:

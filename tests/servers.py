@@ -139,3 +139,43 @@ async def serve_app(app: web.Application, ssl_context: ssl.SSLContext | None = N
         yield f"{scheme}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextmanager
+def app_in_thread(app: web.Application) -> Iterator[str]:
+    """Serve an aiohttp app from a thread of its own, for tests that drive
+    probed as a separate process; yields the base URL."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    urls: list[str] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        async with serve_app(app) as url:
+            urls.append(url)
+            started.set()
+            await stop.wait()
+
+    stop_event: list[asyncio.Event] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        stop_event.append(asyncio.Event())
+        loop.run_until_complete(main(stop_event[0]))
+        # Handlers still sleeping (/slow) end with the loop, not after it.
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("test server did not start")
+    try:
+        yield urls[0]
+    finally:
+        loop.call_soon_threadsafe(stop_event[0].set)
+        thread.join(10)
+        loop.close()

@@ -40,7 +40,7 @@ class DiskOptions(CheckOptions):
         ]:
             warn_level, fail_level = getattr(self, warn), getattr(self, fail)
             if warn_level is not None and fail_level is not None and warn_level < fail_level:
-                raise ValueError(f"{warn} ({warn_level}) must not be below {fail} ({fail_level})")
+                raise ValueError(f"{warn} ({warn_level:g}) must not be below {fail} ({fail_level:g})")
         return self
 
 

@@ -1,0 +1,196 @@
+"""The command line, run as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from probed import __version__
+from tests.servers import closed_port, free_port
+
+NO_LEVELS = (
+    "warn_free_percent: null, fail_free_percent: null, warn_free_inodes_percent: null, fail_free_inodes_percent: null"
+)
+
+
+def probed(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "probed", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "probed.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def mixed_config(tmp_path: Path) -> str:
+    """A passing critical check, a failing non-critical one."""
+    return write_config(
+        tmp_path,
+        f"""
+checks:
+  tmp: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+  api: {{type: http, url: 'http://127.0.0.1:{closed_port()}/health', critical: false}}
+""",
+    )
+
+
+def test_version() -> None:
+    done = probed("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"probed {__version__}"
+
+
+def test_check_table_and_exit_0_when_only_non_critical_fail(tmp_path: Path) -> None:
+    done = probed("check", "--config", mixed_config(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["CHECK", "TYPE", "STATUS", "TIME", "REASON", "OUTPUT"]
+    assert lines[1].split()[:3] == ["tmp", "disk", "pass"]
+    assert lines[2].split()[:4] == ["api", "http", "fail", "(non-critical)"]
+    assert "refused" in lines[2]
+    assert lines[-1] == "overall: warn"
+
+
+def test_check_json_output(tmp_path: Path) -> None:
+    done = probed("check", "--config", mixed_config(tmp_path), "--output", "json")
+    assert done.returncode == 0
+    report = json.loads(done.stdout)
+    assert report["status"] == "warn"
+    assert report["checks"]["api"][0]["reason"] == "refused"
+    assert report["checks"]["tmp"][0]["status"] == "pass"
+
+
+def test_check_exit_1_when_a_critical_check_fails(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"checks:\n  api: {{type: http, url: 'http://127.0.0.1:{closed_port()}/'}}\n")
+    done = probed("check", "--config", config)
+    assert done.returncode == 1
+    assert "connection refused" in done.stdout
+
+
+def test_check_selected_names_only(tmp_path: Path) -> None:
+    done = probed("check", "tmp", "--config", mixed_config(tmp_path), "-o", "json")
+    assert done.returncode == 0
+    assert list(json.loads(done.stdout)["checks"]) == ["tmp"]
+
+
+def test_check_unknown_name_is_a_usage_error(tmp_path: Path) -> None:
+    done = probed("check", "nope", "--config", mixed_config(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == "probed: unknown check nope (configured: tmp, api)\n"
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    done = probed("check", "-o", "json", env={"PROBED_CONFIG": mixed_config(tmp_path)})
+    assert set(json.loads(done.stdout)["checks"]) == {"tmp", "api"}
+
+
+def test_builtin_default_config() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROBED_CONFIG"}
+    done = subprocess.run(
+        [sys.executable, "-m", "probed", "check", "-o", "json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode in (0, 1)  # the machine's real root disk decides
+    assert list(json.loads(done.stdout)["checks"]) == ["root-disk"]
+
+
+def test_validate_ok(tmp_path: Path) -> None:
+    config = mixed_config(tmp_path)
+    done = probed("validate", "--config", config)
+    assert done.returncode == 0
+    assert done.stdout == f"{config}: ok, 2 checks\n"
+
+
+def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    done = probed("check", "--config", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2
+    assert done.stderr == f"{tmp_path / 'nope.yaml'}: cannot read config file: No such file or directory\n"
+
+
+def test_usage_error_is_one_line_exit_2() -> None:
+    done = probed("check", "--output", "xml")
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1
+    assert "invalid choice: 'xml'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_answers_then_stops_on_sigterm_within_two_seconds(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        f"server: {{listen: '127.0.0.1:{port}'}}\n"
+        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS}}}\n",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "probed", "serve", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = wait_for(f"http://127.0.0.1:{port}/health/ready", 200)
+        assert ready["status"] == "pass"
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=10)
+        assert time.monotonic() - started < 2.0
+        assert code == 0
+    finally:
+        server.kill()
+        out, err = server.communicate()
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events[0] == "probed_started"
+    assert "check_status_changed" in events
+    assert events[-3:] == ["signal_received", "probed_stopping", "probed_stopped"]
+    assert err == ""
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path, f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  r: {{type: disk, path: /}}\n"
+        )
+        done = probed("serve", "--config", config, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr == f"probed: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def wait_for(url: str, status: int, seconds: float = 15) -> Any:
+    """Poll a URL from a fresh event loop until it answers `status`; its JSON body."""
+    import asyncio
+
+    async def poll() -> Any:
+        deadline = time.monotonic() + seconds
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(url) as response:
+                        if response.status == status:
+                            return await response.json(content_type=None)
+                except aiohttp.ClientConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{url} never answered {status}")
+                await asyncio.sleep(0.1)
+
+    return asyncio.run(poll())

@@ -1,0 +1,185 @@
+"""Configuration: every mistake reported with its place, and what valid files mean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from probed.config import BUILTIN_SOURCE, ConfigError, config_path, load_config, parse_config
+from probed.fields import parse_duration, parse_size
+
+CONFIGS = Path(__file__).parent / "configs"
+
+# Each bad file, paired with exactly what `probed validate` must say about it.
+INVALID = {
+    "invalid-unknown-key.yaml": ["5: checks.web.intervall: unknown key"],
+    "invalid-wrong-type.yaml": [
+        "5: checks.web.failure_threshold: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'many')",
+        "6: checks.web.critical: Input should be a valid boolean, unable to interpret input (got 'maybe')",
+    ],
+    "invalid-duration.yaml": ["7: checks.web.timeout: invalid duration '3 seconds' (use 500ms, 10s, 1m or seconds)"],
+    "invalid-unknown-type.yaml": ["3: checks.db.type: unknown check type 'postgress' (one of: disk, http)"],
+    "invalid-missing-type.yaml": ["2: checks.db: type is missing (one of: disk, http)"],
+    "invalid-duplicate-name.yaml": ["5: checks.web: duplicate key (first defined at line 2)"],
+    "invalid-missing-variable.yaml": [
+        "4: checks.web.url: environment variable PROBED_TEST_UNSET_URL is not set "
+        "(write ${PROBED_TEST_UNSET_URL:-default} for a default)"
+    ],
+    "invalid-timeout-not-shorter.yaml": ["2: checks.web: timeout (5s) must be shorter than interval (2s)"],
+    "invalid-yaml-syntax.yaml": ["5: invalid YAML: expected ',' or ']', but got '<stream end>'"],
+    "invalid-no-checks.yaml": [" checks: no checks configured: add at least one"],
+    "invalid-not-a-mapping.yaml": [" the config must be a mapping with server, defaults and checks"],
+    "invalid-defaults.yaml": [
+        "2: defaults.intervall: unknown key",
+        "3: defaults.timeout: invalid duration '-1s' (use 500ms, 10s, 1m or seconds)",
+    ],
+    "invalid-secret-file.yaml": [
+        "5: checks.web.bearer_token_file: cannot read /nonexistent/probed-token: No such file or directory"
+    ],
+    "invalid-secret-twice.yaml": ["2: checks.web: give bearer_token or bearer_token_file, not both"],
+    "invalid-server.yaml": [
+        "2: server.listen: listen must be host:port with a port from 1 to 65535, got 'localhost'",
+        "4: server.port: unknown key",
+    ],
+    "invalid-missing-required.yaml": ["2: checks.web.url: required key is missing"],
+    "invalid-disk-levels.yaml": ["2: checks.data: warn_free_percent (5) must not be below fail_free_percent (20)"],
+    "invalid-check-name.yaml": ["2: checks.my check!: check names use letters, digits, '_', '.', '-' (at most 63)"],
+    "invalid-http-options.yaml": [
+        "4: checks.web.url: url must be an absolute http:// or https:// URL",
+        "5: checks.web.method: Input should be 'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE' or 'OPTIONS' "
+        "(got 'FETCH')",
+        "6: checks.web.expect_status: expect_status entries are codes like 200 or classes like 2xx, got '2x'",
+        "7: checks.web.expect_body_regex: invalid regular expression: missing ), unterminated subpattern at position 0",
+        "9: checks.web.headers.Authorization: Input should be a valid string",  # the value is not echoed
+    ],
+    "invalid-many.yaml": [
+        "2: server.listen: listen must be host:port with a port from 1 to 65535, got '0.0.0.0:99999'",
+        "7: checks.web.timeout: invalid duration 'soon' (use 500ms, 10s, 1m or seconds)",
+        "11: checks.root.write_test: Input should be a valid boolean, unable to interpret input (got 'perhaps')",
+        "12: checks.root.fail_free_bytes: invalid size 'lots' (use 500MB, 10GiB or bytes)",
+        "14: checks.db.type: unknown check type 'nosuchkind' (one of: disk, http)",
+        "15: extra: unknown key (expected server, scheduler, defaults, checks)",
+    ],
+}
+
+
+def test_every_invalid_file_has_an_expectation() -> None:
+    assert sorted(p.name for p in CONFIGS.glob("invalid-*.yaml")) == sorted(INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_config_is_reported_line_by_line(name: str) -> None:
+    path = str(CONFIGS / name)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    expected = [f"{path}:{line}" for line in INVALID[name]]
+    assert caught.value.problems == expected
+
+
+@pytest.mark.parametrize("name", ["invalid-unknown-key.yaml", "invalid-many.yaml"])
+def test_validate_exits_2_with_one_line_per_problem(name: str) -> None:
+    path = str(CONFIGS / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "probed", "validate", "--config", path], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"{path}:{line}" for line in INVALID[name]]
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
+    config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken"})
+    assert set(config.checks) >= {"root-disk", "payments"}
+
+
+def test_builtin_default_is_a_disk_check_on_root() -> None:
+    config = load_config(None)
+    assert config.source == BUILTIN_SOURCE
+    [(_name, check)] = config.checks.items()
+    assert check.type == "disk"
+    assert str(check.path) == "/"  # type: ignore[attr-defined]
+
+
+def test_config_path_precedence() -> None:
+    assert config_path("cli.yaml", {"PROBED_CONFIG": "env.yaml"}) == "cli.yaml"
+    assert config_path(None, {"PROBED_CONFIG": "env.yaml"}) == "env.yaml"
+    assert config_path(None, {}) is None
+
+
+def test_defaults_are_inherited_and_overridden() -> None:
+    config = parse_config(
+        """
+defaults:
+  interval: 30s
+  timeout: 2s
+  failure_threshold: 3
+  critical: false
+checks:
+  a: {type: disk, path: /}
+  b: {type: disk, path: /, interval: 1m, critical: true}
+""",
+        "t.yaml",
+    )
+    a, b = config.checks["a"], config.checks["b"]
+    assert (a.interval, a.timeout, a.failure_threshold, a.critical) == (30, 2, 3, False)
+    assert (b.interval, b.timeout, b.failure_threshold, b.critical) == (60, 2, 3, True)
+    assert a.success_threshold == 1
+
+
+def test_environment_substitution() -> None:
+    text = """
+checks:
+  web:
+    type: http
+    url: http://${HOST}:${PORT:-8080}/health?x=$${literal}
+    interval: ${INTERVAL:-15s}
+    critical: ${CRITICAL}
+"""
+    config = parse_config(text, "t.yaml", {"HOST": "api.internal", "CRITICAL": "false"})
+    web = config.checks["web"]
+    assert web.url == "http://api.internal:8080/health?x=${literal}"  # type: ignore[attr-defined]
+    assert web.interval == 15
+    assert web.critical is False
+
+
+def test_empty_variable_leaves_an_optional_field_unset() -> None:
+    text = "checks:\n  web: {type: http, url: 'http://x/', ca_file: '${CA_FILE:-}'}\n"
+    config = parse_config(text, "t.yaml", {})
+    assert config.checks["web"].ca_file is None  # type: ignore[attr-defined]
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    text = f"checks:\n  web: {{type: http, url: 'http://x/', bearer_token_file: {tmp_path / 'token'}}}\n"
+    token = parse_config(text, "t.yaml").checks["web"].bearer_token  # type: ignore[attr-defined]
+    assert isinstance(token, SecretStr)
+    assert token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(parse_config(text, "t.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("10s", 10), ("1m", 60), ("1.5h", 5400), (3, 3), ("2", 2), (0.25, 0.25)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "size"), [("500MB", 500_000_000), ("10GiB", 10 * 2**30), (42, 42), ("1.5k", 1500)])
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_schema_describes_every_kind() -> None:
+    done = subprocess.run([sys.executable, "-m", "probed", "schema"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["properties"].keys() >= {"server", "defaults", "checks"}
+    assert {"DiskOptions", "HttpOptions"} <= schema["$defs"].keys()
+    assert schema["$defs"]["HttpOptions"]["additionalProperties"] is False

@@ -1,0 +1,139 @@
+"""The scheduler under checks that raise, hang, ignore cancellation or return garbage."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from probed.checks.base import Check, CheckOptions
+from probed.model import Outcome, Reason, Status
+from probed.scheduler import Scheduler, _next_slot
+from probed.store import Store
+
+FAST = {"interval": 0.2, "timeout": 0.1}
+
+
+class Counting(Check[CheckOptions]):
+    def __init__(self, name: str, options: CheckOptions) -> None:
+        super().__init__(name, options)
+        self.runs = 0
+        self.running = 0
+        self.most_at_once = 0
+
+    async def run(self) -> Outcome:
+        self.runs += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+        return Outcome(Status.PASS, f"run {self.runs}")
+
+
+class Raising(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        raise RuntimeError("boom")
+
+
+class Hanging(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class IgnoresCancellation(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # a badly written client, cleaning up slowly
+        return Outcome()
+
+
+class ReturnsGarbage(Check[CheckOptions]):
+    async def run(self) -> Any:
+        return 42
+
+
+class NotACoroutine(Check[CheckOptions]):
+    def run(self) -> Any:  # type: ignore[override]
+        return None
+
+
+def make(cls: type[Check[CheckOptions]], name: str, **options: Any) -> Check[CheckOptions]:
+    return cls(name, CheckOptions(type="test", **{**FAST, **options}))
+
+
+async def run_scheduler(checks: list[Check[CheckOptions]], seconds: float, **kwargs: Any) -> tuple[Store, bool]:
+    store = Store(checks)
+    scheduler = Scheduler(checks, store, initial_offset=lambda interval: 0.0, **kwargs)
+    await scheduler.start()
+    await asyncio.sleep(seconds)
+    alive = scheduler.alive()
+    await scheduler.stop()
+    assert not scheduler.alive()
+    return store, alive
+
+
+async def test_misbehaving_checks_do_not_disturb_the_others() -> None:
+    counting = make(Counting, "good")
+    bad = [
+        make(Raising, "raises"),
+        make(Hanging, "hangs"),
+        make(IgnoresCancellation, "stubborn"),
+        make(ReturnsGarbage, "garbage"),
+        make(NotACoroutine, "sync"),
+    ]
+    store, alive = await run_scheduler([counting, *bad], seconds=1.05)
+    assert alive
+    assert counting.runs >= 4  # every 0.2 s for 1 s, starting at once
+    assert store.checks["good"].effective is Status.PASS
+    verdicts = {
+        name: (store.checks[name].effective, store.checks[name].reason, store.checks[name].output)
+        for name in ("raises", "hangs", "stubborn", "garbage", "sync")
+    }
+    assert verdicts == {
+        "raises": (Status.FAIL, Reason.ERROR, "RuntimeError: boom"),
+        "hangs": (Status.FAIL, Reason.TIMEOUT, "timed out after 100ms"),
+        "stubborn": (Status.FAIL, Reason.TIMEOUT, "timed out after 100ms"),
+        "garbage": (Status.FAIL, Reason.ERROR, "check returned int, not an Outcome"),
+        "sync": (Status.FAIL, Reason.ERROR, verdicts["sync"][2]),
+    }
+    assert verdicts["sync"][2].startswith("TypeError:")
+    for check in bad:
+        assert store.checks[check.name].runs[Status.FAIL] >= 4, check.name
+
+
+async def test_concurrency_is_bounded() -> None:
+    checks = [make(Counting, f"c{i}", interval=0.05, timeout=0.04) for i in range(4)]
+    shared = {"running": 0, "most": 0}
+
+    async def tracked_run(original: Any) -> Outcome:
+        shared["running"] += 1
+        shared["most"] = max(shared["most"], shared["running"])
+        try:
+            return await original()  # type: ignore[no-any-return]
+        finally:
+            shared["running"] -= 1
+
+    for check in checks:
+        original = check.run
+        check.run = lambda original=original: tracked_run(original)  # type: ignore[method-assign]
+    await run_scheduler(checks, seconds=0.3, max_concurrency=2)
+    assert shared["most"] == 2
+
+
+async def test_each_check_runs_one_at_a_time() -> None:
+    check = make(Counting, "slowish", interval=0.02, timeout=0.015)
+    await run_scheduler([check], seconds=0.2)
+    assert check.most_at_once == 1
+
+
+def test_missed_slots_are_skipped_not_burst() -> None:
+    assert _next_slot(planned=100.0, interval=10.0, now=101.0) == 110.0
+    assert _next_slot(planned=100.0, interval=10.0, now=135.0) == 140.0
+
+
+async def test_liveness_needs_a_started_scheduler() -> None:
+    check = make(Counting, "c")
+    scheduler = Scheduler([check], Store([check]))
+    assert not scheduler.alive()

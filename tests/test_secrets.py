@@ -1,0 +1,155 @@
+"""No password, token or secret header in any answer, log line, metric or message."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.servers import app_in_thread, closed_port, free_port, target_app
+from tests.test_cli import probed, wait_for
+
+URL_PASSWORD = "Pa55@w0rd:/%"
+URL_PASSWORD_ENCODED = "Pa55%40w0rd%3A%2F%25"
+HEADER_TOKEN = "tok-HEADER-123"
+FILE_TOKEN = "file-secret-456"
+ENV_TOKEN = "env-secret-789"
+QUERY_TOKEN = "query-secret-000"
+BASIC_PASSWORD = "basic-pass-321"
+
+SECRETS = [
+    URL_PASSWORD,
+    URL_PASSWORD_ENCODED,
+    "Pa55",  # no fragment of the URL password either
+    HEADER_TOKEN,
+    FILE_TOKEN,
+    ENV_TOKEN,
+    QUERY_TOKEN,
+    BASIC_PASSWORD,
+    base64.b64encode(f"probe:{URL_PASSWORD}".encode()).decode(),
+    base64.b64encode(f"probe:{BASIC_PASSWORD}".encode()).decode(),
+]
+
+
+def secret_config(tmp_path: Path, target: str, port: int) -> str:
+    (tmp_path / "token").write_text(FILE_TOKEN + "\n")
+    host = target.removeprefix("http://")
+    refused = f"127.0.0.1:{closed_port()}"
+    path = tmp_path / "probed.yaml"
+    path.write_text(
+        f"""
+server:
+  listen: 127.0.0.1:{port}
+defaults:
+  interval: 1s
+  timeout: 500ms
+checks:
+  url-password:
+    type: http
+    url: http://probe:{URL_PASSWORD_ENCODED}@{host}/error
+  url-password-refused:
+    type: http
+    url: http://probe:{URL_PASSWORD_ENCODED}@{refused}/health
+  header-token:
+    type: http
+    url: {target}/error
+    headers:
+      X-Api-Token: {HEADER_TOKEN}
+  file-token:
+    type: http
+    url: {target}/slow?seconds=5
+    timeout: 200ms
+    bearer_token_file: {tmp_path / "token"}
+  env-token-and-query:
+    type: http
+    url: http://{refused}/health?api_key={QUERY_TOKEN}&page=1
+    bearer_token: ${{API_TOKEN}}
+  basic-auth:
+    type: http
+    url: {target}/auth
+    basic_auth:
+      username: probe
+      password: {BASIC_PASSWORD}
+"""
+    )
+    return str(path)
+
+
+def assert_no_secret(where: str, text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret!r} leaked in {where}"
+
+
+def test_no_secret_in_any_output(tmp_path: Path) -> None:
+    with app_in_thread(target_app()) as target:
+        port = free_port()
+        config = secret_config(tmp_path, target, port)
+        env = {"API_TOKEN": ENV_TOKEN}
+
+        for output in ("table", "json"):
+            done = probed("check", "--config", config, "--output", output, env=env)
+            assert done.returncode == 1
+            assert "answered 500" in done.stdout and "***" in done.stdout  # the failures are really reported
+            assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
+
+        server = subprocess.Popen(
+            [sys.executable, "-m", "probed", "serve", "--config", config, "--log-level", "debug"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            report = wait_for(f"{base}/health", 503)
+            for _ in range(50):  # until every check has run once
+                if all("time" in entry[0] for entry in report["checks"].values()):
+                    break
+                time.sleep(0.1)
+                report = json.loads(_get(f"{base}/health"))
+            assert report["checks"]["url-password"][0]["output"].startswith("GET http://probe:***@")
+            answers = {path: _get(base + path) for path in ["/health", "/metrics", "/health/ready"]}
+            answers |= {name: _get(f"{base}/health/checks/{name}") for name in report["checks"]}
+            for path, body in answers.items():
+                assert_no_secret(path, body)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            out, err = server.communicate(timeout=10)
+        assert "check_status_changed" in out
+        assert_no_secret("serve logs", out + err)
+
+
+def test_no_secret_in_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"""
+checks:
+  web:
+    type: http
+    url: http://probe:{URL_PASSWORD_ENCODED}@127.0.0.1:1/
+    method: FETCH
+    headers:
+      Authorization: ["Bearer {HEADER_TOKEN}"]
+    bearer_token: [{ENV_TOKEN}]
+    basic_auth: {{username: probe, password: [{BASIC_PASSWORD}]}}
+"""
+    )
+    done = probed("validate", "--config", str(path))
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 4
+    assert_no_secret("validate errors", done.stdout + done.stderr)
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as error:
+        return str(error.read().decode())

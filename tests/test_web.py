@@ -1,0 +1,275 @@
+"""The HTTP API: status codes, bodies, HEAD, errors, details, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from probed.checks import create_check
+from probed.metrics import ConfigLoad, create_registry
+from probed.model import Observation, Reason, Result, Status
+from probed.scheduler import Scheduler
+from probed.store import Store
+from probed.web import HealthCache, create_app
+from tests.conftest import config_from
+
+NEVER = 3600.0  # an initial offset that keeps a check pending for the whole test
+
+
+@dataclass
+class Daemon:
+    app: web.Application
+    store: Store
+    registry: CollectorRegistry
+
+
+def daemon(checks: dict[str, Any], offset: float = NEVER, **sections: Any) -> Daemon:
+    config = config_from(checks, **sections)
+    made = [create_check(name, opts) for name, opts in config.checks.items()]
+    store = Store(made)
+    scheduler = Scheduler(made, store, initial_offset=lambda interval: offset)
+    registry = create_registry(store, scheduler.alive, ConfigLoad(True, 1_700_000_000.0))
+    return Daemon(create_app(store, registry, config.server, scheduler), store, registry)
+
+
+def passed(free_ratio: float = 0.5) -> Result:
+    observed = {"free_ratio": Observation(free_ratio, "ratio"), "free_bytes": Observation(123456, "bytes")}
+    return Result(Status.PASS, 1_700_000_000.0, 0.002, "/: 50% free", None, observed)
+
+
+def failed() -> Result:
+    return Result(Status.FAIL, 1_700_000_010.0, 0.5, "/: 1% free, below the fail level of 5%", Reason.UNEXPECTED)
+
+
+DISKS = {"root": {"type": "disk", "path": "/"}, "scratch": {"type": "disk", "path": "/tmp", "critical": False}}
+Client = Callable[..., Any]
+
+
+async def test_pending_is_not_ready_but_live(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    ready = await client.get("/health/ready")
+    assert ready.status == 503
+    assert await ready.json(content_type=None) == {"status": "fail"}
+    assert ready.headers["Content-Type"] == "application/health+json"
+    assert ready.headers["Cache-Control"] == "no-store"
+    live = await client.get("/health/live")
+    assert live.status == 200 and await live.json(content_type=None) == {"status": "pass"}
+    health = await client.get("/health")
+    body = await health.json(content_type=None)
+    assert health.status == 503
+    assert body["checks"]["root"] == [
+        {
+            "status": "fail",
+            "componentType": "system",
+            "critical": True,
+            "reason": "pending",
+            "output": "pending: the first run has not completed",
+        }
+    ]
+
+
+async def test_full_report_in_ietf_shape(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    d.store.record("scratch", failed())
+    health = await client.get("/health")
+    assert health.status == 200  # a failing non-critical check only warns
+    body = await health.json(content_type=None)
+    assert body["status"] == "warn"
+    assert body["checks"]["root"] == [
+        {
+            "status": "pass",
+            "componentType": "system",
+            "critical": True,
+            "time": "2023-11-14T22:13:20.000Z",
+            "observedValue": 0.5,
+            "observedUnit": "ratio",
+            "duration": 0.002,
+            "observed": {
+                "free_ratio": {"value": 0.5, "unit": "ratio"},
+                "free_bytes": {"value": 123456, "unit": "bytes"},
+            },
+        }
+    ]
+    [scratch] = body["checks"]["scratch"]
+    assert scratch["status"] == "fail" and scratch["reason"] == "unexpected"
+    assert scratch["output"] == "/: 1% free, below the fail level of 5%"
+    assert (await client.get("/health/ready")).status == 200
+
+
+async def test_one_check_endpoint(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    d.store.record("scratch", failed())
+    root = await client.get("/health/checks/root")
+    scratch = await client.get("/health/checks/scratch")
+    assert root.status == 200 and (await root.json(content_type=None))["status"] == "pass"
+    assert scratch.status == 503
+    missing = await client.get("/health/checks/nope")
+    assert missing.status == 404
+    assert await missing.json() == {"error": "no such check"}
+
+
+async def test_readiness_follows_critical_verdicts(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    assert (await client.get("/health/ready")).status == 200
+    d.store.record("root", failed())
+    ready = await client.get("/health/ready")
+    assert ready.status == 503 and await ready.json(content_type=None) == {"status": "fail"}
+    assert (await client.get("/health/live")).status == 200  # dependencies play no part in liveness
+    d.store.record("root", passed())
+    assert (await client.get("/health/ready")).status == 200
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/health", "/health/checks/root", "/metrics"])
+async def test_head_answers_like_get_without_a_body(aiohttp_client: Client, path: str) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    get, head = await client.get(path), await client.head(path)
+    assert head.status == get.status
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert await head.read() == b""
+
+
+async def test_unknown_paths_and_methods_get_json_errors(aiohttp_client: Client) -> None:
+    client: TestClient = await aiohttp_client(daemon(DISKS).app)
+    missing = await client.get("/healthz")
+    assert missing.status == 404 and await missing.json() == {"error": "Not Found"}
+    post = await client.post("/health/ready", data=b"x")
+    assert post.status == 405 and await post.json() == {"error": "Method Not Allowed"}
+    assert post.headers["Allow"] == "GET,HEAD"
+    junk = await client.get("/health/checks/%ff%fe")
+    assert junk.status == 404
+
+
+async def test_details_only_for_token_holders(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    anonymous = await (await client.get("/health")).json(content_type=None)
+    assert anonymous["checks"]["root"] == [
+        {"status": "fail", "componentType": "system", "critical": True, "time": "2023-11-14T22:13:30.000Z"}
+    ]
+    authorized = await client.get("/health", headers={"Authorization": "Bearer let-me-see"})
+    assert (await authorized.json(content_type=None))["checks"]["root"][0]["reason"] == "unexpected"
+    wrong = await client.get("/health/checks/root", headers={"Authorization": "Bearer guess"})
+    assert wrong.status == 401 and await wrong.json() == {"error": "invalid bearer token"}
+    assert wrong.headers["WWW-Authenticate"] == "Bearer"
+    assert "let-me-see" not in await wrong.text()
+
+
+async def test_health_body_is_rendered_once_per_change() -> None:
+    d = daemon(DISKS)
+    cache = HealthCache(d.store)
+    first = cache.body(details=True)
+    assert cache.body(details=True) is first  # no change, no new rendering
+    d.store.record("root", passed())
+    second = cache.body(details=True)
+    assert second is not first and cache.body(details=True) is second
+
+
+async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    labels = {"check": "root", "type": "disk"}
+    sample = d.registry.get_sample_value
+    assert sample("probed_check_status", {**labels, "probed_check_status": "pending"}) == 1
+    assert sample("probed_ready") == 0
+    d.store.record("root", passed())
+    d.store.record("scratch", passed())
+    assert sample("probed_check_up", labels) == 1
+    assert sample("probed_ready") == 1
+    assert sample("probed_disk_free_ratio", labels) == 0.5
+    assert sample("probed_disk_free_bytes", labels) == 123456
+    assert sample("probed_check_runs_total", {**labels, "result": "pass"}) == 1
+    d.store.record("root", failed())
+    assert sample("probed_check_up", labels) == 0
+    assert sample("probed_check_status", {**labels, "probed_check_status": "fail"}) == 1
+    assert sample("probed_check_status", {**labels, "probed_check_status": "pass"}) == 0
+    assert sample("probed_check_failures_total", {**labels, "reason": "unexpected"}) == 1
+    assert sample("probed_check_consecutive_failures", labels) == 1
+    assert sample("probed_check_duration_seconds_count", labels) == 2
+    assert sample("probed_check_last_success_timestamp_seconds", labels) == 1_700_000_000.002
+    assert sample("probed_ready") == 0
+    assert sample("probed_config_last_load_success") == 1
+    text = await (await client.get("/metrics")).text()
+    assert 'probed_check_up{check="root",type="disk"} 0.0' in text
+    assert "probed_ready 0.0" in text
+
+
+async def test_metrics_speak_openmetrics_when_asked(aiohttp_client: Client) -> None:
+    client: TestClient = await aiohttp_client(daemon(DISKS).app)
+    response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await response.text()).endswith("# EOF\n")
+
+
+async def metrics_body(aiohttp_client: Client, accept: str = "") -> bytes:
+    d = daemon({**DISKS, "web": {"type": "http", "url": "https://127.0.0.1:9/"}})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    d.store.record("scratch", failed())
+    return await (await client.get("/metrics", headers={"Accept": accept} if accept else {})).read()
+
+
+async def test_metrics_pass_promtool(aiohttp_client: Client) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run scripts/install-test-deps.sh (Debian package prometheus)"
+    body = await metrics_body(aiohttp_client)
+    done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout + done.stderr == b""  # not even a lint warning
+
+
+async def test_openmetrics_parses(aiohttp_client: Client) -> None:
+    # promtool reads only the classic text format; OpenMetrics gets its reference parser.
+    body = await metrics_body(aiohttp_client, "application/openmetrics-text; version=1.0.0")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["probed_check_status"].type == "stateset"
+    assert families["probed_check_runs"].type == "counter"
+    assert families["probed_check_duration_seconds"].type == "histogram"
+
+
+async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: Path) -> None:
+    d = daemon(
+        {
+            "tmp": {
+                "type": "disk",
+                "path": str(tmp_path),
+                "interval": "300ms",
+                "timeout": "200ms",
+                "warn_free_percent": None,
+                "fail_free_percent": None,
+                "warn_free_inodes_percent": None,
+                "fail_free_inodes_percent": None,
+            }
+        },
+        offset=0.0,
+    )
+    client: TestClient = await aiohttp_client(d.app)
+    for _ in range(50):
+        if (await client.get("/health/ready")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    body = await (await client.get("/health/checks/tmp")).json(content_type=None)
+    assert body["checks"]["tmp"][0]["status"] == "pass"
+    await asyncio.sleep(0.7)
+    assert d.store.checks["tmp"].runs[Status.PASS] >= 2
