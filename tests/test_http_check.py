@@ -121,6 +121,7 @@ async def test_bearer_token_from_file_is_sent(tmp_path: Path) -> None:
         bad = await run_check({"type": "http", "url": f"{url}/auth", "bearer_token": "wrong"})
     assert good.status is Status.PASS, good.output
     assert bad.status is Status.FAIL and "answered 401" in bad.output
+    assert bad.reason is Reason.AUTH
 
 
 async def test_latency_levels(target: str) -> None:

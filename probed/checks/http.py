@@ -151,7 +151,8 @@ class HttpCheck(Check[HttpOptions]):
         said = f"{opts.method} {self.target} answered {status}"
         if not status_expected(status, opts.expect_status):
             expected = ", ".join(str(s) for s in opts.expect_status)
-            raise CheckFailed(f"{said}, expected {expected}", Reason.UNEXPECTED, observed)
+            reason = Reason.AUTH if status in (401, 403, 407) else Reason.UNEXPECTED
+            raise CheckFailed(f"{said}, expected {expected}", reason, observed)
         text = body.decode("utf-8", errors="replace")
         if opts.expect_body_contains is not None and opts.expect_body_contains not in text:
             raise CheckFailed(f"{said}, body lacks {opts.expect_body_contains!r}", Reason.UNEXPECTED, observed)

@@ -1,0 +1,33 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both set up
+# everything they need first (a virtualenv in .venv, and for the tests the
+# system binaries the suite runs for real).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup test-deps lint clean
+
+run: setup
+	$(BIN)/probed serve
+
+test: setup test-deps lint
+	$(BIN)/pytest
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+test-deps:
+	scripts/install-test-deps.sh
+
+lint: setup
+	$(BIN)/ruff check probed tests
+	$(BIN)/ruff format --check probed tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

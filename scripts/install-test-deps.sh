@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the system binaries the test suite runs for real, when missing:
+#   promtool (Debian package prometheus) lints the /metrics exposition.
+set -euo pipefail
+
+packages=()
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+
+if ((${#packages[@]} == 0)); then
+    exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing test dependencies: ${packages[*]}"
+# A policy-rc.d that says "no" keeps the packages' own services from starting:
+# the tests start throwaway servers of their own and leave shared ones alone.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
