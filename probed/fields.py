@@ -118,15 +118,3 @@ def read_secret_file(key: str, path: Path) -> str:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{key}: {path} is not UTF-8 text") from None
-
-
-def secret_values(model: BaseModel) -> set[str]:
-    """Every SecretStr value in a model tree, for redacting messages."""
-    found: set[str] = set()
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, SecretStr) and value.get_secret_value():
-            found.add(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            found |= secret_values(value)
-    return found

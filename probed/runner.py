@@ -13,6 +13,7 @@ from typing import Any
 from probed.checks.base import AnyCheck
 from probed.fields import format_duration
 from probed.model import CheckFailed, Observed, Outcome, Reason, Result, Status
+from probed.secrets import redact
 
 MAX_OUTPUT = 500  # characters: outputs are for people, not for dumping responses
 
@@ -94,11 +95,3 @@ def _valid_observed(observed: Observed) -> Observed:
 def _describe_unexpected(exc: Exception) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def redact(text: str, secrets: set[str]) -> str:
-    """Mask every secret in a message, longest first so no fragment survives."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text

@@ -6,8 +6,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
-from probed.fields import Duration, ProbedModel, format_duration, secret_values
+from probed.fields import Duration, ProbedModel, format_duration
 from probed.model import Outcome
+from probed.secrets import secret_values
 
 
 class CommonOptions(ProbedModel):

@@ -8,7 +8,7 @@ import ssl
 import time
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
@@ -16,9 +16,8 @@ from pydantic import Field, SecretStr, field_validator
 from probed.checks.base import Check, CheckOptions
 from probed.fields import ByteSize, ProbedModel
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+from probed.secrets import SENSITIVE_NAME, display_url
 
-_SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|session|password|signature", re.IGNORECASE)
-_SENSITIVE_QUERY = _SENSITIVE_HEADER
 _STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
 
 
@@ -90,11 +89,8 @@ class HttpCheck(Check[HttpOptions]):
 
     def secrets(self) -> set[str]:
         found = super().secrets()
-        parts = urlsplit(self.options.url)
-        if parts.password:
-            found |= {parts.password, quote(parts.password, safe="")}
         for name, value in self.options.headers.items():
-            if _SENSITIVE_HEADER.search(name):
+            if SENSITIVE_NAME.search(name):
                 found.add(value)
         return found
 
@@ -175,19 +171,6 @@ class HttpCheck(Check[HttpOptions]):
         if self.options.warn_cert_expiry_days is not None and left < self.options.warn_cert_expiry_days:
             return Outcome(Status.WARN, f"{said}, {expiry}", observed)
         return Outcome(Status.PASS, said, observed)
-
-
-def display_url(url: str) -> str:
-    """The URL without password and without the values of secret-looking query keys."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = "&".join(
-        f"{key}=***" if _SENSITIVE_QUERY.search(key) else f"{key}={value}" if sep else key
-        for key, sep, value in (pair.partition("=") for pair in parts.query.split("&") if pair)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def status_expected(status: int, expected: list[int | str]) -> bool:
