@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from probed.checks.base import AnyCheck
 from probed.config import Config, parse_config
 from probed.model import Result
 from probed.runner import run_once
-from tests.servers import serve_app, target_app
+from tests.harness import PASSWORD, PostgresServer, RedisServer, S3Server, SmtpServer, temp_dir
+from tests.servers import Certificate, self_signed_certificate, serve_app, target_app
 
 
 def config_from(checks: dict[str, Any], **sections: Any) -> Config:
@@ -37,3 +39,82 @@ async def target() -> AsyncIterator[str]:
     """Base URL of a real local HTTP server with /ok, /error, /json, /slow, ..."""
     async with serve_app(target_app()) as url:
         yield url
+
+
+# -- real dependency servers (tests/harness.py) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresServer]:
+    """An initialised, stopped cluster with the role `probe` (PASSWORD) owning
+    database `app`; tests copy it instead of running initdb each time."""
+    base = temp_dir("probed-pg-")
+    template = PostgresServer.create(base / "template")
+    template.start()
+    template.add_app_role()
+    template.stop()
+    yield template
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
+    """A running PostgreSQL shared by the tests that do not break it."""
+    server = postgres_template.copy(temp_dir("probed-pg-") / "shared")
+    server.start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture
+def own_postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
+    """A running PostgreSQL for one test, which may stop or pause it."""
+    server = postgres_template.copy(temp_dir("probed-pg-") / "own")
+    server.start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def postgres_replica(postgres: PostgresServer) -> Iterator[PostgresServer]:
+    replica = postgres.replica(temp_dir("probed-pg-") / "replica")
+    replica.start()
+    yield replica
+    replica.stop("immediate")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis-auth", password=PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    server.create_bucket("app-media")
+    yield server
+    server.stop()

@@ -24,8 +24,8 @@ INVALID = {
         "6: checks.web.critical: Input should be a valid boolean, unable to interpret input (got 'maybe')",
     ],
     "invalid-duration.yaml": ["7: checks.web.timeout: invalid duration '3 seconds' (use 500ms, 10s, 1m or seconds)"],
-    "invalid-unknown-type.yaml": ["3: checks.db.type: unknown check type 'postgress' (one of: disk, http)"],
-    "invalid-missing-type.yaml": ["2: checks.db: type is missing (one of: disk, http)"],
+    "invalid-unknown-type.yaml": ["3: checks.db.type: unknown check type 'postgress' (one of: disk, http, postgres, redis, smtp, s3)"],
+    "invalid-missing-type.yaml": ["2: checks.db: type is missing (one of: disk, http, postgres, redis, smtp, s3)"],
     "invalid-duplicate-name.yaml": ["5: checks.web: duplicate key (first defined at line 2)"],
     "invalid-missing-variable.yaml": [
         "4: checks.web.url: environment variable PROBED_TEST_UNSET_URL is not set "
@@ -63,7 +63,7 @@ INVALID = {
         "7: checks.web.timeout: invalid duration 'soon' (use 500ms, 10s, 1m or seconds)",
         "11: checks.root.write_test: Input should be a valid boolean, unable to interpret input (got 'perhaps')",
         "12: checks.root.fail_free_bytes: invalid size 'lots' (use 500MB, 10GiB or bytes)",
-        "14: checks.db.type: unknown check type 'nosuchkind' (one of: disk, http)",
+        "14: checks.db.type: unknown check type 'nosuchkind' (one of: disk, http, postgres, redis, smtp, s3)",
         "15: extra: unknown key (expected server, scheduler, defaults, checks)",
     ],
 }

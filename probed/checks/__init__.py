@@ -10,6 +10,10 @@ from probed.checks.base import AnyCheck, Check, CheckOptions
 KINDS: dict[str, str] = {
     "disk": "probed.checks.disk:DiskCheck",
     "http": "probed.checks.http:HttpCheck",
+    "postgres": "probed.checks.postgres:PostgresCheck",
+    "redis": "probed.checks.redis:RedisCheck",
+    "smtp": "probed.checks.smtp:SmtpCheck",
+    "s3": "probed.checks.s3:S3Check",
 }
 
 

@@ -23,7 +23,7 @@ class Levels(ProbedModel):
         return self
 
     @property
-    def any(self) -> bool:
+    def has_levels(self) -> bool:
         return any(v is not None for v in (self.warn_above, self.fail_above, self.warn_below, self.fail_below))
 
 

@@ -1,0 +1,199 @@
+"""postgres: connect with asyncpg, run a query, check the server's role and lag."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+from pydantic import Field, SecretStr, model_validator
+
+from probed.checks.base import Check, CheckOptions
+from probed.checks.errors import network_failure
+from probed.checks.levels import Levels, judge
+from probed.fields import Duration, format_duration
+from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+from probed.secrets import display_url
+
+# Seconds the replica is behind: zero when it has replayed all it received.
+LAG_QUERY = """
+SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END
+"""
+
+
+class PostgresOptions(CheckOptions, Levels):
+    type: Literal["postgres"]
+    dsn: SecretStr | None = Field(None, description="postgres://user:password@host:port/database?sslmode=...")
+    dsn_file: Path | None = None
+    host: str | None = Field(None, description="host name, IP address or Unix socket directory (instead of dsn)")
+    port: int = Field(5432, ge=1, le=65535)
+    user: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    database: str | None = None
+    query: str = Field("SELECT 1", description="run on every check; its first column of the first row is observed")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    ca_file: Path | None = Field(None, description="CA bundle for verify-ca / verify-full")
+    expect: Literal["primary", "replica", "any"] = Field("any", description="the role the server must have")
+    max_replication_lag: Duration | None = Field(None, description="on a replica, fail when it lags more")
+    keep_connection: bool = Field(False, description="reuse one connection between runs (reconnect when it breaks)")
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> PostgresOptions:
+        if (self.dsn is None) == (self.host is None):
+            raise ValueError("give either dsn (or dsn_file) or host")
+        return self
+
+
+class PostgresCheck(Check[PostgresOptions]):
+    options_model = PostgresOptions
+    component_type = "datastore"
+
+    def __init__(self, name: str, options: PostgresOptions) -> None:
+        super().__init__(name, options)
+        self.target = describe_target(options)
+        self._kept: asyncpg.Connection | None = None
+
+    async def run(self) -> Outcome:
+        try:
+            connection = await self._connect()
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        try:
+            return await self._probe(connection)
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            self._drop(connection)
+            raise self._failure(exc) from exc
+        except BaseException:  # cancelled by the timeout: the connection is in an unknown state
+            self._drop(connection)
+            raise
+        finally:
+            if not self.options.keep_connection:
+                await _close(connection)
+
+    async def close(self) -> None:
+        if self._kept is not None:
+            await _close(self._kept)
+            self._kept = None
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._kept is not None and not self._kept.is_closed():
+            return self._kept
+        opts = self.options
+        connection: asyncpg.Connection = await asyncpg.connect(
+            dsn=opts.dsn.get_secret_value() if opts.dsn else None,
+            host=opts.host,
+            port=opts.port if opts.host else None,
+            user=opts.user,
+            password=opts.password.get_secret_value() if opts.password else None,
+            database=opts.database,
+            ssl=self._ssl(),
+            timeout=opts.timeout,
+            statement_cache_size=0,  # one query per run: nothing to gain from caching
+            server_settings={"application_name": "probed"},
+        )
+        if opts.keep_connection:
+            self._kept = connection
+        return connection
+
+    def _ssl(self) -> ssl.SSLContext | str | None:
+        opts = self.options
+        if opts.ca_file is None or opts.sslmode not in ("verify-ca", "verify-full"):
+            return opts.sslmode
+        context = ssl.create_default_context(cafile=opts.ca_file)
+        context.check_hostname = opts.sslmode == "verify-full"
+        return context
+
+    async def _probe(self, connection: asyncpg.Connection) -> Outcome:
+        opts = self.options
+        start = time.perf_counter()
+        value = await connection.fetchval(opts.query)
+        observed: Observed = {"query_time": Observation(round(time.perf_counter() - start, 6), "s")}
+        number = _as_number(value)
+        if number is not None:
+            observed = {"value": Observation(number), **observed}
+        version = connection.get_server_version()
+        observed["server_version"] = Observation(f"{version.major}.{version.minor}")
+        in_recovery = bool(await connection.fetchval("SELECT pg_is_in_recovery()"))
+        observed["in_recovery"] = Observation(in_recovery)
+        if in_recovery:
+            observed["replication_lag"] = Observation(float(await connection.fetchval(LAG_QUERY)), "s")
+        return self._judge(value, number, in_recovery, observed)
+
+    def _judge(self, value: Any, number: float | None, in_recovery: bool, observed: Observed) -> Outcome:
+        opts = self.options
+        role = "replica" if in_recovery else "primary"
+        if opts.expect != "any" and opts.expect != role:
+            raise CheckFailed(f"{self.target} is a {role}, expected a {opts.expect}", Reason.UNEXPECTED, observed)
+        lag = observed.get("replication_lag")
+        if lag is not None and opts.max_replication_lag is not None and float(lag.value) > opts.max_replication_lag:
+            limit = format_duration(opts.max_replication_lag)
+            raise CheckFailed(
+                f"{self.target}: replication lag {float(lag.value):.1f}s, over {limit}", Reason.UNEXPECTED, observed
+            )
+        warning = None
+        if opts.has_levels:
+            if number is None:
+                raise CheckFailed(f"{self.target}: query returned {value!r}, not a number", Reason.UNEXPECTED, observed)
+            warning = judge("query result", number, opts, observed)
+        if warning:
+            return Outcome(Status.WARN, f"{self.target}: {warning}", observed)
+        return Outcome(Status.PASS, f"{self.target}: {role}, query ok", observed)
+
+    def _drop(self, connection: asyncpg.Connection) -> None:
+        if connection is self._kept:
+            self._kept = None
+        connection.terminate()
+
+    def _failure(self, exc: Exception) -> CheckFailed:
+        return describe_postgres_error(exc, self.target, self.options)
+
+
+def describe_target(opts: PostgresOptions) -> str:
+    """postgres://user@host:port/database, never with a password."""
+    if opts.dsn is not None:
+        dsn = opts.dsn.get_secret_value()
+        parts = urlsplit(dsn)
+        return display_url(dsn.split("?", 1)[0]) if parts.hostname else "postgres (dsn)"
+    user = f"{opts.user}@" if opts.user else ""
+    return f"postgres://{user}{opts.host}:{opts.port}/{opts.database or ''}"
+
+
+def describe_postgres_error(exc: Exception, target: str, opts: PostgresOptions) -> CheckFailed:
+    """asyncpg's exceptions -> a plain sentence and a reason."""
+    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return CheckFailed(f"{target}: {exc}", Reason.UNEXPECTED)
+    if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
+        return CheckFailed(f"{target}: server refuses connections: {exc}")
+    if isinstance(exc, asyncpg.PostgresError):
+        return CheckFailed(f"{target}: query failed: {exc}")
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
+        return CheckFailed(f"{target}: connection lost: {exc}")
+    return network_failure(exc, target) or CheckFailed(f"{target}: {type(exc).__name__}: {exc}")
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    return float(value)
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    if connection.is_closed():
+        return
+    try:
+        await connection.close(timeout=1.0)
+    except Exception:
+        connection.terminate()
+    except BaseException:
+        connection.terminate()
+        raise

@@ -1,0 +1,171 @@
+"""redis: connect, PING, read INFO; optionally check the role, levels and a write."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from pydantic import Field, SecretStr, field_validator, model_validator
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from probed.checks.base import Check, CheckOptions
+from probed.checks.errors import network_failure
+from probed.checks.levels import Levels, judge
+from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+from probed.secrets import display_url
+
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "invalid password", "invalid username-password")
+
+
+class RedisOptions(CheckOptions):
+    type: Literal["redis"]
+    url: str = Field("redis://localhost:6379/0", description="redis://, rediss:// (TLS) or unix:// URL")
+    username: str | None = Field(None, description="ACL user (instead of one in the URL)")
+    password: SecretStr | None = Field(None, description="password (instead of one in the URL)")
+    password_file: Path | None = None
+    db: int | None = Field(None, ge=0, description="database number (instead of the URL's)")
+    expect_role: Literal["master", "replica"] | None = Field(None, description="the role the server must have")
+    write_test: bool = Field(False, description="SET, GET and DEL a probe key with a short TTL")
+    key_prefix: str = Field("probed:", description="the probe key is this prefix and the check's name")
+    tls_verify: bool = Field(True, description="verify the server certificate (rediss://)")
+    ca_file: Path | None = Field(None, description="CA bundle for rediss://")
+    levels: dict[str, Levels] = Field(
+        default_factory=dict,
+        description="warn/fail levels on numeric INFO fields, e.g. connected_clients, or used_memory_ratio "
+        "(used_memory / maxmemory)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_set(self) -> RedisOptions:
+        for name, levels in self.levels.items():
+            if not levels.has_levels:
+                raise ValueError(f"levels: {name} has no warn_/fail_ level")
+        return self
+
+
+class RedisCheck(Check[RedisOptions]):
+    options_model = RedisOptions
+    component_type = "datastore"
+
+    def __init__(self, name: str, options: RedisOptions) -> None:
+        super().__init__(name, options)
+        self.target = display_url(options.url)
+
+    async def run(self) -> Outcome:
+        client = self._client()
+        try:
+            observed = await self._probe(client)
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            raise describe_redis_error(exc, self.target) from exc
+        finally:
+            await client.aclose()
+        return self._judge(observed)
+
+    def _client(self) -> aioredis.Redis:
+        opts = self.options
+        extra: dict[str, Any] = {}
+        if opts.url.startswith("rediss://"):
+            extra = {"ssl_cert_reqs": "required" if opts.tls_verify else "none", "ssl_check_hostname": opts.tls_verify}
+            if opts.ca_file:
+                extra["ssl_ca_certs"] = str(opts.ca_file)
+        if opts.username:
+            extra["username"] = opts.username
+        if opts.password:
+            extra["password"] = opts.password.get_secret_value()
+        if opts.db is not None:
+            extra["db"] = opts.db
+        return aioredis.Redis.from_url(
+            opts.url,
+            socket_connect_timeout=opts.timeout,
+            socket_timeout=opts.timeout,
+            # The client retries with backoff by default (a refused port then
+            # takes seconds); a health check reports, its thresholds decide.
+            retry=Retry(NoBackoff(), 0),
+            retry_on_error=[],
+            single_connection_client=True,
+            decode_responses=True,
+            client_name="probed",
+            **extra,
+        )
+
+    async def _probe(self, client: aioredis.Redis) -> Observed:
+        start = time.perf_counter()
+        await client.ping()
+        observed: Observed = {"ping_time": Observation(round(time.perf_counter() - start, 6), "s")}
+        info: dict[str, Any] = await client.info()
+        observed["role"] = Observation(_role(info))
+        for field in ("used_memory", "connected_clients", "maxmemory"):
+            if field in info:
+                observed[field] = Observation(info[field], "bytes" if "memory" in field else "")
+        if info.get("maxmemory"):
+            observed["used_memory_ratio"] = Observation(round(info["used_memory"] / info["maxmemory"], 6), "ratio")
+        for field in self.options.levels:
+            if field not in observed and isinstance(info.get(field), int | float):
+                observed[field] = Observation(info[field])
+        if self.options.write_test:
+            await self._write_and_read(client)
+        return observed
+
+    async def _write_and_read(self, client: aioredis.Redis) -> None:
+        key = f"{self.options.key_prefix}{self.name}"
+        token = uuid.uuid4().hex
+        await client.set(key, token, ex=60)
+        if await client.get(key) != token:
+            raise CheckFailed(f"{self.target}: wrote {key} but read back something else", Reason.UNEXPECTED)
+        await client.delete(key)
+
+    def _judge(self, observed: Observed) -> Outcome:
+        opts = self.options
+        role = str(observed["role"].value)
+        if opts.expect_role is not None and role != opts.expect_role:
+            raise CheckFailed(f"{self.target} is a {role}, expected a {opts.expect_role}", Reason.UNEXPECTED, observed)
+        warnings = []
+        for field, levels in opts.levels.items():
+            value = observed.get(field)
+            if value is None:
+                raise CheckFailed(f"{self.target}: INFO has no numeric field {field}", Reason.UNEXPECTED, observed)
+            warning = judge(field, float(value.value), levels, observed)
+            if warning:
+                warnings.append(warning)
+        if warnings:
+            return Outcome(Status.WARN, f"{self.target}: " + "; ".join(warnings), observed)
+        return Outcome(Status.PASS, f"{self.target}: {role}, PONG", observed)
+
+
+def _role(info: dict[str, Any]) -> str:
+    role = str(info.get("role", "unknown"))
+    return "replica" if role == "slave" else role
+
+
+def describe_redis_error(exc: Exception, target: str) -> CheckFailed:
+    """redis-py's exceptions -> a plain sentence and a reason."""
+    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthenticationWrongNumberOfArgsError):
+        return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+    if isinstance(exc, redis_errors.ReadOnlyError):
+        return CheckFailed(f"{target}: write refused, the server is read-only (a replica?)", Reason.UNEXPECTED)
+    if isinstance(exc, redis_errors.ResponseError):
+        if any(reply in str(exc) for reply in _AUTH_REPLIES):
+            return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+        return CheckFailed(f"{target}: server said: {exc}", Reason.UNEXPECTED)
+    if isinstance(exc, redis_errors.TimeoutError):
+        return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
+    failure = network_failure(exc, target)
+    if failure is not None:
+        return failure
+    if isinstance(exc, redis_errors.ConnectionError):
+        return CheckFailed(f"{target}: {exc}")
+    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

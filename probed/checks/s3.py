@@ -1,0 +1,154 @@
+"""s3: HeadBucket with boto3, optionally put, get and delete a small probe object.
+
+boto3 is blocking and heavy: it is imported only when an s3 check is
+configured (this module loads lazily), and its calls run in a small thread
+pool so the event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+import botocore.config
+import botocore.exceptions as boto_errors
+from pydantic import Field, SecretStr, model_validator
+
+from probed.checks.base import Check, CheckOptions
+from probed.checks.errors import network_failure
+from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
+from probed.secrets import display_url
+
+_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probed-s3")
+_AUTH_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "403",
+}
+_MISSING_CODES = {"NoSuchBucket", "404", "NotFound"}
+
+
+class S3Options(CheckOptions):
+    type: Literal["s3"]
+    bucket: str = Field(description="the bucket to head")
+    region: str | None = Field(None, description="region (default: the AWS chain's, e.g. AWS_REGION)")
+    endpoint_url: str | None = Field(None, description="for MinIO, Ceph, localstack: http(s)://host:port")
+    addressing_style: Literal["auto", "virtual", "path"] = Field("auto", description="path for most S3 clones")
+    access_key_id: str | None = Field(None, description="default: the standard AWS credential chain")
+    secret_access_key: SecretStr | None = None
+    secret_access_key_file: Path | None = None
+    session_token: SecretStr | None = None
+    session_token_file: Path | None = None
+    write_test: bool = Field(False, description="put, get and delete a small object under key_prefix")
+    key_prefix: str = Field(".probed/", description="where the write test's object goes")
+    tls_verify: bool = Field(True, description="verify the endpoint's certificate")
+    ca_file: Path | None = Field(None, description="CA bundle for the endpoint")
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> S3Options:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key (or secret_access_key_file) go together")
+        return self
+
+
+class S3Check(Check[S3Options]):
+    options_model = S3Options
+    component_type = "datastore"
+
+    def __init__(self, name: str, options: S3Options) -> None:
+        super().__init__(name, options)
+        where = display_url(options.endpoint_url) if options.endpoint_url else "aws"
+        self.target = f"s3://{options.bucket} ({where})"
+        self._client: Any = None
+        self._pending: Future[Observed] | None = None
+
+    async def run(self) -> Outcome:
+        if self._pending is not None and not self._pending.done():
+            raise CheckFailed(f"{self.target}: the previous run is still waiting on S3", Reason.TIMEOUT)
+        deadline = time.monotonic() + self.options.timeout
+        self._pending = _EXECUTOR.submit(self._probe, deadline)
+        try:
+            observed = await asyncio.wrap_future(self._pending)
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            raise describe_s3_error(exc, self.target, self.options.bucket) from exc
+        said = "head" + (", put, get, delete" if self.options.write_test else "")
+        return Outcome(Status.PASS, f"{self.target}: {said} ok", observed)
+
+    def _probe(self, deadline: float) -> Observed:
+        client = self._s3()
+        start = time.perf_counter()
+        client.head_bucket(Bucket=self.options.bucket)
+        observed: Observed = {"head_time": Observation(round(time.perf_counter() - start, 6), "s")}
+        if self.options.write_test and time.monotonic() < deadline:
+            self._write_read_delete(client, deadline)
+        return observed
+
+    def _write_read_delete(self, client: Any, deadline: float) -> None:
+        bucket = self.options.bucket
+        key = f"{self.options.key_prefix}{self.name}-{uuid.uuid4().hex}"
+        body = uuid.uuid4().bytes
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+        try:
+            if time.monotonic() < deadline:  # past it, the runner has already given up on us
+                read = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+                if read != body:
+                    raise CheckFailed(f"{self.target}: wrote {key} but read back something else", Reason.UNEXPECTED)
+        finally:
+            client.delete_object(Bucket=bucket, Key=key)
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            opts = self.options
+            # Half the timeout each to connect and to read, one attempt: a run
+            # that cannot finish within the check's timeout is not retried.
+            config = botocore.config.Config(
+                connect_timeout=opts.timeout / 2,
+                read_timeout=opts.timeout / 2,
+                retries={"total_max_attempts": 1},
+                s3={"addressing_style": opts.addressing_style},
+                user_agent_extra="probed",
+            )
+            session = boto3.session.Session(
+                aws_access_key_id=opts.access_key_id,
+                aws_secret_access_key=opts.secret_access_key.get_secret_value() if opts.secret_access_key else None,
+                aws_session_token=opts.session_token.get_secret_value() if opts.session_token else None,
+                region_name=opts.region,
+            )
+            verify: bool | str = str(opts.ca_file) if opts.ca_file else opts.tls_verify
+            self._client = session.client("s3", endpoint_url=opts.endpoint_url, config=config, verify=verify)
+        return self._client
+
+
+def describe_s3_error(exc: Exception, target: str, bucket: str) -> CheckFailed:
+    """botocore's exceptions -> a plain sentence and a reason."""
+    if isinstance(exc, boto_errors.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _MISSING_CODES:
+            return CheckFailed(f"{target}: bucket {bucket} not found", Reason.UNEXPECTED)
+        if code in _AUTH_CODES:
+            return CheckFailed(f"{target}: access denied ({code}): check the credentials", Reason.AUTH)
+        return CheckFailed(f"{target}: S3 answered {status} {code} {error.get('Message', '')}".rstrip())
+    if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
+        return CheckFailed(f"{target}: no credentials found: {exc}", Reason.AUTH)
+    if isinstance(exc, boto_errors.ConnectTimeoutError | boto_errors.ReadTimeoutError):
+        return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
+    if isinstance(exc, boto_errors.SSLError):
+        return CheckFailed(f"{target}: TLS failed: {exc}", Reason.TLS)
+    failure = network_failure(exc, target)
+    if failure is not None:
+        return failure
+    if isinstance(exc, boto_errors.EndpointConnectionError):
+        return CheckFailed(f"{target}: cannot connect to the endpoint")
+    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,356 @@
+"""Throwaway dependency servers for tests, started from the installed binaries
+on free loopback ports, which tests may stop, restart and break at will.
+
+Never the machine's shared services on the standard ports.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.servers import free_port
+
+# A password with every character that breaks naive URL handling.
+PASSWORD = "p@ss:w/rd%"
+ENCODED_PASSWORD = "p%40ss%3Aw%2Frd%25"
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise RuntimeError(f"{name} not found: run scripts/install-test-deps.sh (Debian package postgresql)")
+    return found[-1]
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """initdb and the server refuse to run as root: run them as `postgres`."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+def _give_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for root, dirs, files in os.walk(path):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, user.pw_uid, user.pw_gid)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of its own: `postgres` is trusted on loopback (for
+    setup), every other role logs in with scram-sha-256."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+
+    @classmethod
+    def create(cls, base: Path) -> PostgresServer:
+        base.mkdir(parents=True, exist_ok=True)
+        _give_to_postgres(base)
+        data = base / "data"
+        subprocess.run(
+            _as_postgres(
+                [
+                    postgres_bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        hba = data / "pg_hba.conf"
+        trusted = "host all postgres 127.0.0.1/32 trust\nhost replication postgres 127.0.0.1/32 trust\n"
+        hba.write_text(trusted + hba.read_text())
+        return cls(data)
+
+    def copy(self, base: Path) -> PostgresServer:
+        """A new cluster from this stopped one's files: faster than initdb."""
+        base.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.data_dir, base / "data", symlinks=True)
+        _give_to_postgres(base)
+        return PostgresServer(base / "data")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.data_dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB "
+            "-c max_connections=40 -c wal_level=replica -c max_wal_senders=4 -c hot_standby=on"
+        )
+        subprocess.run(
+            _as_postgres(
+                [
+                    postgres_bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "30",
+                    "-l",
+                    str(self.data_dir / "server.log"),
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(
+            _as_postgres([postgres_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        done = subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atc",
+                statement,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
+
+    def add_app_role(self, user: str = "probe", password: str = PASSWORD, database: str = "app") -> None:
+        escaped = password.replace("'", "''")
+        self.sql(f"CREATE ROLE {user} LOGIN PASSWORD '{escaped}'")
+        self.sql(f"CREATE DATABASE {database} OWNER {user}")
+
+    def dsn(self, user: str = "probe", password: str = ENCODED_PASSWORD, database: str = "app") -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def replica(self, base: Path) -> PostgresServer:
+        """A streaming replica of this running server, not yet started."""
+        base.mkdir(parents=True, exist_ok=True)
+        _give_to_postgres(base)
+        data = base / "data"
+        subprocess.run(
+            _as_postgres(
+                [
+                    postgres_bin("pg_basebackup"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(data),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--no-sync",
+                    "--checkpoint=fast",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        return PostgresServer(data)
+
+
+def temp_dir(prefix: str) -> Path:
+    """A directory the postgres user can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _give_to_postgres(path)
+    return path
+
+
+# -- Redis ------------------------------------------------------------------------
+
+
+class RedisServer:
+    """redis-server on a free port, optionally with a password or as a replica."""
+
+    def __init__(self, directory: Path, password: str | None = None, replica_of: int | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.password = password
+        self.replica_of = replica_of
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: run scripts/install-test-deps.sh (Debian package redis-server)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
+        if self.password:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: port_open(self.port), f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, 19)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, 18)
+
+    def url(self, password: str | None = None, db: int = 0) -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+
+
+# -- SMTP (aiosmtpd) ------------------------------------------------------------------
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free port: plain, STARTTLS or implicit
+    TLS, optionally requiring AUTH with one user."""
+
+    def __init__(
+        self,
+        tls_context: object | None = None,
+        implicit_tls: bool = False,
+        user: tuple[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()  # aiosmtpd's Controller cannot bind port 0
+        self.tls_context = tls_context
+        self.implicit_tls = implicit_tls
+        self.user = user
+        self.controller: object | None = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Sink
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        def authenticate(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
+            ok = (
+                isinstance(data, LoginPassword)
+                and self.user is not None
+                and (data.login.decode(), data.password.decode()) == self.user
+            )
+            return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+        kwargs: dict[str, object] = {}
+        if self.implicit_tls:
+            kwargs["ssl_context"] = self.tls_context
+        elif self.tls_context is not None:
+            kwargs["tls_context"] = self.tls_context
+        if self.user is not None:
+            kwargs |= {"authenticator": authenticate, "auth_require_tls": False}
+        controller = Controller(Sink(), hostname="127.0.0.1", port=self.port, ready_timeout=10, **kwargs)
+        controller.start()
+        self.controller = controller
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()  # type: ignore[attr-defined]
+            self.controller = None
+
+
+# -- S3 (moto) ---------------------------------------------------------------------------
+
+
+class S3Server:
+    """moto's S3-compatible server on a free port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.server: object | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        server.start()
+        wait_until(lambda: port_open(self.port), "moto server")
+        self.server = server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()  # type: ignore[attr-defined]
+            self.server = None
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        client.create_bucket(Bucket=name)

@@ -1,0 +1,113 @@
+"""redis check against a real redis-server, and real faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from probed.model import Reason, Status
+from tests.conftest import run_check
+from tests.harness import ENCODED_PASSWORD, PASSWORD, RedisServer
+from tests.servers import closed_port, silent_listener
+
+
+async def test_ping_passes(redis_server: RedisServer) -> None:
+    result = await run_check({"type": "redis", "url": redis_server.url()})
+    assert result.status is Status.PASS, result.output
+    assert result.output == f"redis://127.0.0.1:{redis_server.port}/0: master, PONG"
+    assert result.observed["role"].value == "master"
+    assert int(result.observed["used_memory"].value) > 0
+    assert next(iter(result.observed)) == "ping_time"
+
+
+async def test_password_in_url_or_field(redis_with_password: RedisServer, tmp_path: Path) -> None:
+    (tmp_path / "redis-password").write_text(PASSWORD)
+    in_url = await run_check({"type": "redis", "url": redis_with_password.url(password=ENCODED_PASSWORD)})
+    in_file = await run_check(
+        {"type": "redis", "url": redis_with_password.url(), "password_file": str(tmp_path / "redis-password")}
+    )
+    assert in_url.status is Status.PASS, in_url.output
+    assert in_file.status is Status.PASS, in_file.output
+    assert PASSWORD not in in_url.output and ENCODED_PASSWORD not in in_url.output
+    assert f"redis://:***@127.0.0.1:{redis_with_password.port}/0" in in_url.output
+
+
+async def test_wrong_or_missing_password_is_auth(redis_with_password: RedisServer) -> None:
+    wrong = await run_check({"type": "redis", "url": redis_with_password.url(password="nope")})
+    missing = await run_check({"type": "redis", "url": redis_with_password.url()})
+    assert wrong.status is Status.FAIL and wrong.reason is Reason.AUTH, wrong.output
+    assert missing.status is Status.FAIL and missing.reason is Reason.AUTH, missing.output
+    assert "nope" not in wrong.output
+
+
+async def test_refused_fails_at_once() -> None:
+    port = closed_port()
+    start = time.monotonic()
+    result = await run_check({"type": "redis", "url": f"redis://127.0.0.1:{port}/0"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.REFUSED
+    assert result.output == f"redis://127.0.0.1:{port}/0: connection refused"
+    assert time.monotonic() - start < 1.0  # no retries with backoff
+
+
+async def test_paused_server_times_out(redis_server: RedisServer) -> None:
+    redis_server.pause()
+    try:
+        start = time.monotonic()
+        result = await run_check({"type": "redis", "url": redis_server.url(), "timeout": "400ms"})
+        assert result.reason is Reason.TIMEOUT
+        assert time.monotonic() - start < 1.5
+    finally:
+        redis_server.resume()
+
+
+async def test_silent_port_times_out() -> None:
+    with silent_listener() as port:
+        result = await run_check({"type": "redis", "url": f"redis://127.0.0.1:{port}/0", "timeout": "300ms"})
+    assert result.reason is Reason.TIMEOUT
+
+
+async def test_role_expectation_with_a_real_replica(redis_server: RedisServer, tmp_path: Path) -> None:
+    replica = RedisServer(tmp_path / "replica", replica_of=redis_server.port)
+    replica.start()
+    try:
+        is_replica = await run_check({"type": "redis", "url": replica.url(), "expect_role": "replica"})
+        not_master = await run_check({"type": "redis", "url": replica.url(), "expect_role": "master"})
+        write = await run_check({"type": "redis", "url": replica.url(), "write_test": True})
+    finally:
+        replica.stop()
+    assert is_replica.status is Status.PASS, is_replica.output
+    assert not_master.status is Status.FAIL and not_master.reason is Reason.UNEXPECTED
+    assert not_master.output.endswith("is a replica, expected a master")
+    assert write.status is Status.FAIL and "read-only" in write.output
+
+
+async def test_write_test_leaves_no_key(redis_server: RedisServer) -> None:
+    result = await run_check({"type": "redis", "url": redis_server.url(db=3), "write_test": True})
+    assert result.status is Status.PASS, result.output
+    assert redis.Redis(port=redis_server.port, db=3).keys("*") == []
+
+
+async def test_info_levels(redis_server: RedisServer) -> None:
+    redis.Redis(port=redis_server.port).config_set("maxmemory", "100mb")
+    base = {"type": "redis", "url": redis_server.url()}
+    ok = await run_check({**base, "levels": {"connected_clients": {"warn_above": 100}}})
+    warn = await run_check({**base, "levels": {"connected_clients": {"warn_above": 0}}})
+    fail = await run_check({**base, "levels": {"used_memory_ratio": {"fail_above": 0.0001}}})
+    unknown = await run_check({**base, "levels": {"no_such_field": {"fail_above": 1}}})
+    assert ok.status is Status.PASS
+    assert warn.status is Status.WARN and "connected_clients is 1, above the warn level of 0" in warn.output
+    assert fail.status is Status.FAIL and fail.reason is Reason.UNEXPECTED
+    assert 0 < float(fail.observed["used_memory_ratio"].value) < 1
+    assert unknown.status is Status.FAIL and "INFO has no numeric field no_such_field" in unknown.output
+
+
+async def test_stopped_then_restarted_server(redis_server: RedisServer) -> None:
+    options = {"type": "redis", "url": redis_server.url()}
+    assert (await run_check(options)).status is Status.PASS
+    redis_server.stop()
+    assert (await run_check(options)).reason is Reason.REFUSED
+    redis_server.start()
+    assert (await run_check(options)).status is Status.PASS
