@@ -7,7 +7,7 @@ import datetime
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +179,31 @@ def app_in_thread(app: web.Application) -> Iterator[str]:
         loop.call_soon_threadsafe(stop_event[0].set)
         thread.join(10)
         loop.close()
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
+    """Status and body of a plain GET, 4xx and 5xx included; (0, reason) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+    except OSError as error:
+        return 0, str(error)
+
+
+def poll(url: str, until: Callable[[int, str], bool], seconds: float = 20) -> tuple[int, str]:
+    """GET a URL every 100 ms until `until(status, body)`; the last answer."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        status, body = http_get(url)
+        if until(status, body):
+            return status, body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} never got there; last answer {status}: {body[:300]}")
+        time.sleep(0.1)

@@ -24,7 +24,9 @@ INVALID = {
         "6: checks.web.critical: Input should be a valid boolean, unable to interpret input (got 'maybe')",
     ],
     "invalid-duration.yaml": ["7: checks.web.timeout: invalid duration '3 seconds' (use 500ms, 10s, 1m or seconds)"],
-    "invalid-unknown-type.yaml": ["3: checks.db.type: unknown check type 'postgress' (one of: disk, http, postgres, redis, smtp, s3)"],
+    "invalid-unknown-type.yaml": [
+        "3: checks.db.type: unknown check type 'postgress' (one of: disk, http, postgres, redis, smtp, s3)"
+    ],
     "invalid-missing-type.yaml": ["2: checks.db: type is missing (one of: disk, http, postgres, redis, smtp, s3)"],
     "invalid-duplicate-name.yaml": ["5: checks.web: duplicate key (first defined at line 2)"],
     "invalid-missing-variable.yaml": [

@@ -1,0 +1,106 @@
+"""probed serve and probed check with all six kinds against real servers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PostgresServer, RedisServer, S3Server, SmtpServer
+from tests.servers import app_in_thread, free_port, poll, target_app
+from tests.test_cli import probed
+
+NO_LEVELS = (
+    "warn_free_percent: null, fail_free_percent: null, warn_free_inodes_percent: null, fail_free_inodes_percent: null"  # noqa: E501
+)
+
+
+@pytest.fixture
+def six_kinds(
+    tmp_path: Path,
+    own_postgres: PostgresServer,
+    redis_server: RedisServer,
+    smtp_server: SmtpServer,
+    s3_server: S3Server,
+) -> Iterator[tuple[str, int]]:
+    """A config with a check of every kind, each against a real server; (path, port)."""
+    with app_in_thread(target_app()) as web:
+        port = free_port()
+        config = tmp_path / "probed.yaml"
+        config.write_text(
+            f"""
+server:
+  listen: 127.0.0.1:{port}
+defaults:
+  interval: 1s
+  timeout: 500ms
+checks:
+  disk: {{type: disk, path: '{tmp_path}', write_test: true, {NO_LEVELS}}}
+  web: {{type: http, url: '{web}/json', expect_json: {{status: ok}}}}
+  db: {{type: postgres, dsn: '{own_postgres.dsn()}', expect: primary}}
+  cache: {{type: redis, url: '{redis_server.url()}', write_test: true}}
+  mail: {{type: smtp, host: 127.0.0.1, port: {smtp_server.port}, critical: false}}
+  media: {{type: s3, bucket: app-media, endpoint_url: '{s3_server.endpoint}', region: us-east-1,
+          access_key_id: test, secret_access_key: test, write_test: true}}
+"""
+        )
+        yield str(config), port
+
+
+def test_check_passes_then_names_the_broken_dependency(six_kinds: tuple[str, int], redis_server: RedisServer) -> None:
+    config, _ = six_kinds
+    healthy = probed("check", "--config", config, "-o", "json")
+    assert healthy.returncode == 0, healthy.stdout
+    report = json.loads(healthy.stdout)
+    assert {name: entry[0]["status"] for name, entry in report["checks"].items()} == dict.fromkeys(
+        ["disk", "web", "db", "cache", "mail", "media"], "pass"
+    )
+    redis_server.stop()
+    broken = probed("check", "--config", config)
+    assert broken.returncode == 1
+    [cache_row] = [line for line in broken.stdout.splitlines() if line.startswith("cache ")]
+    columns = cache_row.split()
+    assert columns[:3] == ["cache", "redis", "fail"] and columns[4] == "refused"
+    assert broken.stdout.splitlines()[-1] == "overall: fail"
+
+
+def test_serve_follows_a_postgres_outage(six_kinds: tuple[str, int], own_postgres: PostgresServer) -> None:
+    config, port = six_kinds
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "probed", "serve", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        poll(f"{base}/health/ready", lambda status, _: status == 200)
+        _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 1.0' in body)
+        assert "probed_ready 1.0" in metrics
+
+        own_postgres.stop()
+        poll(f"{base}/health/ready", lambda status, _: status == 503)
+        status, body = poll(f"{base}/health/checks/db", lambda status, _: status == 503)
+        [db] = json.loads(body)["checks"]["db"]
+        assert db["reason"] == "refused" and db["output"].endswith("connection refused")
+        _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 0.0' in body)
+        assert "probed_ready 0.0" in metrics
+        assert 'probed_check_failures_total{check="db",reason="refused",type="postgres"}' in metrics
+        others = json.loads(poll(f"{base}/health", lambda *_: True)[1])["checks"]
+        assert all(others[name][0]["status"] == "pass" for name in ("disk", "web", "cache", "mail", "media"))
+
+        own_postgres.start()
+        poll(f"{base}/health/ready", lambda status, _: status == 200)
+        poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 1.0' in body)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=10)
+    transitions = [json.loads(line) for line in out.splitlines() if "check_status_changed" in line]
+    db_changes = [(t["from"], t["to"]) for t in transitions if t["check"] == "db"]
+    assert db_changes == [("pending", "pass"), ("pass", "fail"), ("fail", "pass")]
+    assert server.returncode == 0, err
