@@ -13,11 +13,7 @@ import pytest
 
 from tests.harness import PostgresServer, RedisServer, S3Server, SmtpServer
 from tests.servers import app_in_thread, free_port, poll, target_app
-from tests.test_cli import probed
-
-NO_LEVELS = (
-    "warn_free_percent: null, fail_free_percent: null, warn_free_inodes_percent: null, fail_free_inodes_percent: null"  # noqa: E501
-)
+from tests.test_cli import NO_LEVELS, probed
 
 
 @pytest.fixture
@@ -85,7 +81,7 @@ def test_serve_follows_a_postgres_outage(six_kinds: tuple[str, int], own_postgre
 
         own_postgres.stop()
         poll(f"{base}/health/ready", lambda status, _: status == 503)
-        status, body = poll(f"{base}/health/checks/db", lambda status, _: status == 503)
+        _, body = poll(f"{base}/health/checks/db", lambda status, _: status == 503)
         [db] = json.loads(body)["checks"]["db"]
         assert db["reason"] == "refused" and db["output"].endswith("connection refused")
         _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 0.0' in body)
