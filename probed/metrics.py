@@ -31,13 +31,22 @@ LABELS = ["check", "type"]
 STATES = ("pass", "warn", "fail", "pending")
 FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING)]
 
-# Observed values users alert on, each with a gauge of its own.
+# Observed values users alert on, each with a gauge of its own: (type, observed key) -> gauge.
 OBSERVED_GAUGES = {
-    "free_bytes": ("probed_disk_free_bytes", "Free bytes on the filesystem, as an unprivileged user sees them."),
-    "free_ratio": ("probed_disk_free_ratio", "Free space on the filesystem as a ratio of its size (0 to 1)."),
-    "inodes_free_ratio": ("probed_disk_inodes_free_ratio", "Free inodes as a ratio of all inodes (0 to 1)."),
-    "status_code": ("probed_http_status_code", "HTTP status code of the last answer."),
-    "cert_not_after": ("probed_tls_cert_expiry_timestamp_seconds", "When the peer certificate expires (Unix time)."),
+    ("disk", "free_bytes"): (
+        "probed_disk_free_bytes",
+        "Free bytes on the filesystem, as an unprivileged user sees them.",
+    ),
+    ("disk", "free_ratio"): ("probed_disk_free_ratio", "Free space on the filesystem as a ratio of its size (0 to 1)."),
+    ("disk", "inodes_free_ratio"): ("probed_disk_inodes_free_ratio", "Free inodes as a ratio of all inodes (0 to 1)."),
+    ("http", "status_code"): ("probed_http_status_code", "HTTP status code of the last answer."),
+    ("http", "cert_not_after"): (
+        "probed_tls_cert_expiry_timestamp_seconds",
+        "When the peer certificate expires (Unix time).",
+    ),
+    ("postgres", "value"): ("probed_postgres_query_value", "The number the check's query returned."),
+    ("postgres", "replication_lag"): ("probed_postgres_replication_lag_seconds", "How far a replica's replay lags."),
+    ("redis", "used_memory_ratio"): ("probed_redis_used_memory_ratio", "used_memory / maxmemory (0 to 1)."),
 }
 
 
@@ -143,7 +152,7 @@ def _observed_gauges(states: list[CheckState]) -> Iterator[Metric]:
         if state.last is None:
             continue
         for key, observation in state.last.observed.items():
-            family = families.get(key)
+            family = families.get((state.kind, key))
             if family is not None and isinstance(observation.value, (int, float)):
                 family.add_metric(_labels(state), float(observation.value))
     yield from families.values()

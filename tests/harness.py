@@ -168,6 +168,15 @@ class PostgresServer:
     def dsn(self, user: str = "probe", password: str = ENCODED_PASSWORD, database: str = "app") -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
+    def enable_tls(self, cert_file: Path, key_file: Path) -> None:
+        """Serve TLS from the next start on (the key must be the server's own, mode 0600)."""
+        shutil.copy(cert_file, self.data_dir / "server.crt")
+        shutil.copy(key_file, self.data_dir / "server.key")
+        os.chmod(self.data_dir / "server.key", 0o600)
+        _give_to_postgres(self.data_dir)
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+
     def replica(self, base: Path) -> PostgresServer:
         """A streaming replica of this running server, not yet started."""
         base.mkdir(parents=True, exist_ok=True)

@@ -97,8 +97,8 @@ def test_validate_exits_2_with_one_line_per_problem(name: str) -> None:
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
-    config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken"})
-    assert set(config.checks) >= {"root-disk", "payments"}
+    config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken", "MONITOR_PASSWORD": "pw"})
+    assert {c.type for c in config.checks.values()} == {"disk", "http", "postgres", "redis", "smtp", "s3"}
 
 
 def test_builtin_default_is_a_disk_check_on_root() -> None:

@@ -9,7 +9,7 @@ from probed.model import Reason, Status
 from probed.runner import run_once
 from tests.conftest import check_from, run_check
 from tests.harness import ENCODED_PASSWORD, PASSWORD, PostgresServer
-from tests.servers import closed_port, silent_listener
+from tests.servers import Certificate, closed_port, silent_listener
 
 
 async def test_passes_against_a_healthy_server(postgres: PostgresServer) -> None:
@@ -150,6 +150,25 @@ async def test_stopped_then_restarted_server(own_postgres: PostgresServer) -> No
     assert down.status is Status.FAIL and down.reason is Reason.REFUSED
     own_postgres.start()
     assert (await run_check(options)).status is Status.PASS
+
+
+async def test_tls_modes(own_postgres: PostgresServer, tls_certificate: Certificate) -> None:
+    own_postgres.stop()
+    own_postgres.enable_tls(tls_certificate.cert_file, tls_certificate.key_file)
+    own_postgres.start()
+    base = {"type": "postgres", "dsn": own_postgres.dsn()}
+    required = await run_check({**base, "sslmode": "require"})
+    verified = await run_check({**base, "sslmode": "verify-full", "ca_file": str(tls_certificate.cert_file)})
+    untrusted = await run_check({**base, "sslmode": "verify-full"})
+    assert required.status is Status.PASS, required.output
+    assert verified.status is Status.PASS, verified.output
+    assert untrusted.status is Status.FAIL and untrusted.reason is Reason.TLS, untrusted.output
+
+
+async def test_unresolvable_host() -> None:
+    result = await run_check({"type": "postgres", "host": "db.invalid", "user": "probe", "database": "app"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS, result.output
 
 
 async def test_password_never_in_output(postgres: PostgresServer) -> None:

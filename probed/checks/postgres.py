@@ -38,7 +38,7 @@ class PostgresOptions(CheckOptions, Levels):
     database: str | None = None
     query: str = Field("SELECT 1", description="run on every check; its first column of the first row is observed")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
-    ca_file: Path | None = Field(None, description="CA bundle for verify-ca / verify-full")
+    ca_file: Path | None = Field(None, description="CA bundle for verify-ca / verify-full (default: the system's)")
     expect: Literal["primary", "replica", "any"] = Field("any", description="the role the server must have")
     max_replication_lag: Duration | None = Field(None, description="on a replica, fail when it lags more")
     keep_connection: bool = Field(False, description="reuse one connection between runs (reconnect when it breaks)")
@@ -105,8 +105,10 @@ class PostgresCheck(Check[PostgresOptions]):
 
     def _ssl(self) -> ssl.SSLContext | str | None:
         opts = self.options
-        if opts.ca_file is None or opts.sslmode not in ("verify-ca", "verify-full"):
+        if opts.sslmode not in ("verify-ca", "verify-full"):
             return opts.sslmode
+        # Verify against ca_file or the system's CAs, like the http check;
+        # libpq's default, ~/.postgresql/root.crt, rarely exists beside a sidecar.
         context = ssl.create_default_context(cafile=opts.ca_file)
         context.check_hostname = opts.sslmode == "verify-full"
         return context
