@@ -28,8 +28,8 @@ async def run_once(check: AnyCheck) -> Result:
         outcome = CheckFailed(f"timed out after {format_duration(opts.timeout)}", Reason.TIMEOUT)
     except CheckFailed as exc:
         outcome = exc
-    except Exception as exc:  # a bug or an unmapped library error: still just this check's failure
-        outcome = CheckFailed(_describe_unexpected(exc))
+    except Exception as exc:  # a library's error, or a bug: still just this check's failure
+        outcome = _describe(check, exc)
     duration = time.perf_counter() - start
     if not isinstance(outcome, (Outcome, CheckFailed)):
         outcome = CheckFailed(f"check returned {type(outcome).__name__}, not an Outcome")
@@ -92,6 +92,8 @@ def _valid_observed(observed: Observed) -> Observed:
     return observed if isinstance(observed, dict) else {}
 
 
-def _describe_unexpected(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _describe(check: AnyCheck, exc: Exception) -> CheckFailed:
+    try:
+        return check.describe_error(exc)
+    except Exception:  # a broken mapping must not hide the original failure
+        return CheckFailed(f"{type(exc).__name__}: {exc}")

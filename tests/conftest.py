@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,32 +55,39 @@ def postgres_template() -> Iterator[PostgresServer]:
     template.add_app_role()
     template.stop()
     yield template
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
     """A running PostgreSQL shared by the tests that do not break it."""
-    server = postgres_template.copy(temp_dir("probed-pg-") / "shared")
+    base = temp_dir("probed-pg-")
+    server = postgres_template.copy(base / "shared")
     server.start()
     yield server
     server.stop("immediate")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def own_postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
     """A running PostgreSQL for one test, which may stop or pause it."""
-    server = postgres_template.copy(temp_dir("probed-pg-") / "own")
+    base = temp_dir("probed-pg-")
+    server = postgres_template.copy(base / "own")
     server.start()
     yield server
     server.stop("immediate")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres_replica(postgres: PostgresServer) -> Iterator[PostgresServer]:
-    replica = postgres.replica(temp_dir("probed-pg-") / "replica")
+    base = temp_dir("probed-pg-")
+    replica = postgres.replica(base / "replica")
     replica.start()
     yield replica
     replica.stop("immediate")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

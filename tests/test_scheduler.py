@@ -92,13 +92,13 @@ async def test_misbehaving_checks_do_not_disturb_the_others() -> None:
         for name in ("raises", "hangs", "stubborn", "garbage", "sync")
     }
     assert verdicts == {
-        "raises": (Status.FAIL, Reason.ERROR, "RuntimeError: boom"),
+        "raises": (Status.FAIL, Reason.ERROR, "raises: RuntimeError: boom"),
         "hangs": (Status.FAIL, Reason.TIMEOUT, "timed out after 100ms"),
         "stubborn": (Status.FAIL, Reason.TIMEOUT, "timed out after 100ms"),
         "garbage": (Status.FAIL, Reason.ERROR, "check returned int, not an Outcome"),
         "sync": (Status.FAIL, Reason.ERROR, verdicts["sync"][2]),
     }
-    assert verdicts["sync"][2].startswith("TypeError:")
+    assert verdicts["sync"][2].startswith("sync: TypeError:")
     for check in bad:
         assert store.checks[check.name].runs[Status.FAIL] >= 4, check.name
 
@@ -137,3 +137,18 @@ async def test_liveness_needs_a_started_scheduler() -> None:
     check = make(Counting, "c")
     scheduler = Scheduler([check], Store([check]))
     assert not scheduler.alive()
+
+
+class BrokenMapping(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        raise ValueError("driver said no")
+
+    def describe_error(self, exc: Exception) -> Any:
+        raise KeyError("bug in the mapping")
+
+
+async def test_a_broken_error_mapping_still_reports_the_original_error() -> None:
+    from probed.runner import run_once
+
+    result = await run_once(make(BrokenMapping, "broken"))
+    assert (result.status, result.reason, result.output) == (Status.FAIL, Reason.ERROR, "ValueError: driver said no")

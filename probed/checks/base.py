@@ -6,8 +6,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
+from probed.checks.errors import network_failure
 from probed.fields import Duration, ProbedModel, format_duration
-from probed.model import Outcome
+from probed.model import CheckFailed, Outcome
 from probed.secrets import secret_values
 
 
@@ -47,7 +48,8 @@ class Check(Generic[OptionsT]):
     """One configured check. Subclasses implement `run`; probed's runner times it,
     bounds it by the timeout and turns what it returns or raises into a Result.
 
-    `run` returns an Outcome (pass or warn) or raises CheckFailed with a reason.
+    `run` returns an Outcome (pass or warn) or raises CheckFailed with a reason;
+    any other exception goes through `describe_error`, once, in the runner.
     A check keeps no secret in anything it prints: `secrets()` lists the strings
     the runner masks in every message, as a last line of defence.
     """
@@ -58,6 +60,7 @@ class Check(Generic[OptionsT]):
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
         self.options = options
+        self.target = name  # what the check reaches, for messages; never holds a secret
 
     @property
     def kind(self) -> str:
@@ -66,11 +69,23 @@ class Check(Generic[OptionsT]):
     async def run(self) -> Outcome:
         raise NotImplementedError
 
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """Turn an exception `run` let through into a sentence and a reason.
+
+        Kinds map their driver's exceptions first and end with this, which
+        handles the network errors every client library ends up raising.
+        """
+        return network_failure(exc, self.target) or CheckFailed(f"{self.target}: {_text(exc)}")
+
     async def close(self) -> None:
         """Release what the check keeps between runs (sessions, connections)."""
 
     def secrets(self) -> set[str]:
         return secret_values(self.options)
+
+
+def _text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 AnyCheck = Check[Any]

@@ -50,6 +50,7 @@ class DiskCheck(Check[DiskOptions]):
 
     def __init__(self, name: str, options: DiskOptions) -> None:
         super().__init__(name, options)
+        self.target = str(options.path)
         self._pending: Future[Observed] | None = None
 
     async def run(self) -> Outcome:

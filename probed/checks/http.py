@@ -96,21 +96,30 @@ class HttpCheck(Check[HttpOptions]):
 
     async def run(self) -> Outcome:
         opts = self.options
-        try:
-            async with self._client().request(
-                opts.method,
-                opts.url,
-                data=opts.body,
-                headers=self._headers(),
-                allow_redirects=opts.follow_redirects,
-                max_redirects=opts.max_redirects,
-            ) as response:
-                observed: Observed = {"status_code": Observation(response.status, "status")}
-                observed |= certificate_expiry(self._connector.peer_not_after)
-                body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
-        except aiohttp.ClientError as exc:
-            raise describe_client_error(exc, self.target) from exc
+        async with self._client().request(
+            opts.method,
+            opts.url,
+            data=opts.body,
+            headers=self._headers(),
+            allow_redirects=opts.follow_redirects,
+            max_redirects=opts.max_redirects,
+        ) as response:
+            observed: Observed = {"status_code": Observation(response.status, "status")}
+            observed |= certificate_expiry(self._connector.peer_not_after)
+            body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
         return self._judge(response.status, body, observed)
+
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """aiohttp's exceptions -> a plain sentence and a reason."""
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return CheckFailed(f"{self.target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
+        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: its OSError says which
+            return super().describe_error(exc.os_error)
+        if isinstance(exc, aiohttp.TooManyRedirects):
+            return CheckFailed(f"{self.target}: too many redirects", Reason.UNEXPECTED)
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return CheckFailed(f"{self.target}: server closed the connection without answering")
+        return super().describe_error(exc)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -263,22 +272,3 @@ def _not_after(ssl_object: ssl.SSLObject) -> float | None:
     from cryptography import x509
 
     return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
-
-
-def describe_client_error(exc: aiohttp.ClientError, target: str) -> CheckFailed:
-    """aiohttp's exceptions -> a plain sentence and a reason."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return CheckFailed(f"{target}: name not resolved ({exc.os_error.strerror or exc.os_error})", Reason.DNS)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return CheckFailed(f"{target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return CheckFailed(f"{target}: TLS handshake failed: {exc.os_error}", Reason.TLS)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
-            return CheckFailed(f"{target}: connection refused", Reason.REFUSED)
-        return CheckFailed(f"{target}: cannot connect: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return CheckFailed(f"{target}: too many redirects", Reason.UNEXPECTED)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return CheckFailed(f"{target}: server closed the connection without answering")
-    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

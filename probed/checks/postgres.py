@@ -13,7 +13,6 @@ import asyncpg
 from pydantic import Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions
-from probed.checks.errors import network_failure
 from probed.checks.levels import Levels, judge
 from probed.fields import Duration, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
@@ -60,18 +59,12 @@ class PostgresCheck(Check[PostgresOptions]):
         self._kept: asyncpg.Connection | None = None
 
     async def run(self) -> Outcome:
-        try:
-            connection = await self._connect()
-        except Exception as exc:
-            raise self._failure(exc) from exc
+        connection = await self._connect()
         try:
             return await self._probe(connection)
         except CheckFailed:
             raise
-        except Exception as exc:
-            self._drop(connection)
-            raise self._failure(exc) from exc
-        except BaseException:  # cancelled by the timeout: the connection is in an unknown state
+        except BaseException:  # an error or the timeout's cancellation: the connection is suspect
             self._drop(connection)
             raise
         finally:
@@ -154,8 +147,21 @@ class PostgresCheck(Check[PostgresOptions]):
             self._kept = None
         connection.terminate()
 
-    def _failure(self, exc: Exception) -> CheckFailed:
-        return describe_postgres_error(exc, self.target, self.options)
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """asyncpg's exceptions -> a plain sentence and a reason."""
+        target = self.target
+        if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+            return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return CheckFailed(f"{target}: {exc}", Reason.UNEXPECTED)
+        if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
+            return CheckFailed(f"{target}: server refuses connections: {exc}")
+        if isinstance(exc, asyncpg.PostgresError):
+            return CheckFailed(f"{target}: query failed: {exc}")
+        failure = super().describe_error(exc)
+        if isinstance(exc, asyncpg.InterfaceError) and failure.reason is Reason.ERROR:
+            return CheckFailed(f"{target}: connection lost: {exc}")
+        return failure
 
 
 def describe_target(opts: PostgresOptions) -> str:
@@ -166,21 +172,6 @@ def describe_target(opts: PostgresOptions) -> str:
         return display_url(dsn.split("?", 1)[0]) if parts.hostname else "postgres (dsn)"
     user = f"{opts.user}@" if opts.user else ""
     return f"postgres://{user}{opts.host}:{opts.port}/{opts.database or ''}"
-
-
-def describe_postgres_error(exc: Exception, target: str, opts: PostgresOptions) -> CheckFailed:
-    """asyncpg's exceptions -> a plain sentence and a reason."""
-    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
-        return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return CheckFailed(f"{target}: {exc}", Reason.UNEXPECTED)
-    if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
-        return CheckFailed(f"{target}: server refuses connections: {exc}")
-    if isinstance(exc, asyncpg.PostgresError):
-        return CheckFailed(f"{target}: query failed: {exc}")
-    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
-        return CheckFailed(f"{target}: connection lost: {exc}")
-    return network_failure(exc, target) or CheckFailed(f"{target}: {type(exc).__name__}: {exc}")
 
 
 def _as_number(value: Any) -> float | None:

@@ -14,7 +14,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from probed.checks.base import Check, CheckOptions
-from probed.checks.errors import network_failure
 from probed.checks.levels import Levels, judge
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
@@ -67,10 +66,6 @@ class RedisCheck(Check[RedisOptions]):
         client = self._client()
         try:
             observed = await self._probe(client)
-        except CheckFailed:
-            raise
-        except Exception as exc:
-            raise describe_redis_error(exc, self.target) from exc
         finally:
             await client.aclose()
         return self._judge(observed)
@@ -128,6 +123,21 @@ class RedisCheck(Check[RedisOptions]):
             raise CheckFailed(f"{self.target}: wrote {key} but read back something else", Reason.UNEXPECTED)
         await client.delete(key)
 
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """redis-py's exceptions -> a plain sentence and a reason."""
+        target = self.target
+        if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthenticationWrongNumberOfArgsError):
+            return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+        if isinstance(exc, redis_errors.ReadOnlyError):
+            return CheckFailed(f"{target}: write refused, the server is read-only (a replica?)", Reason.UNEXPECTED)
+        if isinstance(exc, redis_errors.ResponseError):
+            if any(reply in str(exc) for reply in _AUTH_REPLIES):
+                return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
+            return CheckFailed(f"{target}: server said: {exc}", Reason.UNEXPECTED)
+        if isinstance(exc, redis_errors.TimeoutError):
+            return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
+        return super().describe_error(exc)
+
     def _judge(self, observed: Observed) -> Outcome:
         opts = self.options
         role = str(observed["role"].value)
@@ -149,23 +159,3 @@ class RedisCheck(Check[RedisOptions]):
 def _role(info: dict[str, Any]) -> str:
     role = str(info.get("role", "unknown"))
     return "replica" if role == "slave" else role
-
-
-def describe_redis_error(exc: Exception, target: str) -> CheckFailed:
-    """redis-py's exceptions -> a plain sentence and a reason."""
-    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthenticationWrongNumberOfArgsError):
-        return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
-    if isinstance(exc, redis_errors.ReadOnlyError):
-        return CheckFailed(f"{target}: write refused, the server is read-only (a replica?)", Reason.UNEXPECTED)
-    if isinstance(exc, redis_errors.ResponseError):
-        if any(reply in str(exc) for reply in _AUTH_REPLIES):
-            return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
-        return CheckFailed(f"{target}: server said: {exc}", Reason.UNEXPECTED)
-    if isinstance(exc, redis_errors.TimeoutError):
-        return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
-    failure = network_failure(exc, target)
-    if failure is not None:
-        return failure
-    if isinstance(exc, redis_errors.ConnectionError):
-        return CheckFailed(f"{target}: {exc}")
-    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

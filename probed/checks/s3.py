@@ -20,7 +20,6 @@ import botocore.exceptions as boto_errors
 from pydantic import Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions
-from probed.checks.errors import network_failure
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
 
@@ -75,14 +74,32 @@ class S3Check(Check[S3Options]):
             raise CheckFailed(f"{self.target}: the previous run is still waiting on S3", Reason.TIMEOUT)
         deadline = time.monotonic() + self.options.timeout
         self._pending = _EXECUTOR.submit(self._probe, deadline)
-        try:
-            observed = await asyncio.wrap_future(self._pending)
-        except CheckFailed:
-            raise
-        except Exception as exc:
-            raise describe_s3_error(exc, self.target, self.options.bucket) from exc
+        observed = await asyncio.wrap_future(self._pending)
         said = "head" + (", put, get, delete" if self.options.write_test else "")
         return Outcome(Status.PASS, f"{self.target}: {said} ok", observed)
+
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """botocore's exceptions -> a plain sentence and a reason."""
+        target = self.target
+        if isinstance(exc, boto_errors.ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _MISSING_CODES:
+                return CheckFailed(f"{target}: bucket {self.options.bucket} not found", Reason.UNEXPECTED)
+            if code in _AUTH_CODES:
+                return CheckFailed(f"{target}: access denied ({code}): check the credentials", Reason.AUTH)
+            return CheckFailed(f"{target}: S3 answered {status} {code} {error.get('Message', '')}".rstrip())
+        if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
+            return CheckFailed(f"{target}: no credentials found: {exc}", Reason.AUTH)
+        if isinstance(exc, boto_errors.ConnectTimeoutError | boto_errors.ReadTimeoutError):
+            return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
+        if isinstance(exc, boto_errors.SSLError):
+            return CheckFailed(f"{target}: TLS failed: {exc}", Reason.TLS)
+        failure = super().describe_error(exc)
+        if failure.reason is Reason.ERROR and isinstance(exc, boto_errors.EndpointConnectionError):
+            return CheckFailed(f"{target}: cannot connect to the endpoint")
+        return failure
 
     def _probe(self, deadline: float) -> Observed:
         client = self._s3()
@@ -127,28 +144,3 @@ class S3Check(Check[S3Options]):
             verify: bool | str = str(opts.ca_file) if opts.ca_file else opts.tls_verify
             self._client = session.client("s3", endpoint_url=opts.endpoint_url, config=config, verify=verify)
         return self._client
-
-
-def describe_s3_error(exc: Exception, target: str, bucket: str) -> CheckFailed:
-    """botocore's exceptions -> a plain sentence and a reason."""
-    if isinstance(exc, boto_errors.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _MISSING_CODES:
-            return CheckFailed(f"{target}: bucket {bucket} not found", Reason.UNEXPECTED)
-        if code in _AUTH_CODES:
-            return CheckFailed(f"{target}: access denied ({code}): check the credentials", Reason.AUTH)
-        return CheckFailed(f"{target}: S3 answered {status} {code} {error.get('Message', '')}".rstrip())
-    if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
-        return CheckFailed(f"{target}: no credentials found: {exc}", Reason.AUTH)
-    if isinstance(exc, boto_errors.ConnectTimeoutError | boto_errors.ReadTimeoutError):
-        return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
-    if isinstance(exc, boto_errors.SSLError):
-        return CheckFailed(f"{target}: TLS failed: {exc}", Reason.TLS)
-    failure = network_failure(exc, target)
-    if failure is not None:
-        return failure
-    if isinstance(exc, boto_errors.EndpointConnectionError):
-        return CheckFailed(f"{target}: cannot connect to the endpoint")
-    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")

@@ -12,7 +12,6 @@ import aiosmtplib
 from pydantic import Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions
-from probed.checks.errors import network_failure
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 
@@ -65,10 +64,6 @@ class SmtpCheck(Check[SmtpOptions]):
         )
         try:
             observed = await self._converse(client)
-        except CheckFailed:
-            raise
-        except Exception as exc:
-            raise describe_smtp_error(exc, self.target) from exc
         finally:
             client.close()
         steps = "banner, EHLO" + (", STARTTLS" if opts.starttls else "") + (", AUTH" if opts.username else "")
@@ -99,20 +94,18 @@ class SmtpCheck(Check[SmtpOptions]):
         await client.quit()
         return observed
 
-
-def describe_smtp_error(exc: Exception, target: str) -> CheckFailed:
-    """aiosmtplib's exceptions -> a plain sentence and a reason."""
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return CheckFailed(f"{target}: authentication failed: {exc.code} {exc.message}", Reason.AUTH)
-    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError | aiosmtplib.SMTPTimeoutError):
-        return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
-    failure = network_failure(exc, target)
-    if failure is not None:
+    def describe_error(self, exc: Exception) -> CheckFailed:
+        """aiosmtplib's exceptions -> a plain sentence and a reason."""
+        target = self.target
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            return CheckFailed(f"{target}: authentication failed: {exc.code} {exc.message}", Reason.AUTH)
+        if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError | aiosmtplib.SMTPTimeoutError):
+            return CheckFailed(f"{target}: timed out", Reason.TIMEOUT)
+        failure = super().describe_error(exc)
+        if failure.reason is not Reason.ERROR:  # refused, DNS, TLS
+            return failure
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return CheckFailed(f"{target}: server answered {exc.code} {exc.message}", Reason.UNEXPECTED)
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            return CheckFailed(f"{target}: server closed the connection: {exc}")
         return failure
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return CheckFailed(f"{target}: server answered {exc.code} {exc.message}", Reason.UNEXPECTED)
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return CheckFailed(f"{target}: server closed the connection: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPException):
-        return CheckFailed(f"{target}: {exc}")
-    return CheckFailed(f"{target}: {type(exc).__name__}: {exc}")
