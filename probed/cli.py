@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--output", "-o", choices=["table", "json"], default="table")
     commands.add_parser("validate", parents=[common], help="check the config file and exit")
     commands.add_parser("schema", help="print the JSON Schema of the config file")
+    probe = commands.add_parser("probe", help="GET a URL: exit 0 on 2xx/3xx, else 1 (for HEALTHCHECK, no curl)")
+    probe.add_argument("url", nargs="?", default="http://127.0.0.1:8080/health/live")
+    probe.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     return parser
 
 
@@ -68,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         sys.stdout.write(schema_text())
         return EXIT_OK
+    if args.command == "probe":
+        return probe_command(args.url, args.timeout)
     # Only `serve` logs to stdout; the other commands keep stdout for their answer.
     stream = sys.stdout if args.command == "serve" else sys.stderr
     configure_logging(args.log_format, args.log_level, stream)
@@ -113,6 +120,38 @@ async def run_checks_once(checks: list[AnyCheck]) -> Store:
     for check, result in zip(checks, results):
         store.record(check.name, result)
     return store
+
+
+# -- probed probe ---------------------------------------------------------------------
+
+
+def probe_command(url: str, timeout: float) -> int:
+    """One GET with the standard library: starts fast, needs nothing in the image."""
+    if not url.startswith(("http://", "https://")):
+        print(f"probed: probe needs an http:// or https:// URL, got {url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    request = urllib.request.Request(url, headers={"User-Agent": "probed-probe"})
+    try:
+        with _NO_REDIRECTS.open(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        print(f"probed: {url}: {getattr(reason, 'strerror', None) or reason}", file=sys.stderr)
+        return EXIT_FAIL
+    if 200 <= status < 400:
+        return EXIT_OK
+    print(f"probed: {url}: answered {status}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a 3xx is an answer, as for kubelet's httpGet probe
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
 
 
 # -- probed serve ---------------------------------------------------------------------

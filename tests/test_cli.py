@@ -194,3 +194,18 @@ def wait_for(url: str, status: int, seconds: float = 15) -> Any:
                 await asyncio.sleep(0.1)
 
     return asyncio.run(poll())
+
+
+def test_probe_exit_codes(tmp_path: Path) -> None:
+    from tests.servers import app_in_thread, target_app
+
+    with app_in_thread(target_app()) as url:
+        assert probed("probe", f"{url}/ok").returncode == 0
+        assert probed("probe", f"{url}/redirect").returncode == 0  # 3xx counts as up, like kubelet
+        failed = probed("probe", f"{url}/error")
+        assert failed.returncode == 1 and failed.stderr == f"probed: {url}/error: answered 500\n"
+        slow = probed("probe", f"{url}/slow?seconds=5", "--timeout", "0.3")
+        assert slow.returncode == 1 and "timed out" in slow.stderr
+    refused = probed("probe", f"http://127.0.0.1:{closed_port()}/")
+    assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
+    assert probed("probe", "localhost:8080").returncode == 2
