@@ -2,7 +2,8 @@
 # Install the system binaries the test suite runs for real, when missing:
 #   promtool (Debian package prometheus) lints the /metrics exposition;
 #   initdb, pg_ctl, pg_basebackup, psql (postgresql) and redis-server start
-#   throwaway servers on free ports for the postgres and redis checks.
+#   throwaway servers on free ports for the postgres and redis checks;
+#   prometheus and haproxy are the real clients of the integration tests.
 set -euo pipefail
 
 packages=()
@@ -10,6 +11,7 @@ command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
 command -v psql >/dev/null 2>&1 || packages+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || packages+=(haproxy)
 
 if ((${#packages[@]} == 0)); then
     exit 0

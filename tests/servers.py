@@ -207,3 +207,19 @@ def poll(url: str, until: Callable[[int, str], bool], seconds: float = 20) -> tu
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} never got there; last answer {status}: {body[:300]}")
         time.sleep(0.1)
+
+
+def switch_app() -> tuple[web.Application, dict[str, int]]:
+    """A dependency whose /health answers what the test sets: state["status"]."""
+    state = {"status": 200}
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(status=state["status"], text=f"status {state['status']}")
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="app says hi")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/", hello)
+    return app, state
