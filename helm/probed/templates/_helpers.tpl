@@ -1,0 +1,188 @@
+{{/* Names and labels. */}}
+{{- define "probed.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "probed.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "probed.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "probed.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "probed.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "probed.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "probed.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* probed.yaml, as rendered into the ConfigMap (also hashed to roll pods on change). */}}
+{{- define "probed.configYaml" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- if not $config.checks -}}
+{{- $rootDisk := dict "type" "disk" "path" "/" -}}
+{{- $tmp := dict "type" "disk" "path" "/tmp" "write_test" true "critical" false -}}
+{{- $_ := set $config "checks" (dict "root-disk" $rootDisk "tmp-writable" $tmp) -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{- define "probed.configMap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "probed.fullname" . }}
+  labels:
+    {{- include "probed.labels" . | nindent 4 }}
+data:
+  probed.yaml: |
+    {{- include "probed.configYaml" . | nindent 4 }}
+{{- end -}}
+
+{{/* Pod annotation that changes with the config, so a config change rolls the pods. */}}
+{{- define "probed.checksumAnnotation" -}}
+checksum/probed-config: {{ include "probed.configYaml" . | sha256sum }}
+{{- end -}}
+
+{{/* The probed container, the same in standalone and sidecar mode. */}}
+{{- define "probed.container" -}}
+name: probed
+image: {{ include "probed.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args: ["serve"]
+env:
+  - name: PROBED_CONFIG
+    value: /etc/probed/probed.yaml
+  {{- with .Values.env }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .Values.envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+ports:
+  - name: probed
+    containerPort: {{ .Values.port }}
+    protocol: TCP
+livenessProbe:
+  httpGet:
+    path: /health/live
+    port: probed
+  periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+{{- /* probed itself is ready when it serves: its Service must keep answering 503s
+       while a dependency fails, not vanish from the endpoints. */}}
+readinessProbe:
+  httpGet:
+    path: /health/live
+    port: probed
+  periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: probed-config
+    mountPath: /etc/probed
+    readOnly: true
+  - name: probed-tmp
+    mountPath: /tmp
+  {{- with .Values.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "probed.volumes" -}}
+- name: probed-config
+  configMap:
+    name: {{ include "probed.fullname" . }}
+- name: probed-tmp
+  emptyDir:
+    sizeLimit: 16Mi
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Sidecar mode. An application chart lists probed as a dependency, sets
+`probed.standalone.enabled: false`, and includes these templates in its pod
+spec with the subchart's context, `.Subcharts.probed` (see README):
+
+  metadata:
+    annotations:
+      {{- include "probed.checksumAnnotation" .Subcharts.probed | nindent 8 }}
+  spec:
+    containers:
+      - name: app
+        {{- include "probed.sidecar.appProbes" .Subcharts.probed | nindent 8 }}
+      {{- include "probed.sidecar.containers" .Subcharts.probed | nindent 6 }}
+    initContainers:
+      {{- include "probed.sidecar.initContainers" .Subcharts.probed | nindent 6 }}
+    volumes:
+      {{- include "probed.sidecar.volumes" .Subcharts.probed | nindent 6 }}
+
+The probed chart renders the ConfigMap itself in both modes.
+*/}}
+
+{{/* `containers:` items: probed beside the app (nothing in the native form). */}}
+{{- define "probed.sidecar.containers" -}}
+{{- if not .Values.sidecar.native }}
+- {{- include "probed.container" . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* `initContainers:` items: the native sidecar form (Kubernetes 1.29+). */}}
+{{- define "probed.sidecar.initContainers" -}}
+{{- if .Values.sidecar.native }}
+- {{- include "probed.container" . | nindent 2 }}
+  restartPolicy: Always
+{{- end }}
+{{- end -}}
+
+{{- define "probed.sidecar.volumes" -}}
+{{- include "probed.volumes" . }}
+{{- end -}}
+
+{{/* The application container's probes, pointing at probed's endpoints. */}}
+{{- define "probed.sidecar.appProbes" -}}
+{{- $p := .Values.sidecar.appProbes -}}
+{{- if $p.readiness }}
+readinessProbe:
+  httpGet:
+    path: /health/ready
+    port: {{ .Values.port }}
+  periodSeconds: {{ $p.readinessPeriodSeconds }}
+  failureThreshold: {{ $p.readinessFailureThreshold }}
+{{- end }}
+{{- if $p.startup }}
+startupProbe:
+  httpGet:
+    path: /health/ready
+    port: {{ .Values.port }}
+  periodSeconds: {{ $p.startupPeriodSeconds }}
+  failureThreshold: {{ $p.startupFailureThreshold }}
+{{- end }}
+{{- if $p.liveness }}
+livenessProbe:
+  httpGet:
+    path: /health/live
+    port: {{ .Values.port }}
+  periodSeconds: 10
+  failureThreshold: 3
+{{- end }}
+{{- end -}}

@@ -1,0 +1,164 @@
+"""The Helm chart, linted and rendered by Helm's own engine (helm-python-sdk),
+its manifests validated strictly against Kubernetes' schemas, in both modes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from probed.config import parse_config
+
+ROOT = Path(__file__).parent.parent
+CHART = ROOT / "helm" / "probed"
+KUBERNETES = "1.30.0"  # native sidecars (restartPolicy on init containers) need 1.29+
+CRDS = {"ServiceMonitor", "PrometheusRule"}  # monitoring.coreos.com: not in Kubernetes' schemas
+
+
+def render(chart: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    manifests = helm.Chart.load(str(chart)).render(values or {}, name="web", namespace="shop")
+    documents = [
+        doc
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    return documents
+
+
+def by_kind(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [found] = [doc for doc in documents if doc["kind"] == kind]
+    return found
+
+
+@pytest.fixture(scope="module")
+def app_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/charts/shop with probed vendored as its dependency (what `helm dependency build` does)."""
+    chart = tmp_path_factory.mktemp("charts") / "shop"
+    shutil.copytree(ROOT / "tests" / "charts" / "shop", chart)
+    shutil.copytree(CHART, chart / "charts" / "probed")
+    return chart
+
+
+def assert_valid_kubernetes(documents: list[dict[str, Any]]) -> None:
+    for document in documents:
+        if document["kind"] in CRDS:
+            assert document["apiVersion"] == "monitoring.coreos.com/v1"
+            continue
+        kubernetes_validate.validate(document, KUBERNETES, strict=True)
+
+
+def assert_hardened(container: dict[str, Any]) -> None:
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert {"name": "PROBED_CONFIG", "value": "/etc/probed/probed.yaml"} in container["env"]  # as in the Dockerfile
+
+
+@pytest.mark.parametrize("chart", ["probed", "shop"])
+def test_lint_strict(chart: str, app_chart: Path) -> None:
+    path = CHART if chart == "probed" else app_chart
+    report = helm.lint(str(path), strict=True, with_subcharts=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_standalone_renders_valid_hardened_manifests() -> None:
+    documents = render(CHART, {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}})
+    assert sorted(doc["kind"] for doc in documents) == [
+        "ConfigMap",
+        "Deployment",
+        "PrometheusRule",
+        "Service",
+        "ServiceMonitor",
+    ]
+    assert_valid_kubernetes(documents)
+    pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert_hardened(container)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+
+
+def test_optional_monitoring_objects_are_off_by_default() -> None:
+    kinds = {doc["kind"] for doc in render(CHART)}
+    assert kinds == {"ConfigMap", "Deployment", "Service"}
+
+
+def test_config_map_holds_a_valid_probed_config() -> None:
+    text = by_kind(render(CHART), "ConfigMap")["data"]["probed.yaml"]
+    config = parse_config(text, "configmap")
+    assert set(config.checks) == {"root-disk", "tmp-writable"}
+
+
+def test_config_change_rolls_the_pods() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        deployment = by_kind(render(CHART, values), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/probed-config"])
+
+    changed = {"config": {"checks": {"data": {"type": "disk", "path": "/data"}}}}
+    assert checksum({}) == checksum({}) != checksum(changed)
+
+
+def test_prometheus_rule_is_the_tested_rule_file() -> None:
+    rules_file = ROOT / "config" / "prometheus" / "probed-rules.yml"
+    assert (CHART / "files" / "probed-rules.yml").read_text() == rules_file.read_text()
+    rule = by_kind(render(CHART, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(rules_file.read_text())
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_sidecar_mode(app_chart: Path, native: bool) -> None:
+    documents = render(app_chart, {"probed": {"sidecar": {"native": native}}})
+    assert sorted(doc["kind"] for doc in documents) == ["ConfigMap", "Deployment"]  # no standalone objects
+    assert_valid_kubernetes(documents)
+    pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+    app = pod["containers"][0]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert app["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert "livenessProbe" not in app
+    if native:
+        assert [c["name"] for c in pod["containers"]] == ["shop"]
+        [sidecar] = pod["initContainers"]
+        assert sidecar["restartPolicy"] == "Always"
+    else:
+        assert [c["name"] for c in pod["containers"]] == ["shop", "probed"]
+        assert "initContainers" not in pod
+        sidecar = pod["containers"][1]
+    assert_hardened(sidecar)
+    assert {"name": "probed-config", "configMap": {"name": "web-probed"}} in pod["volumes"]
+    config_map = by_kind(documents, "ConfigMap")
+    config = parse_config(config_map["data"]["probed.yaml"], "configmap", {"DATABASE_URL": "postgresql://db/shop"})
+    assert {name: opts.type for name, opts in config.checks.items()} == {
+        "db": "postgres",
+        "cache": "redis",
+        "mail": "smtp",
+    }
+
+
+def test_app_liveness_on_probed_is_opt_in(app_chart: Path) -> None:
+    documents = render(app_chart, {"probed": {"sidecar": {"appProbes": {"liveness": True}}}})
+    app = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert app["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"image": {"pullPolicy": "Sometimes"}},
+        {"config": {"checks": {"db": "postgres"}}},  # a check that is not a mapping
+        {"config": {"checks": {"db": {"dsn": "postgresql://db/app"}}}},  # a check without a type
+        {"serviceMonitor": {"enabeld": True}},  # a typo must not pass silently
+    ],
+)
+def test_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(str(CHART)).render(values, name="web", namespace="shop")
