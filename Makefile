@@ -6,13 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup test-deps lint clean
+.PHONY: run test bench setup test-deps lint clean
 
 run: setup
 	$(BIN)/probed serve
 
 test: setup test-deps lint
 	$(BIN)/pytest
+
+# Regenerates docs/benchmarks.md (about 5 minutes; BENCH_QUICK=1 for a short trial run).
+bench: setup
+	bench/setup.sh
+	$(BIN)/python bench/run.py
 
 setup: $(VENV)/.installed
 

@@ -62,7 +62,7 @@ def _discard_result(task: asyncio.Future[Any]) -> None:
 
 def _apply_latency_levels(check: AnyCheck, outcome: Outcome, duration: float) -> Outcome | CheckFailed:
     opts = check.options
-    took = f"took {format_duration(round(duration, 3))}"
+    took = f"took {format_duration(round(duration, 3))}" if opts.warn_latency or opts.fail_latency else ""
     if opts.fail_latency is not None and duration > opts.fail_latency:
         level = format_duration(opts.fail_latency)
         return CheckFailed(f"{took}, over fail_latency {level}", Reason.UNEXPECTED, outcome.observed)
@@ -82,7 +82,7 @@ def _to_result(check: AnyCheck, outcome: Outcome | CheckFailed, started_at: floa
         status=status,
         started_at=started_at,
         duration=duration,
-        output=redact(str(output), check.secrets())[:MAX_OUTPUT],
+        output=redact(str(output), check.masked)[:MAX_OUTPUT],
         reason=reason,
         observed=_valid_observed(observed),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
@@ -60,9 +61,9 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def redact(text: str, secrets: set[str]) -> str:
+def redact(text: str, secrets: Iterable[str]) -> str:
     """Mask every secret in a message, longest first so no fragment survives."""
     for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
+        if secret and secret in text:
             text = text.replace(secret, MASK)
     return text

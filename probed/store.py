@@ -110,15 +110,19 @@ class Store:
         self.status = Status.FAIL
         self.ready = False
         self._on_transition = on_transition
+        # How many checks weigh on the overall status with each verdict, kept up
+        # to date per transition: when a shared dependency dies and thousands of
+        # checks flip at once, recounting them all each time would be quadratic.
+        self._weights: Counter[Status | None] = Counter(_weight(state) for state in self.checks.values())
         self._aggregate()
 
     def record(self, name: str, result: Result, finished: float | None = None) -> None:
         state = self.checks[name]
-        before = state.effective
+        before, weight = state.effective, _weight(state)
         state.record(result, time.monotonic() if finished is None else finished)
         self.version += 1
         if state.effective is not before:
-            self._transition(state, before)
+            self._transition(state, before, weight)
 
     def mark_stale(self, now: float | None = None) -> None:
         """Publish fail for every check whose last run is too old."""
@@ -126,17 +130,19 @@ class Store:
         for state in self.checks.values():
             overdue = state.last_finished is not None and now - state.last_finished > state.stale_after
             if overdue and not state.stale:
-                before = state.effective
+                before, weight = state.effective, _weight(state)
                 state.stale = True
                 self.version += 1
-                self._transition(state, before)
+                self._transition(state, before, weight)
 
     def oldest_progress(self) -> float | None:
         """monotonic() of the least recent completed run, for liveness."""
         finished = [s.last_finished for s in self.checks.values() if s.last_finished is not None]
         return min(finished) if finished else None
 
-    def _transition(self, state: CheckState, before: Status | None) -> None:
+    def _transition(self, state: CheckState, before: Status | None, weight_before: Status | None) -> None:
+        self._weights[weight_before] -= 1
+        self._weights[_weight(state)] += 1
         self._aggregate()
         if self._on_transition is not None:
             self._on_transition(state, before)
@@ -144,19 +150,23 @@ class Store:
     def _aggregate(self) -> None:
         """Overall status: the worst critical verdict (pending counts as fail);
         a failing non-critical check can make it warn, never fail."""
-        worst = Status.PASS
-        for state in self.checks.values():
-            verdict = state.effective
-            if state.critical:
-                verdict = verdict or Status.FAIL
-            elif verdict is Status.FAIL:
-                verdict = Status.WARN
-            elif verdict is None:
-                continue
-            if verdict.severity > worst.severity:
-                worst = verdict
-        self.status = worst
-        self.ready = worst is not Status.FAIL
+        if self._weights[Status.FAIL]:
+            self.status = Status.FAIL
+        elif self._weights[Status.WARN]:
+            self.status = Status.WARN
+        else:
+            self.status = Status.PASS
+        self.ready = self.status is not Status.FAIL
+
+
+def _weight(state: CheckState) -> Status | None:
+    """What one check contributes to the overall status (None: nothing)."""
+    verdict = state.effective
+    if state.critical:
+        return verdict or Status.FAIL
+    if verdict is Status.FAIL:
+        return Status.WARN
+    return verdict
 
 
 def _state_for(check: AnyCheck) -> CheckState:

@@ -140,3 +140,36 @@ def test_transitions_are_reported_once() -> None:
     for outcome in (PASS, PASS, FAIL, FAIL, PASS):
         store.record("db", outcome)
     assert seen == [("db", None, Status.PASS), ("db", Status.PASS, Status.FAIL), ("db", Status.FAIL, Status.PASS)]
+
+
+def brute_force_status(store: Store) -> Status:
+    """The aggregation rule spelled out, recomputed from scratch."""
+    worst = Status.PASS
+    for state in store.checks.values():
+        verdict = state.effective
+        if state.critical:
+            verdict = verdict or Status.FAIL
+        elif verdict is Status.FAIL:
+            verdict = Status.WARN
+        if verdict is not None and verdict.severity > worst.severity:
+            worst = verdict
+    return worst
+
+
+def test_incremental_aggregate_matches_the_rule_through_random_histories() -> None:
+    import random
+
+    rng = random.Random(7)
+    store = make_store(
+        a={}, b={"critical": False}, c={"failure_threshold": 2}, d={"critical": False, "success_threshold": 3}, e={}
+    )
+    now = 1000.0
+    for step in range(2000):
+        name = rng.choice(list(store.checks))
+        if rng.random() < 0.1:
+            now += rng.choice([1.0, 30.0])
+            store.mark_stale(now=now)
+        else:
+            store.record(name, rng.choice([PASS, WARN, FAIL]), finished=now)
+        assert store.status is brute_force_status(store), step
+        assert store.ready is (store.status is not Status.FAIL)

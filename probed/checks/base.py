@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
@@ -82,6 +83,11 @@ class Check(Generic[OptionsT]):
 
     def secrets(self) -> set[str]:
         return secret_values(self.options)
+
+    @functools.cached_property
+    def masked(self) -> tuple[str, ...]:
+        """secrets(), longest first, computed once: what the runner masks in every output."""
+        return tuple(sorted((s for s in self.secrets() if s), key=len, reverse=True))
 
 
 def _text(exc: Exception) -> str:

@@ -1,0 +1,598 @@
+"""Measure probed and write docs/benchmarks.md: `make bench`.
+
+Every figure is compared against a baseline measured in the same run on the
+same machine: ratios and medians, never a number from elsewhere. Servers run
+as separate processes on loopback; CPU is read from /proc for the process
+being measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).parent.parent
+PYTHON = sys.executable
+PROBED = [PYTHON, "-m", "probed"]
+TICKS = os.sysconf("SC_CLK_TCK")
+QUICK = os.environ.get("BENCH_QUICK") == "1"  # shorter runs, for trying the script out
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str
+    rows: list[list[str]] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", self.intro, ""]
+        if self.rows:
+            lines.append("| " + " | ".join(self.header) + " |")
+            lines.append("|" + "---|" * len(self.header))
+            lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+            lines.append("")
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, seconds: float = 30, status: int | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if status is None or response.status == status:
+                    return
+        except urllib.error.HTTPError as error:
+            if status is None or error.code == status:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+@contextmanager
+def process(args: list[str], ready_url: str | None = None, **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, **kwargs)
+    try:
+        if ready_url:
+            wait_http(ready_url)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_config(directory: Path, name: str, config: dict[str, Any]) -> str:
+    path = directory / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def disk_checks(count: int, directory: str) -> dict[str, Any]:
+    return {f"disk-{i}": {"type": "disk", "path": directory} for i in range(count)}
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+# -- 1. endpoints under load ------------------------------------------------------------------
+
+
+def wrk(url: str, seconds: int) -> dict[str, float]:
+    done = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+    )
+    out = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99")}
+
+
+def endpoints(work: Path) -> Section:
+    seconds = 5 if QUICK else 10
+    section = Section(
+        "Endpoint throughput and latency",
+        f"`wrk -t2 -c32 -d{seconds}s --latency` over loopback, server and wrk sharing the machine's cores. "
+        "probed has 50 disk checks configured on a 10 s interval. Baselines from the same run: a bare "
+        "aiohttp app answering a constant body (the ceiling for an aiohttp service here), and an app "
+        "that runs the same 50 checks inside each request (the design probed replaces).",
+        header=["server", "path", "requests/s", "p50 ms", "p99 ms", "vs bare aiohttp"],
+    )
+    bare_port, inline_port, probed_port = free_port(), free_port(), free_port()
+    config = write_config(
+        work,
+        "fifty.yaml",
+        {"checks": disk_checks(50, tempfile.gettempdir()), "server": {"listen": f"127.0.0.1:{probed_port}"}},
+    )
+    results: dict[str, dict[str, float]] = {}
+    servers = {
+        "bare aiohttp": ([PYTHON, "bench/apps.py", "bare", str(bare_port)], bare_port),
+        "probed": ([*PROBED, "serve", "--config", config, "--log-level", "warning"], probed_port),
+        "checks in each request": ([PYTHON, "bench/apps.py", "inline", str(inline_port), config], inline_port),
+    }
+    for name, (args, port) in servers.items():
+        with process(args, f"http://127.0.0.1:{port}/health/ready"):
+            if name == "probed":
+                wait_http(f"http://127.0.0.1:{port}/health/ready", status=200)  # every check has run once
+            for path in ("/health/ready", "/health"):
+                results[f"{name} {path}"] = wrk(f"http://127.0.0.1:{port}{path}", seconds)
+    ceiling = results["bare aiohttp /health/ready"]["rps"]
+    for key, figures in results.items():
+        name, path = key.rsplit(" ", 1)
+        section.rows.append(
+            [
+                name,
+                f"`{path}`",
+                fmt(figures["rps"], 0),
+                fmt(figures["p50"], 2),
+                fmt(figures["p99"], 2),
+                f"{figures['rps'] / ceiling:.2f}x",
+            ]
+        )
+    ready = results["probed /health/ready"]["rps"] / ceiling
+    inline = results["checks in each request /health/ready"]["rps"]
+    section.notes.append(
+        f"`/health/ready`: {ready:.2f}x the bare aiohttp ceiling (target: at least 0.9x); "
+        f"{results['probed /health/ready']['rps'] / inline:.1f}x the requests/s of running the checks "
+        "in each request."
+    )
+    section.notes.append(
+        "`/health` with 50 checks serves a body rendered once per change of state, so it stays "
+        f"at {results['probed /health']['rps'] / ceiling:.2f}x the ceiling although the body is larger."
+    )
+    return section
+
+
+# -- 2. scheduler scale --------------------------------------------------------------------------
+
+
+def scheduler_scale(target: str) -> Section:
+    seconds = 10
+    sizes = [10, 100, 1000] if QUICK else [10, 100, 1000, 5000]
+    section = Section(
+        "Scheduler scale",
+        "probed's scheduler and store in a fresh process (`bench/scale.py`) with N checks at a 10 s interval, "
+        f"measured over {seconds} s after one interval of warm-up. CPU is this process's, all threads; the "
+        "http checks' target is another process. Drift: how late each run started against its plan.",
+        header=[
+            "kind",
+            "checks",
+            "runs",
+            "CPU % of a core",
+            "CPU µs / run",
+            "RSS MiB",
+            "RSS KiB / check",
+            "drift p50 ms",
+            "drift p99 ms",
+        ],
+    )
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for kind in ("http", "disk"):
+        for count in sizes:
+            done = subprocess.run(
+                [PYTHON, "bench/scale.py", kind, str(count), target, str(seconds)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            results[(kind, count)] = figures
+            section.rows.append(
+                [
+                    kind,
+                    fmt(count, 0),
+                    fmt(figures["runs"], 0),
+                    fmt(figures["cpu_percent"], 1),
+                    fmt(figures["cpu_us_per_run"], 0),
+                    fmt(figures["rss_mib"], 1),
+                    fmt(figures["rss_per_check_kib"], 1),
+                    fmt(figures["drift_p50_ms"], 2),
+                    fmt(figures["drift_p99_ms"], 2),
+                ]
+            )
+    http_1000 = results[("http", 1000)]
+    section.notes.append(
+        f"1,000 http checks at 10 s: {http_1000['cpu_percent']:.1f}% of one core (target: under 25%), "
+        f"drift p99 {http_1000['drift_p99_ms']:.1f} ms (target: under 50 ms)."
+    )
+    biggest = max(sizes)
+    per_check = results[("http", biggest)]["rss_per_check_kib"]
+    section.notes.append(
+        f"Memory grows linearly: about {per_check:.0f} KiB per http check at {biggest:,} checks "
+        "(an aiohttp session and connector each), less for disk checks."
+    )
+    return section
+
+
+def transitions() -> Section:
+    section = Section(
+        "Verdict changes at scale",
+        "When a shared dependency dies, every check on it changes verdict at once. `bench/transitions.py`: "
+        "N checks each go pending -> pass, then pass -> fail, through the store (the event loop is blocked "
+        "meanwhile, so this is time no probe is answered).",
+        header=["checks", "transitions", "total ms", "µs / transition"],
+    )
+    for count in (100, 1000, 5000):
+        done = subprocess.run(
+            [PYTHON, "bench/transitions.py", str(count)], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        figures = json.loads(done.stdout)
+        section.rows.append(
+            [
+                fmt(count, 0),
+                fmt(figures["transitions"], 0),
+                fmt(1000 * figures["seconds"], 1),
+                fmt(figures["us_per_transition"], 2),
+            ]
+        )
+    return section
+
+
+# -- 3. cost per run by type ----------------------------------------------------------------------
+
+
+def cost_per_run(work: Path, services: dict[str, Any]) -> Section:
+    runs = 50 if QUICK else 200
+    section = Section(
+        "Cost per run by type",
+        f"CPU time of probed's process per check run (all threads, `time.process_time`), {runs} runs one after "
+        "another against real local servers (each its own process), median of 3 batches.",
+        header=["check", "CPU µs / run", "wall ms / run"],
+    )
+    configs = services["configs"]
+    results = {}
+    for name, options in configs.items():
+        done = subprocess.run(
+            [PYTHON, "bench/cost.py", json.dumps(options), str(runs)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        section.rows.append([name, fmt(results[name]["cpu_us"], 0), fmt(results[name]["wall_ms"], 2)])
+    fresh, kept = results["postgres (fresh connection)"], results["postgres (kept connection)"]
+    section.notes.append(
+        f"A kept postgres connection costs {kept['cpu_us'] / fresh['cpu_us']:.2f}x the CPU of a fresh "
+        f"one per run on probed's side; on the server, {fresh['sessions']} runs opened "
+        f"{fresh['sessions']} sessions fresh and {kept['sessions']} kept (pg_stat_database.sessions)."
+    )
+    pods, interval = 500, 10
+    section.notes.append(
+        f"Server load at a fleet of {pods} pods, one postgres check each at {interval} s: "
+        f"{pods * 60 // interval:,} new connections per minute with fresh connections, "
+        f"none in steady state with `keep_connection: true`."
+    )
+    return section
+
+
+# -- 4. start-up -------------------------------------------------------------------------------------
+
+
+def startup(work: Path) -> Section:
+    repeats = 3 if QUICK else 7
+    section = Section(
+        "Start-up",
+        f"Wall time of whole commands, median of {repeats}; RSS of `probed serve` once it answers.",
+        header=["command", "median s"],
+    )
+    disk = write_config(work, "disk.yaml", {"checks": {"root": {"type": "disk", "path": "/"}}})
+    s3 = write_config(
+        work,
+        "s3.yaml",
+        {
+            "checks": {
+                "root": {"type": "disk", "path": "/"},
+                "media": {
+                    "type": "s3",
+                    "bucket": "b",
+                    "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                    "region": "us-east-1",
+                    "access_key_id": "a",
+                    "secret_access_key": "b",
+                    "critical": False,
+                },
+            }
+        },
+    )
+    commands = {
+        "`probed --version`": [*PROBED, "--version"],
+        "`probed check` (disk only: boto3 not imported)": [*PROBED, "check", "--config", disk],
+        "`probed check` (with an s3 check: boto3 imported)": [*PROBED, "check", "--config", s3],
+    }
+    for label, args in commands.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(args, capture_output=True, check=False, cwd=ROOT)
+            times.append(time.perf_counter() - start)
+        section.rows.append([label, f"{statistics.median(times):.3f}"])
+    for label, config in (("without boto3", disk), ("with boto3 (an s3 check)", s3)):
+        port = free_port()
+        path = write_config(
+            work,
+            f"serve-{port}.yaml",
+            {**yaml.safe_load(Path(config).read_text()), "server": {"listen": f"127.0.0.1:{port}"}},
+        )
+        with process([*PROBED, "serve", "--config", path], f"http://127.0.0.1:{port}/health/live") as proc:
+            time.sleep(1)
+            section.notes.append(f"RSS of `probed serve` {label}: {rss_mib(proc.pid):.1f} MiB.")
+    return section
+
+
+# -- 5. detection latency ------------------------------------------------------------------------------
+
+
+def detection(work: Path) -> Section:
+    repeats = 3 if QUICK else 5
+    section = Section(
+        "Detection latency",
+        "Time from a dependency's /health turning 500 until probed's `/health/ready` answers 503, and from "
+        f"its recovery until 200 again (polled every 10 ms), median of {repeats} flips, each at a random "
+        "point of the schedule. One http check, timeout 500 ms.",
+        header=[
+            "interval",
+            "failure / success threshold",
+            "down -> 503 (median s)",
+            "up -> 200 (median s)",
+            "worst case by design",
+        ],
+    )
+    for interval, threshold in ((1.0, 1), (1.0, 3), (2.0, 1)):
+        port, target_port = free_port(), free_port()
+        config = write_config(
+            work,
+            f"detect-{port}.yaml",
+            {
+                "server": {"listen": f"127.0.0.1:{port}"},
+                "checks": {
+                    "api": {
+                        "type": "http",
+                        "url": f"http://127.0.0.1:{target_port}/health",
+                        "interval": interval,
+                        "timeout": 0.5,
+                        "failure_threshold": threshold,
+                        "success_threshold": threshold,
+                    }
+                },
+            },
+        )
+        flag = work / f"flag-{target_port}"
+        with (
+            process([PYTHON, "bench/switch.py", str(target_port), str(flag)], f"http://127.0.0.1:{target_port}/"),
+            process([*PROBED, "serve", "--config", config]),
+        ):
+            ready = f"http://127.0.0.1:{port}/health/ready"
+            wait_http(ready, status=200)
+            downs, ups = [], []
+            rng = random.Random(interval * 10 + threshold)
+            for _ in range(repeats):
+                time.sleep(rng.uniform(0, interval))  # flip at a random point of the schedule
+                flag.write_text("500")
+                downs.append(time_until(lambda: http_status(ready) == 503))
+                time.sleep(rng.uniform(0, interval))
+                flag.write_text("200")
+                ups.append(time_until(lambda: http_status(ready) == 200))
+        section.rows.append(
+            [
+                f"{interval:g} s",
+                str(threshold),
+                f"{statistics.median(downs):.2f}",
+                f"{statistics.median(ups):.2f}",
+                f"{interval * threshold:g} s (+ run time)",
+            ]
+        )
+    section.notes.append(
+        "A change is seen at the next run: on average half an interval, at worst one interval, "
+        "then one more interval per further threshold step; readiness answers from the cache at once."
+    )
+    return section
+
+
+def time_until(condition: Callable[[], bool], seconds: float = 30) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > seconds:
+            raise RuntimeError("condition never met")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+# -- 6. against blackbox_exporter ------------------------------------------------------------------------
+
+
+def against_blackbox(work: Path, target: str) -> Section:
+    probes = 500 if QUICK else 2000
+    section = Section(
+        "Against a peer: prometheus-blackbox-exporter",
+        "CPU seconds per HTTP probe of the same local target, measured from /proc for each process. "
+        f"blackbox_exporter (Debian's) answers {probes} `/probe?module=http_2xx` requests, 8 at a time; probed runs "
+        "200 http checks at a 1 s interval for the same number of runs. Both open a new connection per probe.",
+        header=["prober", "probes", "CPU s", "CPU µs / probe"],
+    )
+    exporter = shutil.which("prometheus-blackbox-exporter")
+    if exporter is None:
+        section.notes.append("prometheus-blackbox-exporter is not installed (bench/setup.sh installs it): skipped.")
+        return section
+    config = work / "blackbox.yml"
+    config.write_text(
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 3s\n    http:\n      valid_status_codes: []\n"
+    )
+    port = free_port()
+    with process(
+        [exporter, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        f"http://127.0.0.1:{port}/metrics",
+    ) as proc:
+        url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target={target}"
+        before = cpu_seconds(proc.pid)
+        asyncio.run(hammer(url, probes, concurrency=8))
+        blackbox = cpu_seconds(proc.pid) - before
+    section.rows.append(["blackbox_exporter", fmt(probes, 0), f"{blackbox:.2f}", fmt(1e6 * blackbox / probes, 0)])
+    port = free_port()
+    checks = {f"api-{i}": {"type": "http", "url": target, "interval": 1, "timeout": 0.5} for i in range(200)}
+    path = write_config(
+        work,
+        "peer.yaml",
+        {"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks, "scheduler": {"max_concurrency": 64}},
+    )
+    with process(
+        [*PROBED, "serve", "--config", path, "--log-level", "warning"], f"http://127.0.0.1:{port}/health/live"
+    ) as proc:
+        wait_http(f"http://127.0.0.1:{port}/health/ready", status=200)
+        time.sleep(1.5)  # past every check's first, random-offset run
+        runs_before, before = probed_runs(port), cpu_seconds(proc.pid)
+        time.sleep(probes / 200)  # 200 runs a second
+        runs, used = probed_runs(port) - runs_before, cpu_seconds(proc.pid) - before
+    section.rows.append(["probed", fmt(runs, 0), f"{used:.2f}", fmt(1e6 * used / runs, 0)])
+    section.notes.append(
+        f"probed uses {used / runs / (blackbox / probes):.2f}x the CPU per HTTP probe of "
+        "blackbox_exporter (Go) in this run; probed's figure includes its scheduler, store and "
+        "two /metrics scrapes; blackbox's includes answering each /probe request."
+    )
+    return section
+
+
+async def hammer(url: str, count: int, concurrency: int) -> None:
+    import aiohttp
+
+    queue = iter(range(count))
+    async with aiohttp.ClientSession() as session:
+
+        async def worker() -> None:
+            for _ in queue:
+                async with session.get(url) as response:
+                    await response.read()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def probed_runs(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return int(
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("probed_check_runs_total{"))
+    )
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} "
+        f"{platform.release()}, {time.strftime('%Y-%m-%d')}"
+    )
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.services import dependency_services
+
+    work = Path(tempfile.mkdtemp(prefix="probed-bench-"))
+    sections = []
+    target_port = free_port()
+    target = f"http://127.0.0.1:{target_port}/health"
+    with process([PYTHON, "bench/apps.py", "target", str(target_port)], target):
+        steps: list[tuple[str, Callable[[], Section]]] = [
+            ("endpoints", lambda: endpoints(work)),
+            ("scheduler scale", lambda: scheduler_scale(target)),
+            ("transitions", transitions),
+            ("cost per run", lambda: with_services(work, target, dependency_services)),
+            ("start-up", lambda: startup(work)),
+            ("detection", lambda: detection(work)),
+            ("blackbox_exporter", lambda: against_blackbox(work, target)),
+        ]
+        for name, step in steps:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            section = step()
+            print(section.markdown(), flush=True)
+            sections.append(section)
+    header = (
+        "# Benchmarks\n\nGenerated by `make bench` (bench/run.py); every comparison is within one run on one "
+        f"machine.\n\nMachine: {machine()}.\n"
+    )
+    before_after = (ROOT / "bench" / "before-after.md").read_text()
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join([header, *(s.markdown() for s in sections), before_after]))
+    shutil.rmtree(work, ignore_errors=True)
+    print("bench: wrote docs/benchmarks.md", file=sys.stderr)
+
+
+def with_services(work: Path, target: str, dependency_services: Any) -> Section:
+    with dependency_services(work, target) as services:
+        return cost_per_run(work, services)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Real dependency servers for the cost-per-run benchmark, each its own process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.harness import ENCODED_PASSWORD, PostgresServer, RedisServer, port_open, temp_dir, wait_until
+from tests.servers import free_port
+
+
+@contextmanager
+def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
+    base = temp_dir("probed-bench-pg-")
+    postgres = PostgresServer.create(base / "pg")
+    postgres.start()
+    postgres.add_app_role()
+    redis = RedisServer(work / "redis")
+    redis.start()
+    smtp_port, s3_port = free_port(), free_port()
+    smtp = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    s3 = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(smtp_port) and port_open(s3_port), "smtp and s3 servers")
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{s3_port}",
+            region_name="us-east-1",
+            aws_access_key_id="a",
+            aws_secret_access_key="b",
+        ).create_bucket(Bucket="bench")
+        admin = f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres"
+        dsn = f"postgresql://probe:{ENCODED_PASSWORD}@127.0.0.1:{postgres.port}/app"
+        yield {
+            "configs": {
+                "disk": {"type": "disk", "path": str(work)},
+                "http": {"type": "http", "url": target},
+                "postgres (fresh connection)": {"type": "postgres", "dsn": dsn, "_sessions_dsn": admin},
+                "postgres (kept connection)": {
+                    "type": "postgres",
+                    "dsn": dsn,
+                    "keep_connection": True,
+                    "_sessions_dsn": admin,
+                },
+                "redis": {"type": "redis", "url": redis.url()},
+                "smtp": {"type": "smtp", "host": "127.0.0.1", "port": smtp_port},
+                "s3": {
+                    "type": "s3",
+                    "bucket": "bench",
+                    "endpoint_url": f"http://127.0.0.1:{s3_port}",
+                    "region": "us-east-1",
+                    "access_key_id": "a",
+                    "secret_access_key": "b",
+                },
+            }
+        }
+    finally:
+        for proc in (smtp, s3):
+            proc.terminate()
+            proc.wait(10)
+        redis.stop()
+        postgres.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
