@@ -30,8 +30,8 @@ test-deps:
 	scripts/install-test-deps.sh
 
 lint: setup
-	$(BIN)/ruff check probed tests
-	$(BIN)/ruff format --check probed tests
+	$(BIN)/ruff check probed tests bench
+	$(BIN)/ruff format --check probed tests bench
 	$(BIN)/mypy
 
 clean:

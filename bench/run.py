@@ -432,10 +432,10 @@ def detection(work: Path) -> Section:
             for _ in range(repeats):
                 time.sleep(rng.uniform(0, interval))  # flip at a random point of the schedule
                 flag.write_text("500")
-                downs.append(time_until(lambda: http_status(ready) == 503))
+                downs.append(time_until(lambda url=ready: http_status(url) == 503))
                 time.sleep(rng.uniform(0, interval))
                 flag.write_text("200")
-                ups.append(time_until(lambda: http_status(ready) == 200))
+                ups.append(time_until(lambda url=ready: http_status(url) == 200))
         section.rows.append(
             [
                 f"{interval:g} s",
