@@ -261,8 +261,9 @@ def scheduler_scale(target: str) -> Section:
     biggest = max(sizes)
     per_check = results[("http", biggest)]["rss_per_check_kib"]
     section.notes.append(
-        f"Memory grows linearly: about {per_check:.0f} KiB per http check at {biggest:,} checks "
-        "(an aiohttp session and connector each), less for disk checks."
+        f"Memory per check levels off at about {per_check:.0f} KiB per http check at {biggest:,} checks "
+        "(an aiohttp session and connector each) and less for disk checks; the rest is the process's "
+        "fixed ~36 MiB."
     )
     return section
 
