@@ -52,6 +52,12 @@ async def test_refused_fails_at_once() -> None:
     assert time.monotonic() - start < 1.0  # no retries with backoff
 
 
+async def test_unresolvable_host() -> None:
+    result = await run_check({"type": "redis", "url": "redis://cache.invalid:6379/0"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS, result.output
+
+
 async def test_paused_server_times_out(redis_server: RedisServer) -> None:
     redis_server.pause()
     try:

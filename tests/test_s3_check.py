@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import boto3
+import pytest
 
 from probed.model import Reason, Status
 from tests.conftest import run_check
-from tests.harness import S3Server
-from tests.servers import closed_port, silent_listener
+from tests.harness import S3Server, port_open, wait_until
+from tests.servers import closed_port, free_port, silent_listener
 
 KEYS = {"access_key_id": "AKIATESTPROBED", "secret_access_key": "s3-secret-key/with+chars", "region": "us-east-1"}
 
@@ -70,6 +74,56 @@ async def test_silent_endpoint_times_out() -> None:
 async def test_secret_key_never_in_output(s3_server: S3Server) -> None:
     result = await run_check(s3_options(s3_server, bucket="no-such-bucket"))
     assert KEYS["secret_access_key"] not in result.output
+
+
+@pytest.fixture
+def s3_with_auth() -> Iterator[tuple[str, dict[str, str]]]:
+    """moto's S3 server enforcing IAM credentials after the first four calls,
+    which create a bucket and a user allowed to use it: (endpoint, its keys)."""
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(port), "moto server")
+        endpoint = f"http://127.0.0.1:{port}"
+        setup = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIASETUP",
+            "aws_secret_access_key": "setup",
+        }
+        boto3.client("s3", **setup).create_bucket(Bucket="private-media")
+        iam = boto3.client("iam", **setup)
+        iam.create_user(UserName="probe")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="probe", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="probe")["AccessKey"]
+        yield endpoint, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_wrong_credentials_are_auth(s3_with_auth: tuple[str, dict[str, str]]) -> None:
+    endpoint, keys = s3_with_auth
+    base = {"type": "s3", "bucket": "private-media", "endpoint_url": endpoint, "region": "us-east-1"}
+    good = await run_check({**base, **keys})
+    wrong = await run_check({**base, "access_key_id": "AKIAWRONGKEY", "secret_access_key": "wrong-secret/x"})
+    assert good.status is Status.PASS, good.output
+    assert wrong.status is Status.FAIL
+    assert wrong.reason is Reason.AUTH, wrong.output
+    assert "wrong-secret" not in wrong.output and keys["secret_access_key"] not in good.output
+
+
+async def test_unresolvable_endpoint() -> None:
+    result = await run_check({"type": "s3", "bucket": "b", "endpoint_url": "http://s3.invalid:9000", **KEYS})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS, result.output
 
 
 def test_boto3_loads_only_with_an_s3_check(tmp_path: object) -> None:

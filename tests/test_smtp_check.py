@@ -104,6 +104,12 @@ async def test_refused_port() -> None:
     assert result.reason is Reason.REFUSED, result.output
 
 
+async def test_unresolvable_host() -> None:
+    result = await run_check({"type": "smtp", "host": "mail.invalid", "port": 25})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS, result.output
+
+
 async def test_silent_server_times_out() -> None:
     with silent_listener() as port:
         start = time.monotonic()
