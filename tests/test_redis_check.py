@@ -10,7 +10,7 @@ import redis
 from probed.model import Reason, Status
 from tests.conftest import run_check
 from tests.harness import ENCODED_PASSWORD, PASSWORD, RedisServer
-from tests.servers import closed_port, silent_listener
+from tests.servers import Certificate, closed_port, silent_listener
 
 
 async def test_ping_passes(redis_server: RedisServer) -> None:
@@ -50,6 +50,21 @@ async def test_refused_fails_at_once() -> None:
     assert result.reason is Reason.REFUSED
     assert result.output == f"redis://127.0.0.1:{port}/0: connection refused"
     assert time.monotonic() - start < 1.0  # no retries with backoff
+
+
+async def test_tls(tmp_path: Path, tls_certificate: Certificate) -> None:
+    server = RedisServer(tmp_path / "redis-tls", tls=(tls_certificate.cert_file, tls_certificate.key_file))
+    server.start()
+    try:
+        verified = await run_check({"type": "redis", "url": server.url(), "ca_file": str(tls_certificate.cert_file)})
+        untrusted = await run_check({"type": "redis", "url": server.url()})
+        unverified = await run_check({"type": "redis", "url": server.url(), "tls_verify": False})
+    finally:
+        server.stop()
+    assert verified.status is Status.PASS, verified.output
+    assert verified.output.startswith("rediss://127.0.0.1:")
+    assert untrusted.status is Status.FAIL and untrusted.reason is Reason.TLS, untrusted.output
+    assert unverified.status is Status.PASS, unverified.output
 
 
 async def test_unresolvable_host() -> None:
