@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -21,12 +20,12 @@ from probed import __version__
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import Config, ConfigError, config_path, load_config, schema_text
+from probed.daemon import Daemon
 from probed.logs import configure_logging
-from probed.metrics import ConfigLoad, create_registry
+from probed.metrics import create_registry
 from probed.model import Status
 from probed.report import health_document, render_table
 from probed.runner import run_once
-from probed.scheduler import Scheduler
 from probed.store import CheckState, Store
 from probed.web import create_app
 
@@ -89,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "check":
         return check_command(config, args.names, args.output)
-    return serve_command(config)
+    return serve_command(config, config_path(args.config))
 
 
 # -- probed check ---------------------------------------------------------------------
@@ -157,21 +156,18 @@ _NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
 # -- probed serve ---------------------------------------------------------------------
 
 
-def serve_command(config: Config) -> int:
+def serve_command(config: Config, path: str | None) -> int:
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, path))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"probed: cannot listen on {config.server.listen}: {reason}", file=sys.stderr)
         return EXIT_FAIL
 
 
-async def serve(config: Config) -> int:
-    checks = [create_check(name, opts) for name, opts in config.checks.items()]
-    store = Store(checks, on_transition=log_transition)
-    scheduler = Scheduler(checks, store, config.scheduler.max_concurrency)
-    registry = create_registry(store, scheduler.alive, ConfigLoad(success=True, timestamp=time.time()))
-    app = create_app(store, registry, config.server, scheduler)
+async def serve(config: Config, path: str | None) -> int:
+    daemon = Daemon(config, path, on_transition=log_transition)
+    app = create_app(daemon, create_registry(daemon))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     host, port = config.server.host_port
@@ -181,19 +177,31 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         raise
     log.info(
-        "probed_started", version=__version__, listen=config.server.listen, config=config.source, checks=len(checks)
+        "probed_started",
+        version=__version__,
+        listen=config.server.listen,
+        config=config.source,
+        checks=len(daemon.checks),
     )
-    await _until_signalled()
+    await _until_signalled(daemon)
     log.info("probed_stopping")
-    await runner.cleanup()  # stops listening, then the cleanup context stops the scheduler
+    await runner.cleanup()  # stops listening, then the cleanup context stops the checks
     log.info("probed_stopped")
     return EXIT_OK
 
 
-async def _until_signalled() -> None:
-    """Return on the first SIGTERM/SIGINT; a second one exits at once."""
+async def _until_signalled(daemon: Daemon) -> None:
+    """Return on the first SIGTERM/SIGINT; a second one exits at once.
+    SIGHUP reloads the config file, keeping the last good config on mistakes."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hangup() -> None:
+        log.info("signal_received", signal="SIGHUP")
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
 
     def on_signal(signum: int) -> None:
         if stopping.is_set():
@@ -203,6 +211,7 @@ async def _until_signalled() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stopping.wait()
 
 

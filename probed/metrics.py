@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -58,15 +59,23 @@ class ConfigLoad:
     timestamp: float = 0.0
 
 
+class MetricsSource(Protocol):
+    """What the collector reads: the daemon, whose store a reload replaces."""
+
+    store: Store
+    config_load: ConfigLoad
+
+    def alive(self) -> bool: ...
+
+
 class ProbedCollector(Collector):
-    def __init__(self, store: Store, alive: Callable[[], bool], config_load: ConfigLoad) -> None:
-        self.store = store
-        self.alive = alive
-        self.config_load = config_load
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        states = list(self.store.checks.values())
-        yield from _daemon_metrics(self.store, self.alive(), self.config_load)
+        store = self.source.store
+        states = list(store.checks.values())
+        yield from _daemon_metrics(store, self.source.alive(), self.source.config_load)
         yield from _per_check_gauges(states)
         yield _status_stateset(states)
         yield from _counters(states)
@@ -74,9 +83,9 @@ class ProbedCollector(Collector):
         yield from _observed_gauges(states)
 
 
-def create_registry(store: Store, alive: Callable[[], bool], config_load: ConfigLoad) -> CollectorRegistry:
+def create_registry(source: MetricsSource) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProbedCollector(store, alive, config_load))
+    registry.register(ProbedCollector(source))
     return registry
 
 

@@ -16,6 +16,15 @@ from probed.store import Store
 
 log = structlog.get_logger("probed.scheduler")
 
+Offset = Callable[[AnyCheck], float]  # seconds from start to a check's first run
+
+
+def random_offset(check: AnyCheck) -> float:
+    """Spread first runs over the interval, so a hundred checks do not all hit
+    the network in the same millisecond."""
+    return random.uniform(0, check.options.interval)
+
+
 WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
 LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
 
@@ -26,7 +35,7 @@ class Scheduler:
         checks: list[AnyCheck],
         store: Store,
         max_concurrency: int = 64,
-        initial_offset: Callable[[float], float] = lambda interval: random.uniform(0, interval),
+        initial_offset: Offset = random_offset,
     ) -> None:
         self.checks = checks
         self.store = store
@@ -46,12 +55,11 @@ class Scheduler:
             task.add_done_callback(_log_unexpected_end)
 
     async def stop(self) -> None:
-        """Cancel every run in flight, then release what the checks hold."""
+        """Cancel every run in flight (the checks' owner closes them)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await asyncio.gather(*(check.close() for check in self.checks), return_exceptions=True)
 
     def alive(self) -> bool:
         """True while every check loop runs and the watchdog ticks."""
@@ -62,9 +70,7 @@ class Scheduler:
     async def _run_forever(self, check: AnyCheck) -> None:
         loop = asyncio.get_running_loop()
         interval = check.options.interval
-        # A random first offset spreads checks over the interval, so a hundred
-        # checks do not all hit the network in the same millisecond.
-        planned = loop.time() + self._initial_offset(interval)
+        planned = loop.time() + self._initial_offset(check)
         while True:
             await asyncio.sleep(max(0.0, planned - loop.time()))
             async with self._slots:

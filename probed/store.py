@@ -104,8 +104,15 @@ Transition = Callable[[CheckState, "Status | None"], None]
 
 
 class Store:
-    def __init__(self, checks: Iterable[AnyCheck], on_transition: Transition | None = None) -> None:
-        self.checks: dict[str, CheckState] = {c.name: _state_for(c) for c in checks}
+    def __init__(
+        self,
+        checks: Iterable[AnyCheck],
+        on_transition: Transition | None = None,
+        kept: dict[str, CheckState] | None = None,
+    ) -> None:
+        """`kept`: states carried over from a previous store (a config reload)."""
+        kept = kept or {}
+        self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
         self.status = Status.FAIL
         self.ready = False

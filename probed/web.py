@@ -15,10 +15,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from probed.config import ServerOptions
+from probed.daemon import Daemon
 from probed.model import Status
 from probed.report import CONTENT_TYPE, render_check, render_health
-from probed.scheduler import Scheduler
 from probed.store import Store
 
 log = structlog.get_logger("probed.web")
@@ -32,44 +31,41 @@ def http_status(status: Status) -> int:
 
 
 class HealthCache:
-    """/health bodies, rendered again only when the store's version moves."""
+    """/health bodies, rendered again only when the store (or its version) changes."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._bodies: dict[bool, tuple[int, bytes]] = {}
+    def __init__(self) -> None:
+        self._bodies: dict[bool, tuple[Store, int, bytes]] = {}
 
-    def body(self, details: bool) -> bytes:
+    def body(self, store: Store, details: bool) -> bytes:
         cached = self._bodies.get(details)
-        if cached is None or cached[0] != self.store.version:
-            cached = (self.store.version, render_health(self.store, details))
+        if cached is None or cached[0] is not store or cached[1] != store.version:
+            cached = (store, store.version, render_health(store, details))
             self._bodies[details] = cached
-        return cached[1]
+        return cached[2]
 
 
 class Handlers:
-    def __init__(
-        self, store: Store, alive: Callable[[], bool], registry: CollectorRegistry, server: ServerOptions
-    ) -> None:
-        self.store = store
-        self.alive = alive
+    def __init__(self, daemon: Daemon, registry: CollectorRegistry) -> None:
+        self.daemon = daemon  # read per request: a config reload replaces its store
         self.registry = registry
-        self.server = server
-        self.cache = HealthCache(store)
+        self.server = daemon.config.server  # server settings change only on restart
+        self.cache = HealthCache()
 
     async def live(self, request: web.Request) -> web.Response:
-        status = Status.PASS if self.alive() else Status.FAIL
+        status = Status.PASS if self.daemon.alive() else Status.FAIL
         return _health_response(_STATUS_BODIES[status], http_status(status))
 
     async def ready(self, request: web.Request) -> web.Response:
-        status = Status.PASS if self.store.ready else Status.FAIL
+        status = Status.PASS if self.daemon.store.ready else Status.FAIL
         return _health_response(_STATUS_BODIES[status], http_status(status))
 
     async def health(self, request: web.Request) -> web.Response:
-        body = self.cache.body(self._details_allowed(request))
-        return _health_response(body, http_status(self.store.status))
+        store = self.daemon.store
+        body = self.cache.body(store, self._details_allowed(request))
+        return _health_response(body, http_status(store.status))
 
     async def one_check(self, request: web.Request) -> web.Response:
-        state = self.store.checks.get(request.match_info["name"])
+        state = self.daemon.store.checks.get(request.match_info["name"])
         if state is None:
             raise web.HTTPNotFound(reason="no such check")
         details = self._details_allowed(request)
@@ -118,32 +114,25 @@ async def json_errors(
         return web.json_response({"error": "internal error"}, status=500, headers=HEADERS)
 
 
-STORE = web.AppKey("store", Store)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
+DAEMON = web.AppKey("daemon", Daemon)
 
 
-def create_app(
-    store: Store,
-    registry: CollectorRegistry,
-    server: ServerOptions,
-    scheduler: Scheduler,
-) -> web.Application:
-    """The app; starting it starts the scheduler and cleaning it up stops it."""
+def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
+    """The app; starting it starts the daemon's checks and cleaning it up stops them."""
     app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190})
-    app[STORE] = store
-    app[SCHEDULER] = scheduler
-    handlers = Handlers(store, scheduler.alive, registry, server)
+    app[DAEMON] = daemon
+    handlers = Handlers(daemon, registry)
     app.router.add_get("/health/live", handlers.live)
     app.router.add_get("/health/ready", handlers.ready)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
     app.router.add_get("/metrics", handlers.metrics)
-    app.cleanup_ctx.append(_run_scheduler)
+    app.cleanup_ctx.append(_run_checks)
     return app
 
 
-async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
-    scheduler = app[SCHEDULER]
-    await scheduler.start()
+async def _run_checks(app: web.Application) -> AsyncIterator[None]:
+    daemon = app[DAEMON]
+    await daemon.start()
     yield
-    await scheduler.stop()
+    await daemon.stop()

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probed.checks import create_check
-from probed.metrics import ConfigLoad, create_registry
-from probed.store import Store
+from probed.daemon import Daemon
+from probed.metrics import create_registry
 from tests.conftest import config_from
 
 ROOT = Path(__file__).parent.parent
@@ -37,8 +36,7 @@ def exported_metric_names() -> set[str]:
             "s": {"type": "s3", "bucket": "b"},
         }
     )
-    store = Store([create_check(name, opts) for name, opts in config.checks.items()])
-    registry = create_registry(store, lambda: True, ConfigLoad())
+    registry = create_registry(Daemon(config))
     return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]}
 
 

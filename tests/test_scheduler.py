@@ -65,7 +65,7 @@ def make(cls: type[Check[CheckOptions]], name: str, **options: Any) -> Check[Che
 
 async def run_scheduler(checks: list[Check[CheckOptions]], seconds: float, **kwargs: Any) -> tuple[Store, bool]:
     store = Store(checks)
-    scheduler = Scheduler(checks, store, initial_offset=lambda interval: 0.0, **kwargs)
+    scheduler = Scheduler(checks, store, initial_offset=lambda check: 0.0, **kwargs)
     await scheduler.start()
     await asyncio.sleep(seconds)
     alive = scheduler.alive()

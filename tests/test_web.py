@@ -16,10 +16,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from probed.checks import create_check
-from probed.metrics import ConfigLoad, create_registry
+from probed.daemon import Daemon
+from probed.metrics import create_registry
 from probed.model import Observation, Reason, Result, Status
-from probed.scheduler import Scheduler
 from probed.store import Store
 from probed.web import HealthCache, create_app
 from tests.conftest import config_from
@@ -28,19 +27,21 @@ NEVER = 3600.0  # an initial offset that keeps a check pending for the whole tes
 
 
 @dataclass
-class Daemon:
+class Running:
     app: web.Application
-    store: Store
+    daemon: Daemon
     registry: CollectorRegistry
 
+    @property
+    def store(self) -> Store:
+        return self.daemon.store
 
-def daemon(checks: dict[str, Any], offset: float = NEVER, **sections: Any) -> Daemon:
+
+def daemon(checks: dict[str, Any], offset: float = NEVER, **sections: Any) -> Running:
     config = config_from(checks, **sections)
-    made = [create_check(name, opts) for name, opts in config.checks.items()]
-    store = Store(made)
-    scheduler = Scheduler(made, store, initial_offset=lambda interval: offset)
-    registry = create_registry(store, scheduler.alive, ConfigLoad(True, 1_700_000_000.0))
-    return Daemon(create_app(store, registry, config.server, scheduler), store, registry)
+    probed = Daemon(config, initial_offset=lambda check: offset)
+    registry = create_registry(probed)
+    return Running(create_app(probed, registry), probed, registry)
 
 
 def passed(free_ratio: float = 0.5) -> Result:
@@ -178,12 +179,12 @@ async def test_details_only_for_token_holders(aiohttp_client: Client, tmp_path: 
 
 async def test_health_body_is_rendered_once_per_change() -> None:
     d = daemon(DISKS)
-    cache = HealthCache(d.store)
-    first = cache.body(details=True)
-    assert cache.body(details=True) is first  # no change, no new rendering
+    cache = HealthCache()
+    first = cache.body(d.store, details=True)
+    assert cache.body(d.store, details=True) is first  # no change, no new rendering
     d.store.record("root", passed())
-    second = cache.body(details=True)
-    assert second is not first and cache.body(details=True) is second
+    second = cache.body(d.store, details=True)
+    assert second is not first and cache.body(d.store, details=True) is second
 
 
 async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:

@@ -1,0 +1,92 @@
+"""The running daemon: the checks, their store and scheduler, and reloading them.
+
+A reload (SIGHUP) reads the config file again. An invalid file changes
+nothing: every problem is logged and the daemon keeps its last good config.
+A valid one replaces the checks; those whose options did not change keep
+their Check object, their history and their cadence, so a reload never makes
+a healthy service look pending. New and changed checks run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from probed.checks import create_check
+from probed.checks.base import AnyCheck
+from probed.config import Config, ConfigError, load_config
+from probed.metrics import ConfigLoad
+from probed.scheduler import Offset, Scheduler, random_offset
+from probed.store import Store, Transition
+
+log = structlog.get_logger("probed.daemon")
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        on_transition: Transition | None = None,
+        initial_offset: Offset = random_offset,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.config_load = ConfigLoad(success=True, timestamp=time.time())
+        self._on_transition = on_transition
+        self.checks = [create_check(name, options) for name, options in config.checks.items()]
+        self.store = Store(self.checks, on_transition)
+        self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
+        self._reloading = asyncio.Lock()
+
+    def alive(self) -> bool:
+        return self.scheduler.alive()
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await _close(self.checks)
+
+    async def reload(self) -> bool:
+        """Load the config file again; True when the new config took effect."""
+        async with self._reloading:
+            try:
+                config = load_config(self.config_path)
+            except ConfigError as exc:
+                self.config_load = ConfigLoad(success=False, timestamp=time.time())
+                log.error("config_reload_failed", problems=exc.problems, kept=self.config.source)
+                return False
+            if config.server != self.config.server:
+                log.warning("config_server_not_reloaded", reason="server settings take effect on restart")
+            await self._replace_checks(config)
+            self.config = Config(self.config.server, config.scheduler, config.checks, config.source, config.secrets)
+            self.config_load = ConfigLoad(success=True, timestamp=time.time())
+            log.info("config_reloaded", config=config.source, checks=len(self.checks))
+            return True
+
+    async def _replace_checks(self, config: Config) -> None:
+        kept = {check.name: check for check in self.checks if config.checks.get(check.name) == check.options}
+        checks = [kept.get(name) or create_check(name, options) for name, options in config.checks.items()]
+        store = Store(checks, self._on_transition, {name: self.store.checks[name] for name in kept})
+
+        def next_run(check: AnyCheck) -> float:
+            """Kept checks go on at their cadence; new and changed ones run now."""
+            finished = store.checks[check.name].last_finished if check.name in kept else None
+            if finished is None:
+                return 0.0
+            return max(0.0, float(check.options.interval) - (time.monotonic() - finished))
+
+        await self.scheduler.stop()
+        retired = [check for check in self.checks if check.name not in kept]
+        self.checks, self.store = checks, store
+        self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run)
+        await self.scheduler.start()
+        await _close(retired)
+
+
+async def _close(checks: list[AnyCheck]) -> None:
+    await asyncio.gather(*(check.close() for check in checks), return_exceptions=True)

@@ -1,0 +1,99 @@
+"""Reloading the config (SIGHUP): a bad file changes nothing, a good one keeps
+what did not change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from probed.config import load_config
+from probed.daemon import Daemon
+from probed.model import Status
+from tests.servers import free_port, poll
+from tests.test_cli import NO_LEVELS
+
+
+def disk(tmp_path: Path, **extra: str) -> str:
+    """A disk check on tmp_path as a YAML flow mapping, every second."""
+    options = "".join(f", {key}: {value}" for key, value in extra.items())
+    return f"{{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS}{options}}}"
+
+
+async def wait_for_runs(daemon: Daemon, names: list[str]) -> None:
+    for _ in range(100):
+        if all(daemon.store.checks[name].last is not None for name in names):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{names} never ran")
+
+
+async def test_bad_config_changes_nothing_good_config_keeps_unchanged_checks(tmp_path: Path) -> None:
+    path = tmp_path / "probed.yaml"
+    path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+    daemon = Daemon(load_config(str(path)), str(path), initial_offset=lambda check: 0.0)
+    await daemon.start()
+    try:
+        await wait_for_runs(daemon, ["a", "b"])
+        store, check_a, state_a = daemon.store, daemon.checks[0], daemon.store.checks["a"]
+
+        path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  c: {{type: disk, pathh: /}}\n")
+        assert await daemon.reload() is False
+        assert daemon.config_load.success is False
+        assert daemon.store is store and set(store.checks) == {"a", "b"}  # the last good config runs on
+        assert daemon.alive()
+
+        path.write_text(
+            f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path, critical='false')}\n  c: {disk(tmp_path)}\n"
+        )
+        assert await daemon.reload() is True
+        assert daemon.config_load.success is True
+        assert list(daemon.store.checks) == ["a", "b", "c"]
+        assert daemon.checks[0] is check_a and daemon.store.checks["a"] is state_a  # unchanged: history kept
+        assert daemon.store.checks["a"].effective is Status.PASS  # never pending again
+        assert daemon.store.checks["b"].critical is False  # changed: new options
+        assert daemon.store.ready is False  # c has not run yet: readiness is honest about it
+        await wait_for_runs(daemon, ["b", "c"])
+        assert daemon.store.ready is True
+        runs_before = sum(daemon.store.checks["a"].runs.values())
+        await asyncio.sleep(1.2)
+        assert sum(daemon.store.checks["a"].runs.values()) > runs_before  # a kept its schedule
+    finally:
+        await daemon.stop()
+
+
+def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "probed.yaml"
+    header = f"server: {{listen: '127.0.0.1:{port}'}}\n"
+    path.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "probed", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(f"{base}/health/ready", lambda status, _: status == 200)
+        path.write_text(header + "checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 5s}\n")
+        server.send_signal(signal.SIGHUP)
+        poll(f"{base}/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
+        assert poll(f"{base}/health/ready", lambda *_: True)[0] == 200  # still serving the last good config
+
+        path.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+        server.send_signal(signal.SIGHUP)
+        _, body = poll(f"{base}/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
+        assert json.loads(body)["status"] == "pass"
+        assert "probed_config_last_load_success 1.0" in poll(f"{base}/metrics", lambda *_: True)[1]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines()]
+    [failed] = [e for e in events if e["event"] == "config_reload_failed"]
+    assert failed["problems"] == [f"{path}:3: checks.a: timeout (5s) must be shorter than interval (1s)"]
+    assert [e["event"] for e in events].count("config_reloaded") == 1
+    assert server.returncode == 0, err
