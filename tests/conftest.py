@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,36 +59,38 @@ def postgres_template() -> Iterator[PostgresServer]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+@contextmanager
+def running(make: Callable[[Path], PostgresServer]) -> Iterator[PostgresServer]:
+    """A PostgreSQL made in a fresh directory, started, and removed afterwards."""
+    base = temp_dir("probed-pg-")
+    server = make(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
     """A running PostgreSQL shared by the tests that do not break it."""
-    base = temp_dir("probed-pg-")
-    server = postgres_template.copy(base / "shared")
-    server.start()
-    yield server
-    server.stop("immediate")
-    shutil.rmtree(base, ignore_errors=True)
+    with running(lambda base: postgres_template.copy(base / "shared")) as server:
+        yield server
 
 
 @pytest.fixture
 def own_postgres(postgres_template: PostgresServer) -> Iterator[PostgresServer]:
     """A running PostgreSQL for one test, which may stop or pause it."""
-    base = temp_dir("probed-pg-")
-    server = postgres_template.copy(base / "own")
-    server.start()
-    yield server
-    server.stop("immediate")
-    shutil.rmtree(base, ignore_errors=True)
+    with running(lambda base: postgres_template.copy(base / "own")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def postgres_replica(postgres: PostgresServer) -> Iterator[PostgresServer]:
-    base = temp_dir("probed-pg-")
-    replica = postgres.replica(base / "replica")
-    replica.start()
-    yield replica
-    replica.stop("immediate")
-    shutil.rmtree(base, ignore_errors=True)
+    """A streaming replica of `postgres`."""
+    with running(lambda base: postgres.replica(base / "replica")) as server:
+        yield server
 
 
 @pytest.fixture
