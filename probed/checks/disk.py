@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from probed.checks.base import Check, CheckOptions
+from probed.checks.threads import OneAtATime
 from probed.fields import ByteSize, Percent
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
@@ -51,14 +51,12 @@ class DiskCheck(Check[DiskOptions]):
     def __init__(self, name: str, options: DiskOptions) -> None:
         super().__init__(name, options)
         self.target = str(options.path)
-        self._pending: Future[Observed] | None = None
+        self._thread = OneAtATime[Observed](
+            _EXECUTOR, f"{options.path}: the previous run is still blocked in the kernel"
+        )
 
     async def run(self) -> Outcome:
-        if self._pending is not None and not self._pending.done():
-            raise CheckFailed(f"{self.options.path}: the previous run is still blocked in the kernel", Reason.TIMEOUT)
-        self._pending = _EXECUTOR.submit(self._measure)
-        observed = await asyncio.wrap_future(self._pending)
-        return self._judge(observed)
+        return self._judge(await self._thread.call(self._measure))
 
     def _measure(self) -> Observed:
         path = self.options.path

@@ -7,10 +7,9 @@ pool so the event loop never waits on them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ import botocore.exceptions as boto_errors
 from pydantic import Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions
+from probed.checks.threads import OneAtATime
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
 
@@ -67,14 +67,11 @@ class S3Check(Check[S3Options]):
         where = display_url(options.endpoint_url) if options.endpoint_url else "aws"
         self.target = f"s3://{options.bucket} ({where})"
         self._client: Any = None
-        self._pending: Future[Observed] | None = None
+        self._thread = OneAtATime[Observed](_EXECUTOR, f"{self.target}: the previous run is still waiting on S3")
 
     async def run(self) -> Outcome:
-        if self._pending is not None and not self._pending.done():
-            raise CheckFailed(f"{self.target}: the previous run is still waiting on S3", Reason.TIMEOUT)
         deadline = time.monotonic() + self.options.timeout
-        self._pending = _EXECUTOR.submit(self._probe, deadline)
-        observed = await asyncio.wrap_future(self._pending)
+        observed = await self._thread.call(self._probe, deadline)
         said = "head" + (", put, get, delete" if self.options.write_test else "")
         return Outcome(Status.PASS, f"{self.target}: {said} ok", observed)
 
