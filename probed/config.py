@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -101,7 +101,6 @@ class Config:
     scheduler: SchedulerOptions
     checks: Mapping[str, CheckOptions]
     source: str = BUILTIN_SOURCE
-    secrets: frozenset[str] = field(default=frozenset(), repr=False)
 
 
 # -- loading ------------------------------------------------------------------
@@ -252,8 +251,7 @@ class _Reader:
             self.problem(("checks",), "no checks configured: add at least one")
         if server is None or scheduler is None or self.problems:
             return None
-        secrets = {s.get_secret_value() for s in [server.token] if s}
-        return Config(server, scheduler, checks, self.source, frozenset(secrets))
+        return Config(server, scheduler, checks, self.source)
 
     def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
         value = data.get(key) or {}

@@ -10,6 +10,7 @@ a healthy service look pending. New and changed checks run at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import structlog
@@ -63,7 +64,7 @@ class Daemon:
             if config.server != self.config.server:
                 log.warning("config_server_not_reloaded", reason="server settings take effect on restart")
             await self._replace_checks(config)
-            self.config = Config(self.config.server, config.scheduler, config.checks, config.source, config.secrets)
+            self.config = dataclasses.replace(config, server=self.config.server)
             self.config_load = ConfigLoad(success=True, timestamp=time.time())
             log.info("config_reloaded", config=config.source, checks=len(self.checks))
             return True

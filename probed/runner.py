@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from probed.checks.base import AnyCheck
+from probed.checks.errors import exception_text
 from probed.fields import format_duration
 from probed.model import CheckFailed, Observed, Outcome, Reason, Result, Status
 from probed.secrets import redact
@@ -96,4 +97,4 @@ def _describe(check: AnyCheck, exc: Exception) -> CheckFailed:
     try:
         return check.describe_error(exc)
     except Exception:  # a broken mapping must not hide the original failure
-        return CheckFailed(f"{type(exc).__name__}: {exc}")
+        return CheckFailed(exception_text(exc))

@@ -142,11 +142,6 @@ class Store:
                 self.version += 1
                 self._transition(state, before, weight)
 
-    def oldest_progress(self) -> float | None:
-        """monotonic() of the least recent completed run, for liveness."""
-        finished = [s.last_finished for s in self.checks.values() if s.last_finished is not None]
-        return min(finished) if finished else None
-
     def _transition(self, state: CheckState, before: Status | None, weight_before: Status | None) -> None:
         self._weights[weight_before] -= 1
         self._weights[_weight(state)] += 1

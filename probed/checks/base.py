@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
-from probed.checks.errors import network_failure
+from probed.checks.errors import exception_text, network_failure
 from probed.fields import Duration, ProbedModel, format_duration
 from probed.model import CheckFailed, Outcome
 from probed.secrets import secret_values
@@ -76,7 +76,7 @@ class Check(Generic[OptionsT]):
         Kinds map their driver's exceptions first and end with this, which
         handles the network errors every client library ends up raising.
         """
-        return network_failure(exc, self.target) or CheckFailed(f"{self.target}: {_text(exc)}")
+        return network_failure(exc, self.target) or CheckFailed(f"{self.target}: {exception_text(exc)}")
 
     async def close(self) -> None:
         """Release what the check keeps between runs (sessions, connections)."""
@@ -85,13 +85,9 @@ class Check(Generic[OptionsT]):
         return secret_values(self.options)
 
     @functools.cached_property
-    def masked(self) -> tuple[str, ...]:
-        """secrets(), longest first, computed once: what the runner masks in every output."""
-        return tuple(sorted((s for s in self.secrets() if s), key=len, reverse=True))
-
-
-def _text(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    def masked(self) -> frozenset[str]:
+        """secrets(), computed once: what the runner masks in every output."""
+        return frozenset(s for s in self.secrets() if s)
 
 
 AnyCheck = Check[Any]

@@ -36,6 +36,11 @@ def network_failure(exc: BaseException, target: str) -> CheckFailed | None:
     return None
 
 
+def exception_text(exc: BaseException) -> str:
+    """`KeyError: 'x'`, or the bare type name when the exception says nothing."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc
