@@ -9,12 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 from probed import __version__
-from tests.servers import closed_port, free_port
+from tests.servers import closed_port, free_port, poll
 
 NO_LEVELS = (
     "warn_free_percent: null, fail_free_percent: null, warn_free_inodes_percent: null, fail_free_inodes_percent: null"
@@ -143,8 +140,8 @@ def test_serve_answers_then_stops_on_sigterm_within_two_seconds(tmp_path: Path) 
         text=True,
     )
     try:
-        ready = wait_for(f"http://127.0.0.1:{port}/health/ready", 200)
-        assert ready["status"] == "pass"
+        _, body = poll(f"http://127.0.0.1:{port}/health/ready", lambda status, _: status == 200)
+        assert json.loads(body)["status"] == "pass"
         started = time.monotonic()
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=10)
@@ -173,27 +170,6 @@ def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
         done = probed("serve", "--config", config, timeout=30)
     assert done.returncode == 1
     assert done.stderr == f"probed: cannot listen on 127.0.0.1:{port}: Address already in use\n"
-
-
-def wait_for(url: str, status: int, seconds: float = 15) -> Any:
-    """Poll a URL from a fresh event loop until it answers `status`; its JSON body."""
-    import asyncio
-
-    async def poll() -> Any:
-        deadline = time.monotonic() + seconds
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    async with session.get(url) as response:
-                        if response.status == status:
-                            return await response.json(content_type=None)
-                except aiohttp.ClientConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{url} never answered {status}")
-                await asyncio.sleep(0.1)
-
-    return asyncio.run(poll())
 
 
 def test_probe_exit_codes(tmp_path: Path) -> None:

@@ -8,13 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.servers import app_in_thread, closed_port, free_port, target_app
-from tests.test_cli import probed, wait_for
+from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, target_app
+from tests.test_cli import probed
 
 URL_PASSWORD = "Pa55@w0rd:/%"
 URL_PASSWORD_ENCODED = "Pa55%40w0rd%3A%2F%25"
@@ -108,15 +105,11 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            report = wait_for(f"{base}/health", 503)
-            for _ in range(50):  # until every check has run once
-                if all("time" in entry[0] for entry in report["checks"].values()):
-                    break
-                time.sleep(0.1)
-                report = json.loads(_get(f"{base}/health"))
+            _, body = poll(f"{base}/health", lambda status, body: status == 503 and every_check_ran(body))
+            report = json.loads(body)
             assert report["checks"]["url-password"][0]["output"].startswith("GET http://probe:***@")
-            answers = {path: _get(base + path) for path in ["/health", "/metrics", "/health/ready"]}
-            answers |= {name: _get(f"{base}/health/checks/{name}") for name in report["checks"]}
+            answers = {path: http_get(base + path)[1] for path in ["/health", "/metrics", "/health/ready"]}
+            answers |= {name: http_get(f"{base}/health/checks/{name}")[1] for name in report["checks"]}
             for path, body in answers.items():
                 assert_no_secret(path, body)
         finally:
@@ -147,9 +140,5 @@ checks:
     assert_no_secret("validate errors", done.stdout + done.stderr)
 
 
-def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-    except urllib.error.HTTPError as error:
-        return str(error.read().decode())
+def every_check_ran(body: str) -> bool:
+    return all("time" in entry[0] for entry in json.loads(body)["checks"].values())
