@@ -69,6 +69,7 @@ async def measure(kind: str, count: int, target: str, seconds: float) -> dict[st
     rss = rss_bytes()
     failing = sum(1 for state in store.checks.values() if state.effective and state.effective.value == "fail")
     await scheduler.stop()
+    await asyncio.gather(*(check.close() for check in checks))  # the scheduler leaves that to its owner
     return {
         "checks": count,
         "runs": runs,
