@@ -221,7 +221,7 @@ def log_transition(state: CheckState, before: Status | None) -> None:
     event(
         "check_status_changed",
         check=state.name,
-        type=state.kind,
+        type=state.type,
         **{"from": before.value if before else "pending", "to": after.value if after else "pending"},
         reason=state.reason.value if state.reason else None,
         output=state.output,

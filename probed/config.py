@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 
-from probed.checks import KINDS, load_kind
+from probed.checks import TYPES, load_type
 from probed.checks.base import CheckOptions, CommonOptions
 from probed.fields import ProbedModel
 
@@ -273,12 +273,12 @@ class _Reader:
                 continue
             kind = entry.get("type")
             if kind is None:
-                self.problem(path, f"type is missing (one of: {', '.join(KINDS)})")
+                self.problem(path, f"type is missing (one of: {', '.join(TYPES)})")
                 continue
-            if kind not in KINDS:
-                self.problem(path + ("type",), f"unknown check type {kind!r} (one of: {', '.join(KINDS)})")
+            if kind not in TYPES:
+                self.problem(path + ("type",), f"unknown check type {kind!r} (one of: {', '.join(TYPES)})")
                 continue
-            model = load_kind(kind).options_model
+            model = load_type(kind).options_model
             options = self._validate_model(model, {**inherited, **entry}, path)
             if options is not None:
                 checks[name] = options
@@ -338,7 +338,7 @@ def _dotted(path: Path_) -> str:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file, for editors (imports every kind)."""
-    kinds = tuple(load_kind(kind).options_model for kind in KINDS)
+    kinds = tuple(load_type(kind).options_model for kind in TYPES)
     check_entry = Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007  (a runtime tuple of types)
     model = create_model(
         "ProbedConfig",

@@ -94,7 +94,7 @@ def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricF
 
 
 def _labels(state: CheckState) -> list[str]:
-    return [state.name, state.kind]
+    return [state.name, state.type]
 
 
 def _per_check_gauges(states: list[CheckState]) -> Iterator[Metric]:
@@ -161,7 +161,7 @@ def _observed_gauges(states: list[CheckState]) -> Iterator[Metric]:
         if state.last is None:
             continue
         for key, observation in state.last.observed.items():
-            family = families.get((state.kind, key))
+            family = families.get((state.type, key))
             if family is not None and isinstance(observation.value, (int, float)):
                 family.add_metric(_labels(state), float(observation.value))
     yield from families.values()

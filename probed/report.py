@@ -71,7 +71,7 @@ def render_table(store: Store) -> str:
         status = published_status(state).value + ("" if state.critical else " (non-critical)")
         took = f"{state.last.duration * 1000:.0f}ms" if state.last else "-"
         reason = state.reason.value if state.reason else "-"
-        rows.append((name, state.kind, status, took, reason, state.output))
+        rows.append((name, state.type, status, took, reason, state.output))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5] for row in rows]
     lines.append(f"overall: {store.status.value}")

@@ -23,7 +23,7 @@ class CheckState:
     """Everything known about one check; `status` is the published verdict."""
 
     name: str
-    kind: str
+    type: str
     component_type: str
     critical: bool
     interval: float
@@ -175,7 +175,7 @@ def _state_for(check: AnyCheck) -> CheckState:
     opts = check.options
     return CheckState(
         name=check.name,
-        kind=check.kind,
+        type=check.type,
         component_type=check.component_type,
         critical=opts.critical,
         interval=opts.interval,

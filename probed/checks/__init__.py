@@ -1,5 +1,5 @@
-"""The table of check kinds. A kind's module is imported only when a check of
-that kind is configured, so heavy client libraries load only when used."""
+"""The table of check types. A type's module is imported only when a check of
+that type is configured, so heavy client libraries load only when used."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 
 from probed.checks.base import AnyCheck, Check, CheckOptions
 
-KINDS: dict[str, str] = {
+TYPES: dict[str, str] = {
     "disk": "probed.checks.disk:DiskCheck",
     "http": "probed.checks.http:HttpCheck",
     "postgres": "probed.checks.postgres:PostgresCheck",
@@ -17,15 +17,15 @@ KINDS: dict[str, str] = {
 }
 
 
-def load_kind(type_name: str) -> type[AnyCheck]:
+def load_type(type_name: str) -> type[AnyCheck]:
     """The Check class for a `type:` name; KeyError when there is none."""
-    module_name, _, class_name = KINDS[type_name].partition(":")
+    module_name, _, class_name = TYPES[type_name].partition(":")
     cls: type[AnyCheck] = getattr(importlib.import_module(module_name), class_name)
     return cls
 
 
 def create_check(name: str, options: CheckOptions) -> AnyCheck:
-    return load_kind(options.type)(name, options)
+    return load_type(options.type)(name, options)
 
 
-__all__ = ["KINDS", "Check", "CheckOptions", "create_check", "load_kind"]
+__all__ = ["TYPES", "Check", "CheckOptions", "create_check", "load_type"]

@@ -64,7 +64,7 @@ class Check(Generic[OptionsT]):
         self.target = name  # what the check reaches, for messages; never holds a secret
 
     @property
-    def kind(self) -> str:
+    def type(self) -> str:
         return self.options.type
 
     async def run(self) -> Outcome:
