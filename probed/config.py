@@ -4,7 +4,7 @@ Loading goes in three steps, each collecting problems instead of stopping at
 the first: parse the YAML into plain data while remembering the line of every
 key (and rejecting duplicate keys, which plain loaders silently drop),
 substitute `${VAR}` / `${VAR:-default}` from the environment, then validate the
-sections and each check against its kind's options model.
+sections and each check against its type's options model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 
-from probed.checks import TYPES, load_type
+from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
 from probed.fields import ProbedModel
 
@@ -271,14 +271,15 @@ class _Reader:
             if not isinstance(entry, dict):
                 self.problem(path, "a check must be a mapping with at least a type")
                 continue
-            kind = entry.get("type")
-            if kind is None:
-                self.problem(path, f"type is missing (one of: {', '.join(TYPES)})")
+            type_name = entry.get("type")
+            if type_name is None:
+                self.problem(path, f"type is missing (one of: {', '.join(known_types())})")
                 continue
-            if kind not in TYPES:
-                self.problem(path + ("type",), f"unknown check type {kind!r} (one of: {', '.join(TYPES)})")
+            try:
+                model = load_type(str(type_name)).options_model
+            except TypeUnavailable as exc:
+                self.problem(path + ("type",), str(exc))
                 continue
-            model = load_type(kind).options_model
             options = self._validate_model(model, {**inherited, **entry}, path)
             if options is not None:
                 checks[name] = options
@@ -337,9 +338,10 @@ def _dotted(path: Path_) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the config file, for editors (imports every kind)."""
-    kinds = tuple(load_type(kind).options_model for kind in TYPES)
-    check_entry = Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007  (a runtime tuple of types)
+    """The JSON Schema of the config file, for editors: every type's options,
+    plugins included (types whose extra is missing are described all the same)."""
+    models = tuple(m for m in (_options_model(name) for name in known_types()) if m is not None)
+    check_entry = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007  (a runtime tuple of types)
     model = create_model(
         "ProbedConfig",
         __base__=_Sections,
@@ -349,6 +351,14 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "probed configuration"
     return schema
+
+
+def _options_model(type_name: str) -> type[CheckOptions] | None:
+    """A type's options model, whether or not its driver is installed."""
+    try:
+        return load_type(type_name, need_driver=False).options_model
+    except TypeUnavailable:
+        return None
 
 
 def schema_text() -> str:

@@ -32,24 +32,6 @@ LABELS = ["check", "type"]
 STATES = ("pass", "warn", "fail", "pending")
 FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING)]
 
-# Observed values users alert on, each with a gauge of its own: (type, observed key) -> gauge.
-OBSERVED_GAUGES = {
-    ("disk", "free_bytes"): (
-        "probed_disk_free_bytes",
-        "Free bytes on the filesystem, as an unprivileged user sees them.",
-    ),
-    ("disk", "free_ratio"): ("probed_disk_free_ratio", "Free space on the filesystem as a ratio of its size (0 to 1)."),
-    ("disk", "inodes_free_ratio"): ("probed_disk_inodes_free_ratio", "Free inodes as a ratio of all inodes (0 to 1)."),
-    ("http", "status_code"): ("probed_http_status_code", "HTTP status code of the last answer."),
-    ("http", "cert_not_after"): (
-        "probed_tls_cert_expiry_timestamp_seconds",
-        "When the peer certificate expires (Unix time).",
-    ),
-    ("postgres", "value"): ("probed_postgres_query_value", "The number the check's query returned."),
-    ("postgres", "replication_lag"): ("probed_postgres_replication_lag_seconds", "How far a replica's replay lags."),
-    ("redis", "used_memory_ratio"): ("probed_redis_used_memory_ratio", "used_memory / maxmemory (0 to 1)."),
-}
-
 
 @dataclass
 class ConfigLoad:
@@ -156,13 +138,16 @@ def _duration_histogram(states: list[CheckState]) -> Metric:
 
 
 def _observed_gauges(states: list[CheckState]) -> Iterator[Metric]:
-    families = {key: _gauge(name, doc) for key, (name, doc) in OBSERVED_GAUGES.items()}
+    """The gauges each check type declares beside its code (Check.gauges).
+    Types may share a gauge (http and tls: certificate expiry): one family."""
+    families: dict[str, GaugeMetricFamily] = {}
     for state in states:
-        if state.last is None:
-            continue
-        for key, observation in state.last.observed.items():
-            family = families.get((state.type, key))
-            if family is not None and isinstance(observation.value, (int, float)):
+        for gauge in state.gauges:
+            family = families.get(gauge.name)
+            if family is None:
+                family = families[gauge.name] = _gauge(gauge.name, gauge.help)
+            observation = state.last.observed.get(gauge.observed) if state.last is not None else None
+            if observation is not None and isinstance(observation.value, int | float):
                 family.add_metric(_labels(state), float(observation.value))
     yield from families.values()
 

@@ -1,7 +1,7 @@
 """Run one check once: bound it by its timeout, time it, turn its outcome into a Result.
 
 This is the one place where a check's return value or exception becomes a
-verdict, so every kind fails the same way and no kind can disturb the caller.
+verdict, so every type fails the same way and no type can disturb the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
+from probed.checks.levels import apply_levels
 from probed.fields import format_duration
 from probed.model import CheckFailed, Observed, Outcome, Reason, Result, Status
 from probed.secrets import redact
@@ -35,7 +36,7 @@ async def run_once(check: AnyCheck) -> Result:
     if not isinstance(outcome, (Outcome, CheckFailed)):
         outcome = CheckFailed(f"check returned {type(outcome).__name__}, not an Outcome")
     if isinstance(outcome, Outcome):
-        outcome = _apply_latency_levels(check, outcome, duration)
+        outcome = _judge_levels(check, outcome, duration)
     return _to_result(check, outcome, started_at, duration)
 
 
@@ -59,6 +60,16 @@ async def _bounded(check: AnyCheck, timeout: float) -> Any:
 def _discard_result(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _judge_levels(check: AnyCheck, outcome: Outcome, duration: float) -> Outcome | CheckFailed:
+    """Levels on observed values, then on the run's duration."""
+    if check.levels:
+        try:
+            outcome = apply_levels(check.target, check.levels, outcome, check.options.optional_levels)
+        except CheckFailed as failed:
+            return failed
+    return _apply_latency_levels(check, outcome, duration)
 
 
 def _apply_latency_levels(check: AnyCheck, outcome: Outcome, duration: float) -> Outcome | CheckFailed:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from probed.checks.base import AnyCheck
+from probed.checks.base import AnyCheck, Gauge
 from probed.model import Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -30,6 +30,7 @@ class CheckState:
     timeout: float
     failure_threshold: int
     success_threshold: int
+    gauges: tuple[Gauge, ...] = ()  # the type's observed-value gauges
     status: Status | None = None  # None: pending, no run completed yet
     stale: bool = False
     last: Result | None = None
@@ -182,4 +183,5 @@ def _state_for(check: AnyCheck) -> CheckState:
         timeout=opts.timeout,
         failure_threshold=opts.failure_threshold,
         success_threshold=opts.success_threshold,
+        gauges=check.gauges,
     )

@@ -56,7 +56,7 @@ INVALID = {
         "4: checks.web.url: url must be an absolute http:// or https:// URL",
         "5: checks.web.method: Input should be 'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE' or 'OPTIONS' "
         "(got 'FETCH')",
-        "6: checks.web.expect_status: expect_status entries are codes like 200 or classes like 2xx, got '2x'",
+        "6: checks.web.expect_status: entries are codes like 200 or classes like 2xx, got '2x'",
         "7: checks.web.expect_body_regex: invalid regular expression: missing ), unterminated subpattern at position 0",
         "9: checks.web.headers.Authorization: Input should be a valid string",  # the value is not echoed
     ],

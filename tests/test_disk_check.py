@@ -70,7 +70,7 @@ async def test_inode_levels(tmp_path: Path) -> None:
         return  # this filesystem reports no inodes; nothing to judge
     result = await run_check({"type": "disk", "path": str(tmp_path), **NO_LEVELS, "warn_free_inodes_percent": 100})
     assert result.status is Status.WARN
-    assert "inodes free" in result.output
+    assert "inodes_free_percent is" in result.output
 
 
 async def test_missing_path_fails_clearly(tmp_path: Path) -> None:

@@ -1,9 +1,17 @@
-"""The table of check types. A type's module is imported only when a check of
-that type is configured, so heavy client libraries load only when used."""
+"""The table of check types.
+
+A type's module is imported only when a check of that type is configured, and
+its driver only when a check of that type is created to run, so reading and
+validating options costs no client library. Third-party types join through the `probed.checks` entry
+point group, in the same `module:Class` form as this table.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
+import importlib.util
 
 from probed.checks.base import AnyCheck, Check, CheckOptions
 
@@ -16,16 +24,52 @@ TYPES: dict[str, str] = {
     "s3": "probed.checks.s3:S3Check",
 }
 
+ENTRY_POINT_GROUP = "probed.checks"
 
-def load_type(type_name: str) -> type[AnyCheck]:
-    """The Check class for a `type:` name; KeyError when there is none."""
-    module_name, _, class_name = TYPES[type_name].partition(":")
-    cls: type[AnyCheck] = getattr(importlib.import_module(module_name), class_name)
+
+class TypeUnavailable(Exception):
+    """A configured type cannot be used here: unknown, broken plugin, missing extra."""
+
+
+@functools.cache
+def plugin_types() -> dict[str, str]:
+    """Types that installed packages add through the entry point group."""
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {entry.name: entry.value for entry in found if entry.name not in TYPES}
+
+
+def known_types() -> list[str]:
+    return [*TYPES, *sorted(plugin_types())]
+
+
+def load_type(type_name: str, *, need_driver: bool = True) -> type[AnyCheck]:
+    """The Check class for a `type:` name; TypeUnavailable says why there is
+    none. need_driver=False: the options suffice (the JSON Schema)."""
+    location = TYPES.get(type_name) or plugin_types().get(type_name)
+    if location is None:
+        raise TypeUnavailable(f"unknown check type {type_name!r} (one of: {', '.join(known_types())})")
+    module_name, _, class_name = location.partition(":")
+    try:
+        cls: type[AnyCheck] = getattr(importlib.import_module(module_name), class_name)
+    except Exception as exc:  # a plugin's own bug must read as a config problem, not a traceback
+        raise TypeUnavailable(f"check type {type_name!r} ({location}) cannot be loaded: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Check)):
+        raise TypeUnavailable(f"check type {type_name!r} ({location}) is not a probed Check class")
+    missing = [module for module in cls.requires if importlib.util.find_spec(module.split(".")[0]) is None]
+    if missing and need_driver:
+        extra = f"pip install 'probed[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+        raise TypeUnavailable(f"check type {type_name!r} needs {', '.join(missing)}: {extra}")
     return cls
 
 
 def create_check(name: str, options: CheckOptions) -> AnyCheck:
-    return load_type(options.type)(name, options)
+    """A check ready to run. Its driver is imported here, not in its first
+    run: an import takes the event loop for up to a few hundred ms, which
+    must not count against this check's timeout or any other's."""
+    cls = load_type(options.type)
+    for module in cls.requires:
+        importlib.import_module(module)
+    return cls(name, options)
 
 
-__all__ = ["TYPES", "Check", "CheckOptions", "create_check", "load_type"]
+__all__ = ["TYPES", "Check", "CheckOptions", "TypeUnavailable", "create_check", "known_types", "load_type"]

@@ -1,13 +1,15 @@
-"""The check contract: options every kind shares, and the class every kind extends."""
+"""The check contract: options every type shares, and the class every type extends."""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
 from probed.checks.errors import exception_text, network_failure
+from probed.checks.levels import LevelMap, Levels
 from probed.fields import Duration, ProbedModel, format_duration
 from probed.model import CheckFailed, Outcome
 from probed.secrets import secret_values
@@ -23,6 +25,10 @@ class CommonOptions(ProbedModel):
     critical: bool = Field(True, description="false: a failure makes the overall status warn, never fail")
     warn_latency: Duration | None = Field(None, description="a run slower than this warns")
     fail_latency: Duration | None = Field(None, description="a run slower than this fails")
+    levels: dict[str, Levels] = Field(
+        default_factory=dict,
+        description="warn/fail levels on any number the check observes, e.g. {query_time: {warn_above: 0.2}}",
+    )
 
     @model_validator(mode="after")
     def _timeout_shorter_than_interval(self) -> CommonOptions:
@@ -33,13 +39,36 @@ class CommonOptions(ProbedModel):
             )
         if self.warn_latency and self.fail_latency and self.warn_latency >= self.fail_latency:
             raise ValueError("warn_latency must be lower than fail_latency")
+        for name, levels in self.levels.items():
+            if not levels.has_levels:
+                raise ValueError(f"levels: {name} has no warn_/fail_ level")
         return self
 
 
 class CheckOptions(CommonOptions):
-    """Base of every kind's options; each kind narrows `type` to a Literal."""
+    """Base of every type's options; each type narrows `type` to a Literal."""
 
     type: str
+
+    # Implied levels on values only some targets have: not judged when unobserved.
+    optional_levels: ClassVar[frozenset[str]] = frozenset()
+
+    def implied_levels(self) -> dict[str, Levels]:
+        """Levels spelled as type-specific options (the disk check's
+        warn_free_percent, ...); `levels:` entries of the same name win."""
+        return {}
+
+    def all_levels(self) -> LevelMap:
+        return {**self.implied_levels(), **self.levels}
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """A Prometheus gauge exporting one observed value, labelled by check and type."""
+
+    observed: str  # the key in Outcome.observed
+    name: str
+    help: str
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)
@@ -51,12 +80,21 @@ class Check(Generic[OptionsT]):
 
     `run` returns an Outcome (pass or warn) or raises CheckFailed with a reason;
     any other exception goes through `describe_error`, once, in the runner.
+    The module of a type imports its driver (listed in `requires`) inside the
+    methods that use it, so reading and validating options never pays for it;
+    create_check imports it before the first run.
     A check keeps no secret in anything it prints: `secrets()` lists the strings
     the runner masks in every message, as a last line of defence.
     """
 
     options_model: ClassVar[type[CheckOptions]]
     component_type: ClassVar[str] = "component"  # IETF draft: component, datastore or system
+    # Observed values users alert on, each exported as a gauge of its own.
+    gauges: ClassVar[tuple[Gauge, ...]] = ()
+    # Driver modules this type imports when it runs, and the pip extra that
+    # installs them (None: they come with probed itself).
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
@@ -67,13 +105,18 @@ class Check(Generic[OptionsT]):
     def type(self) -> str:
         return self.options.type
 
+    @functools.cached_property
+    def levels(self) -> LevelMap:
+        """Every level the runner judges after a run that passed or warned."""
+        return self.options.all_levels()
+
     async def run(self) -> Outcome:
         raise NotImplementedError
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """Turn an exception `run` let through into a sentence and a reason.
 
-        Kinds map their driver's exceptions first and end with this, which
+        Types map their driver's exceptions first and end with this, which
         handles the network errors every client library ends up raising.
         """
         return network_failure(exc, self.target) or CheckFailed(f"{self.target}: {exception_text(exc)}")

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from probed.checks.base import Check, CheckOptions
+from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.levels import Levels, show
 from probed.checks.threads import OneAtATime
 from probed.fields import ByteSize, Percent
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
@@ -22,6 +23,7 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-disk")
 
 class DiskOptions(CheckOptions):
     type: Literal["disk"]
+    optional_levels = frozenset({"inodes_free_percent"})
     path: Path = Field(description="a directory or file on the filesystem to watch")
     warn_free_percent: Percent | None = Field(10, description="warn below this much free space, in percent")
     fail_free_percent: Percent | None = Field(5, description="fail below this much free space, in percent")
@@ -43,10 +45,30 @@ class DiskOptions(CheckOptions):
                 raise ValueError(f"{warn} ({warn_level:g}) must not be below {fail} ({fail_level:g})")
         return self
 
+    def implied_levels(self) -> dict[str, Levels]:
+        """warn_free_percent: 10 is `levels: {free_percent: {warn_below: 10}}`, and so on."""
+        spelled = {
+            "free_percent": (self.warn_free_percent, self.fail_free_percent),
+            "free_bytes": (self.warn_free_bytes, self.fail_free_bytes),
+            "inodes_free_percent": (self.warn_free_inodes_percent, self.fail_free_inodes_percent),
+        }
+        return {
+            name: Levels(warn_below=warn, fail_below=fail)
+            for name, (warn, fail) in spelled.items()
+            if warn is not None or fail is not None
+        }
+
 
 class DiskCheck(Check[DiskOptions]):
     options_model = DiskOptions
     component_type = "system"
+    gauges = (
+        Gauge(
+            "free_bytes", "probed_disk_free_bytes", "Free bytes on the filesystem, as an unprivileged user sees them."
+        ),
+        Gauge("free_ratio", "probed_disk_free_ratio", "Free space on the filesystem as a ratio of its size (0 to 1)."),
+        Gauge("inodes_free_ratio", "probed_disk_inodes_free_ratio", "Free inodes as a ratio of all inodes (0 to 1)."),
+    )
 
     def __init__(self, name: str, options: DiskOptions) -> None:
         super().__init__(name, options)
@@ -56,7 +78,11 @@ class DiskCheck(Check[DiskOptions]):
         )
 
     async def run(self) -> Outcome:
-        return self._judge(await self._thread.call(self._measure))
+        observed = await self._thread.call(self._measure)
+        free = (
+            f"{float(observed['free_percent'].value):.1f}% free ({show(float(observed['free_bytes'].value), 'bytes')})"
+        )
+        return Outcome(Status.PASS, f"{self.target}: {free}", observed)
 
     def _measure(self) -> Observed:
         path = self.options.path
@@ -71,39 +97,6 @@ class DiskCheck(Check[DiskOptions]):
             write_probe_file(path)
         return observed
 
-    def _judge(self, observed: Observed) -> Outcome:
-        opts = self.options
-        free_percent = float(observed["free_ratio"].value) * 100
-        free_bytes = int(observed["free_bytes"].value)
-        inodes = observed.get("inodes_free_ratio")
-        inode_percent = float(inodes.value) * 100 if inodes else None
-        limits = [
-            (free_percent, opts.fail_free_percent, opts.warn_free_percent, f"{free_percent:.1f}% free", "%"),
-            (free_bytes, opts.fail_free_bytes, opts.warn_free_bytes, f"{_human(free_bytes)} free", " bytes"),
-            (
-                inode_percent,
-                opts.fail_free_inodes_percent,
-                opts.warn_free_inodes_percent,
-                f"{inode_percent or 0:.1f}% inodes free",
-                "%",
-            ),
-        ]
-        warnings = []
-        for value, fail_level, warn_level, said, unit in limits:
-            if value is None:
-                continue
-            if fail_level is not None and value < fail_level:
-                raise CheckFailed(
-                    f"{opts.path}: {said}, below the fail level of {_level(fail_level, unit)}",
-                    Reason.UNEXPECTED,
-                    observed,
-                )
-            if warn_level is not None and value < warn_level:
-                warnings.append(f"{said}, below the warn level of {_level(warn_level, unit)}")
-        if warnings:
-            return Outcome(Status.WARN, f"{opts.path}: " + "; ".join(warnings), observed)
-        return Outcome(Status.PASS, f"{opts.path}: {free_percent:.1f}% free ({_human(free_bytes)})", observed)
-
 
 def free_space(stats: os.statvfs_result) -> Observed:
     """Free space as an unprivileged process sees it (f_bavail, not f_bfree)."""
@@ -111,12 +104,14 @@ def free_space(stats: os.statvfs_result) -> Observed:
     free = stats.f_bavail * stats.f_frsize
     observed: Observed = {
         "free_ratio": Observation(round(free / total, 6) if total else 0.0, "ratio"),
+        "free_percent": Observation(round(100 * free / total, 4) if total else 0.0, "%"),
         "free_bytes": Observation(free, "bytes"),
         "total_bytes": Observation(total, "bytes"),
     }
     # Some filesystems (btrfs, overlay on some kernels) report no inode counts.
     if stats.f_files:
         observed["inodes_free_ratio"] = Observation(round(stats.f_favail / stats.f_files, 6), "ratio")
+        observed["inodes_free_percent"] = Observation(round(100 * stats.f_favail / stats.f_files, 4), "%")
         observed["inodes_free"] = Observation(stats.f_favail, "inodes")
     return observed
 
@@ -133,16 +128,3 @@ def write_probe_file(path: Path) -> None:
         raise CheckFailed(f"{directory}: not writable: {exc.strerror}", Reason.UNEXPECTED) from None
     finally:
         probe.unlink(missing_ok=True)
-
-
-def _level(level: float, unit: str) -> str:
-    return _human(int(level)) if unit == " bytes" else f"{level:g}{unit}"
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{size} B"

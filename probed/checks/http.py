@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
-from probed.checks.base import Check, CheckOptions
+from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.levels import Levels
+from probed.checks.options import TlsOptions
 from probed.fields import ByteSize, ProbedModel
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import SENSITIVE_NAME, display_url
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
 
@@ -27,8 +32,13 @@ class BasicAuth(ProbedModel):
     password_file: Path | None = None
 
 
-class HttpOptions(CheckOptions):
+class ExpiryLevels(Levels):
+    fail_reason: ClassVar[Reason] = Reason.TLS
+
+
+class HttpOptions(CheckOptions, TlsOptions):
     type: Literal["http"]
+    optional_levels = frozenset({"cert_days_left"})
     url: str = Field(description="http:// or https:// URL to request")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict, description="request headers (values never shown)")
@@ -37,6 +47,9 @@ class HttpOptions(CheckOptions):
     bearer_token_file: Path | None = None
     basic_auth: BasicAuth | None = None
     expect_status: list[int | str] = Field(["2xx"], description="accepted status codes: 200, or a class like 2xx")
+    warn_status: list[int | str] = Field(
+        [], description="status codes that mean degraded, not down: warn instead of fail (e.g. [429, 5xx])"
+    )
     expect_body_contains: str | None = Field(None, description="the body must contain this text")
     expect_body_regex: str | None = Field(None, description="the body must match this regular expression")
     expect_json: dict[str, Any] | None = Field(
@@ -44,8 +57,6 @@ class HttpOptions(CheckOptions):
     )
     follow_redirects: bool = True
     max_redirects: int = Field(10, ge=0)
-    tls_verify: bool = Field(True, description="verify the server's certificate chain and name")
-    ca_file: Path | None = Field(None, description="CA bundle to verify against instead of the system's")
     warn_cert_expiry_days: float | None = Field(14, ge=0, description="warn when the certificate expires sooner")
     fail_cert_expiry_days: float | None = Field(None, ge=0, description="fail when the certificate expires sooner")
     max_body_bytes: ByteSize = Field(1024 * 1024, description="read at most this much of the body")
@@ -58,13 +69,21 @@ class HttpOptions(CheckOptions):
             raise ValueError("url must be an absolute http:// or https:// URL")
         return value
 
-    @field_validator("expect_status")
+    @field_validator("expect_status", "warn_status")
     @classmethod
     def _status_codes(cls, values: list[int | str]) -> list[int | str]:
         for value in values:
             if not _STATUS_PATTERN.match(str(value)):
-                raise ValueError(f"expect_status entries are codes like 200 or classes like 2xx, got {value!r}")
+                raise ValueError(f"entries are codes like 200 or classes like 2xx, got {value!r}")
         return values
+
+    def implied_levels(self) -> dict[str, Levels]:
+        """warn_/fail_cert_expiry_days are levels below on cert_days_left."""
+        if self.warn_cert_expiry_days is None and self.fail_cert_expiry_days is None:
+            return {}
+        return {
+            "cert_days_left": ExpiryLevels(warn_below=self.warn_cert_expiry_days, fail_below=self.fail_cert_expiry_days)
+        }
 
     @field_validator("expect_body_regex")
     @classmethod
@@ -80,12 +99,21 @@ class HttpOptions(CheckOptions):
 class HttpCheck(Check[HttpOptions]):
     options_model = HttpOptions
     component_type = "component"
+    requires = ("aiohttp",)
+    gauges = (
+        Gauge("status_code", "probed_http_status_code", "HTTP status code of the last answer."),
+        Gauge(
+            "cert_not_after",
+            "probed_tls_cert_expiry_timestamp_seconds",
+            "When the peer certificate expires (Unix time).",
+        ),
+    )
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
         self.target = display_url(options.url)
         self._session: aiohttp.ClientSession | None = None
-        self._connector: CertificateConnector
+        self._connector: Any = None  # a CertificateConnector
 
     def secrets(self) -> set[str]:
         found = super().secrets()
@@ -111,6 +139,8 @@ class HttpCheck(Check[HttpOptions]):
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """aiohttp's exceptions -> a plain sentence and a reason."""
+        import aiohttp
+
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
             return CheckFailed(f"{self.target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
         if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: its OSError says which
@@ -127,19 +157,23 @@ class HttpCheck(Check[HttpOptions]):
             self._session = None
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             # A new connection and a fresh DNS lookup each run: a health check
             # must see what a new client would, not a warm pooled socket.
-            self._connector = CertificateConnector(force_close=True, use_dns_cache=False, ssl=self._ssl())
+            connector_class = certificate_connector()
+            self._connector = connector_class(force_close=True, use_dns_cache=False, ssl=self._ssl())
             timeout = aiohttp.ClientTimeout(total=None)  # the runner enforces the check's timeout
             self._session = aiohttp.ClientSession(connector=self._connector, timeout=timeout)
         self._connector.peer_not_after = None
         return self._session
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.options.tls_verify:
-            return False
-        return ssl.create_default_context(cafile=self.options.ca_file) if self.options.ca_file else True
+        opts = self.options
+        if opts.ca_file is None and opts.cert_file is None:
+            return opts.tls_verify  # aiohttp's own default context, or no verification
+        return opts.ssl_context()
 
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": "probed", **self.options.headers}
@@ -148,13 +182,15 @@ class HttpCheck(Check[HttpOptions]):
         elif self.options.basic_auth:
             auth = self.options.basic_auth
             password = auth.password.get_secret_value() if auth.password else ""
-            headers["Authorization"] = aiohttp.BasicAuth(auth.username, password).encode()
+            headers["Authorization"] = basic_authorization(auth.username, password)
         return headers
 
     def _judge(self, status: int, body: bytes, observed: Observed) -> Outcome:
         opts = self.options
         said = f"{opts.method} {self.target} answered {status}"
         if not status_expected(status, opts.expect_status):
+            if status_expected(status, opts.warn_status):  # it answered, but badly: degraded
+                return Outcome(Status.WARN, f"{said}, degraded (warn_status)", observed)
             expected = ", ".join(str(s) for s in opts.expect_status)
             reason = Reason.AUTH if status in (401, 403, 407) else Reason.UNEXPECTED
             raise CheckFailed(f"{said}, expected {expected}", reason, observed)
@@ -167,19 +203,13 @@ class HttpCheck(Check[HttpOptions]):
             mismatch = json_mismatch(text, opts.expect_json)
             if mismatch:
                 raise CheckFailed(f"{said}, {mismatch}", Reason.UNEXPECTED, observed)
-        return self._judge_certificate(said, observed)
-
-    def _judge_certificate(self, said: str, observed: Observed) -> Outcome:
-        days = observed.get("cert_days_left")
-        if days is None:
-            return Outcome(Status.PASS, said, observed)
-        left = float(days.value)
-        expiry = f"certificate expires in {left:.1f} days"
-        if self.options.fail_cert_expiry_days is not None and left < self.options.fail_cert_expiry_days:
-            raise CheckFailed(f"{said}, {expiry}", Reason.TLS, observed)
-        if self.options.warn_cert_expiry_days is not None and left < self.options.warn_cert_expiry_days:
-            return Outcome(Status.WARN, f"{said}, {expiry}", observed)
         return Outcome(Status.PASS, said, observed)
+
+
+def basic_authorization(username: str, password: str) -> str:
+    import aiohttp
+
+    return str(aiohttp.BasicAuth(username, password).encode())
 
 
 def status_expected(status: int, expected: list[int | str]) -> bool:
@@ -234,22 +264,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class CertificateConnector(aiohttp.TCPConnector):
-    """Notes when the peer certificate of the last connection expires.
+@functools.cache
+def certificate_connector() -> Any:
+    """aiohttp's TCPConnector, noting when the peer certificate of the last
+    connection expires. Built on first use: aiohttp loads with the first run.
 
     aiohttp hands a small response's connection back before the caller sees
     the response, so the certificate must be read as the connection is made.
     """
+    import aiohttp
 
-    peer_not_after: float | None = None
+    class CertificateConnector(aiohttp.TCPConnector):
+        peer_not_after: float | None = None
 
-    async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
-        connection = await super().connect(req, traces, timeout)
-        transport = connection.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport else None
-        if ssl_object is not None:
-            self.peer_not_after = _not_after(ssl_object)
-        return connection
+        async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
+            connection = await super().connect(req, traces, timeout)
+            transport = connection.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            if ssl_object is not None:
+                self.peer_not_after = _not_after(ssl_object)
+            return connection
+
+    return CertificateConnector
 
 
 def certificate_expiry(not_after: float | None) -> Observed:

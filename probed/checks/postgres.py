@@ -6,17 +6,20 @@ import ssl
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import asyncpg
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
-from probed.checks.base import Check, CheckOptions
-from probed.checks.levels import Levels, judge
-from probed.fields import Duration, format_duration
+from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.levels import Levels
+from probed.checks.options import Credentials
+from probed.fields import Duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
+
+if TYPE_CHECKING:
+    import asyncpg
 
 # Seconds the replica is behind: zero when it has replayed all it received.
 LAG_QUERY = """
@@ -25,21 +28,24 @@ SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
 """
 
 
-class PostgresOptions(CheckOptions, Levels):
+class PostgresOptions(CheckOptions, Levels, Credentials):
     type: Literal["postgres"]
+    optional_levels = frozenset({"replication_lag"})
     dsn: SecretStr | None = Field(None, description="postgres://user:password@host:port/database?sslmode=...")
     dsn_file: Path | None = None
     host: str | None = Field(None, description="host name, IP address or Unix socket directory (instead of dsn)")
     port: int = Field(5432, ge=1, le=65535)
-    user: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
+    username: str | None = Field(
+        None, validation_alias=AliasChoices("username", "user"), description="role to log in as (or user:, as libpq)"
+    )
     database: str | None = None
     query: str = Field("SELECT 1", description="run on every check; its first column of the first row is observed")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     ca_file: Path | None = Field(None, description="CA bundle for verify-ca / verify-full (default: the system's)")
     expect: Literal["primary", "replica", "any"] = Field("any", description="the role the server must have")
-    max_replication_lag: Duration | None = Field(None, description="on a replica, fail when it lags more")
+    max_replication_lag: Duration | None = Field(
+        None, description="on a replica, fail when it lags more (levels: {replication_lag: {fail_above: ...}})"
+    )
     keep_connection: bool = Field(False, description="reuse one connection between runs (reconnect when it breaks)")
 
     @model_validator(mode="after")
@@ -48,10 +54,29 @@ class PostgresOptions(CheckOptions, Levels):
             raise ValueError("give either dsn (or dsn_file) or host")
         return self
 
+    def implied_levels(self) -> dict[str, Levels]:
+        """warn_above & co. judge the query's number; max_replication_lag the lag."""
+        implied = {}
+        if self.has_levels:
+            implied["value"] = Levels(
+                warn_above=self.warn_above,
+                fail_above=self.fail_above,
+                warn_below=self.warn_below,
+                fail_below=self.fail_below,
+            )
+        if self.max_replication_lag is not None:
+            implied["replication_lag"] = Levels(fail_above=self.max_replication_lag)
+        return implied
+
 
 class PostgresCheck(Check[PostgresOptions]):
     options_model = PostgresOptions
     component_type = "datastore"
+    requires = ("asyncpg",)
+    gauges = (
+        Gauge("value", "probed_postgres_query_value", "The number the check's query returned."),
+        Gauge("replication_lag", "probed_postgres_replication_lag_seconds", "How far a replica's replay lags."),
+    )
 
     def __init__(self, name: str, options: PostgresOptions) -> None:
         super().__init__(name, options)
@@ -79,13 +104,15 @@ class PostgresCheck(Check[PostgresOptions]):
     async def _connect(self) -> asyncpg.Connection:
         if self._kept is not None and not self._kept.is_closed():
             return self._kept
+        import asyncpg
+
         opts = self.options
         connection: asyncpg.Connection = await asyncpg.connect(
             dsn=opts.dsn.get_secret_value() if opts.dsn else None,
             host=opts.host,
             port=opts.port if opts.host else None,
-            user=opts.user,
-            password=opts.password.get_secret_value() if opts.password else None,
+            user=opts.username,
+            password=opts.password_text(),
             database=opts.database,
             ssl=self._ssl(),
             timeout=opts.timeout,
@@ -115,7 +142,7 @@ class PostgresCheck(Check[PostgresOptions]):
         if number is not None:
             observed = {"value": Observation(number), **observed}
         version = connection.get_server_version()
-        observed["server_version"] = Observation(f"{version.major}.{version.minor}")
+        observed["server_version"] = Observation(_version_text(version))
         in_recovery = bool(await connection.fetchval("SELECT pg_is_in_recovery()"))
         observed["in_recovery"] = Observation(in_recovery)
         if in_recovery:
@@ -123,23 +150,11 @@ class PostgresCheck(Check[PostgresOptions]):
         return self._judge(value, number, in_recovery, observed)
 
     def _judge(self, value: Any, number: float | None, in_recovery: bool, observed: Observed) -> Outcome:
-        opts = self.options
         role = "replica" if in_recovery else "primary"
-        if opts.expect != "any" and opts.expect != role:
-            raise CheckFailed(f"{self.target} is a {role}, expected a {opts.expect}", Reason.UNEXPECTED, observed)
-        lag = observed.get("replication_lag")
-        if lag is not None and opts.max_replication_lag is not None and float(lag.value) > opts.max_replication_lag:
-            limit = format_duration(opts.max_replication_lag)
+        if self.options.expect not in ("any", role):
             raise CheckFailed(
-                f"{self.target}: replication lag {float(lag.value):.1f}s, over {limit}", Reason.UNEXPECTED, observed
+                f"{self.target} is a {role}, expected a {self.options.expect}", Reason.UNEXPECTED, observed
             )
-        warning = None
-        if opts.has_levels:
-            if number is None:
-                raise CheckFailed(f"{self.target}: query returned {value!r}, not a number", Reason.UNEXPECTED, observed)
-            warning = judge("query result", number, opts, observed)
-        if warning:
-            return Outcome(Status.WARN, f"{self.target}: {warning}", observed)
         return Outcome(Status.PASS, f"{self.target}: {role}, query ok", observed)
 
     def _drop(self, connection: asyncpg.Connection) -> None:
@@ -149,6 +164,8 @@ class PostgresCheck(Check[PostgresOptions]):
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """asyncpg's exceptions -> a plain sentence and a reason."""
+        import asyncpg
+
         target = self.target
         if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
             return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
@@ -170,8 +187,18 @@ def describe_target(opts: PostgresOptions) -> str:
         dsn = opts.dsn.get_secret_value()
         parts = urlsplit(dsn)
         return display_url(dsn.split("?", 1)[0]) if parts.hostname else "postgres (dsn)"
-    user = f"{opts.user}@" if opts.user else ""
+    user = f"{opts.username}@" if opts.username else ""
     return f"postgres://{user}{opts.host}:{opts.port}/{opts.database or ''}"
+
+
+def _version_text(version: Any) -> str:
+    """asyncpg's ServerVersion(15, 0, 20, ...) of a 15.20 server -> '15.20'.
+
+    Since PostgreSQL 10 the version has two parts, which asyncpg puts into
+    major and micro; before 10 it had three."""
+    if version.major >= 10:
+        return f"{version.major}.{version.micro}"
+    return f"{version.major}.{version.minor}.{version.micro}"
 
 
 def _as_number(value: Any) -> float | None:

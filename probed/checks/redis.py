@@ -4,41 +4,33 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-from pydantic import Field, SecretStr, field_validator, model_validator
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.driver_info import DriverInfo
+from pydantic import Field, field_validator
 
-from probed.checks.base import Check, CheckOptions
-from probed.checks.levels import Levels, judge
+from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.options import Credentials, TlsOptions
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "invalid password", "invalid username-password")
 
 
-class RedisOptions(CheckOptions):
+class RedisOptions(CheckOptions, Credentials, TlsOptions):
+    """username/password: instead of the URL's (an ACL user, or AUTH with a password alone);
+    the TLS options apply to rediss:// URLs. `levels:` may name any numeric INFO field."""
+
     type: Literal["redis"]
     url: str = Field("redis://localhost:6379/0", description="redis://, rediss:// (TLS) or unix:// URL")
-    username: str | None = Field(None, description="ACL user (instead of one in the URL)")
-    password: SecretStr | None = Field(None, description="password (instead of one in the URL)")
-    password_file: Path | None = None
     db: int | None = Field(None, ge=0, description="database number (instead of the URL's)")
-    expect_role: Literal["master", "replica"] | None = Field(None, description="the role the server must have")
+    expect: Literal["primary", "master", "replica", "any"] = Field(
+        "any", description="the role the server must have (master is another name for primary)"
+    )
     write_test: bool = Field(False, description="SET, GET and DEL a probe key with a short TTL")
     key_prefix: str = Field("probed:", description="the probe key is this prefix and the check's name")
-    tls_verify: bool = Field(True, description="verify the server certificate (rediss://)")
-    ca_file: Path | None = Field(None, description="CA bundle for rediss://")
-    levels: dict[str, Levels] = Field(
-        default_factory=dict,
-        description="warn/fail levels on numeric INFO fields, e.g. connected_clients, or used_memory_ratio "
-        "(used_memory / maxmemory)",
-    )
 
     @field_validator("url")
     @classmethod
@@ -47,17 +39,12 @@ class RedisOptions(CheckOptions):
             raise ValueError("url must start with redis://, rediss:// or unix://")
         return value
 
-    @model_validator(mode="after")
-    def _levels_set(self) -> RedisOptions:
-        for name, levels in self.levels.items():
-            if not levels.has_levels:
-                raise ValueError(f"levels: {name} has no warn_/fail_ level")
-        return self
-
 
 class RedisCheck(Check[RedisOptions]):
     options_model = RedisOptions
     component_type = "datastore"
+    requires = ("redis.asyncio",)
+    gauges = (Gauge("used_memory_ratio", "probed_redis_used_memory_ratio", "used_memory / maxmemory (0 to 1)."),)
 
     def __init__(self, name: str, options: RedisOptions) -> None:
         super().__init__(name, options)
@@ -72,16 +59,24 @@ class RedisCheck(Check[RedisOptions]):
         return self._judge(observed)
 
     def _client(self) -> aioredis.Redis:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.driver_info import DriverInfo
+
         opts = self.options
         extra: dict[str, Any] = {}
         if opts.url.startswith("rediss://"):
             extra = {"ssl_cert_reqs": "required" if opts.tls_verify else "none", "ssl_check_hostname": opts.tls_verify}
             if opts.ca_file:
                 extra["ssl_ca_certs"] = str(opts.ca_file)
+            if opts.cert_file:
+                extra["ssl_certfile"] = str(opts.cert_file)
+                extra["ssl_keyfile"] = str(opts.key_file) if opts.key_file else None
         if opts.username:
             extra["username"] = opts.username
         if opts.password:
-            extra["password"] = opts.password.get_secret_value()
+            extra["password"] = opts.password_text()
         if opts.db is not None:
             extra["db"] = opts.db
         return aioredis.Redis.from_url(
@@ -129,6 +124,8 @@ class RedisCheck(Check[RedisOptions]):
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """redis-py's exceptions -> a plain sentence and a reason."""
+        import redis.exceptions as redis_errors
+
         target = self.target
         if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthenticationWrongNumberOfArgsError):
             return CheckFailed(f"{target}: authentication failed: {exc}", Reason.AUTH)
@@ -143,23 +140,14 @@ class RedisCheck(Check[RedisOptions]):
         return super().describe_error(exc)
 
     def _judge(self, observed: Observed) -> Outcome:
-        opts = self.options
         role = str(observed["role"].value)
-        if opts.expect_role is not None and role != opts.expect_role:
-            raise CheckFailed(f"{self.target} is a {role}, expected a {opts.expect_role}", Reason.UNEXPECTED, observed)
-        warnings = []
-        for field, levels in opts.levels.items():
-            value = observed.get(field)
-            if value is None:
-                raise CheckFailed(f"{self.target}: INFO has no numeric field {field}", Reason.UNEXPECTED, observed)
-            warning = judge(field, float(value.value), levels, observed)
-            if warning:
-                warnings.append(warning)
-        if warnings:
-            return Outcome(Status.WARN, f"{self.target}: " + "; ".join(warnings), observed)
+        expected = "primary" if self.options.expect == "master" else self.options.expect
+        if expected not in ("any", role):
+            raise CheckFailed(f"{self.target} is a {role}, expected a {expected}", Reason.UNEXPECTED, observed)
         return Outcome(Status.PASS, f"{self.target}: {role}, PONG", observed)
 
 
 def _role(info: dict[str, Any]) -> str:
+    """primary or replica, the words postgres and mysql checks use too."""
     role = str(info.get("role", "unknown"))
-    return "replica" if role == "slave" else role
+    return {"master": "primary", "slave": "replica"}.get(role, role)

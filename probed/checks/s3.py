@@ -13,12 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-import boto3
-import botocore.config
-import botocore.exceptions as boto_errors
 from pydantic import Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions
+from probed.checks.options import TlsOptions
 from probed.checks.threads import OneAtATime
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
@@ -35,7 +33,9 @@ _AUTH_CODES = {
 _MISSING_CODES = {"NoSuchBucket", "404", "NotFound"}
 
 
-class S3Options(CheckOptions):
+class S3Options(CheckOptions, TlsOptions):
+    """The TLS options apply to the endpoint (AWS's or endpoint_url's)."""
+
     type: Literal["s3"]
     bucket: str = Field(description="the bucket to head")
     region: str | None = Field(None, description="region (default: the AWS chain's, e.g. AWS_REGION)")
@@ -48,8 +48,6 @@ class S3Options(CheckOptions):
     session_token_file: Path | None = None
     write_test: bool = Field(False, description="put, get and delete a small object under key_prefix")
     key_prefix: str = Field(".probed/", description="where the write test's object goes")
-    tls_verify: bool = Field(True, description="verify the endpoint's certificate")
-    ca_file: Path | None = Field(None, description="CA bundle for the endpoint")
 
     @model_validator(mode="after")
     def _key_pair(self) -> S3Options:
@@ -61,6 +59,7 @@ class S3Options(CheckOptions):
 class S3Check(Check[S3Options]):
     options_model = S3Options
     component_type = "datastore"
+    requires = ("boto3", "botocore.config")
 
     def __init__(self, name: str, options: S3Options) -> None:
         super().__init__(name, options)
@@ -77,6 +76,8 @@ class S3Check(Check[S3Options]):
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """botocore's exceptions -> a plain sentence and a reason."""
+        import botocore.exceptions as boto_errors
+
         target = self.target
         if isinstance(exc, boto_errors.ClientError):
             error = exc.response.get("Error", {})
@@ -122,6 +123,9 @@ class S3Check(Check[S3Options]):
 
     def _s3(self) -> Any:
         if self._client is None:
+            import boto3
+            import botocore.config
+
             opts = self.options
             # Half the timeout each to connect and to read, one attempt: a run
             # that cannot finish within the check's timeout is not retried.
@@ -131,6 +135,7 @@ class S3Check(Check[S3Options]):
                 retries={"total_max_attempts": 1},
                 s3={"addressing_style": opts.addressing_style},
                 user_agent_extra="probed",
+                client_cert=_client_cert(opts),
             )
             session = boto3.session.Session(
                 aws_access_key_id=opts.access_key_id,
@@ -141,3 +146,9 @@ class S3Check(Check[S3Options]):
             verify: bool | str = str(opts.ca_file) if opts.ca_file else opts.tls_verify
             self._client = session.client("s3", endpoint_url=opts.endpoint_url, config=config, verify=verify)
         return self._client
+
+
+def _client_cert(opts: S3Options) -> str | tuple[str, str] | None:
+    if opts.cert_file is None:
+        return None
+    return (str(opts.cert_file), str(opts.key_file)) if opts.key_file else str(opts.cert_file)

@@ -5,29 +5,30 @@ It never sends mail.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+import functools
+import ssl
+from typing import TYPE_CHECKING, Literal
 
-import aiosmtplib
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from probed.checks.base import Check, CheckOptions
+from probed.checks.options import Credentials, TlsOptions
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
+if TYPE_CHECKING:
+    import aiosmtplib
 
-class SmtpOptions(CheckOptions):
+
+class SmtpOptions(CheckOptions, Credentials, TlsOptions):
+    """username/password: log in with AUTH; the TLS options apply to tls and starttls."""
+
     type: Literal["smtp"]
     host: str = Field(description="SMTP server host name or address")
     port: int | None = Field(None, ge=1, le=65535, description="default: 465 with tls, 587 with starttls, else 25")
     tls: bool = Field(False, description="implicit TLS from the first byte (SMTPS, usually port 465)")
     starttls: bool = Field(False, description="upgrade with STARTTLS after EHLO (usually port 587)")
-    username: str | None = Field(None, description="log in with AUTH as this user")
-    password: SecretStr | None = None
-    password_file: Path | None = None
     expect_banner_code: int = Field(220, description="the greeting code the server must send")
     helo_name: str | None = Field(None, description="name to send in EHLO (default: this host's name)")
-    tls_verify: bool = Field(True, description="verify the server certificate")
-    ca_file: Path | None = Field(None, description="CA bundle to verify against instead of the system's")
 
     @model_validator(mode="after")
     def _consistent(self) -> SmtpOptions:
@@ -45,20 +46,22 @@ class SmtpOptions(CheckOptions):
 class SmtpCheck(Check[SmtpOptions]):
     options_model = SmtpOptions
     component_type = "component"
+    requires = ("aiosmtplib",)
 
     def __init__(self, name: str, options: SmtpOptions) -> None:
         super().__init__(name, options)
         self.target = f"smtp://{options.host}:{options.effective_port}"
 
     async def run(self) -> Outcome:
+        import aiosmtplib
+
         opts = self.options
         client = aiosmtplib.SMTP(
             hostname=opts.host,
             port=opts.effective_port,
             use_tls=opts.tls,
             start_tls=False,  # never upgrade behind the config's back
-            validate_certs=opts.tls_verify,
-            cert_bundle=str(opts.ca_file) if opts.ca_file else None,
+            tls_context=self._tls_context if opts.tls or opts.starttls else None,
             local_hostname=opts.helo_name,
             timeout=opts.timeout,
         )
@@ -69,7 +72,14 @@ class SmtpCheck(Check[SmtpOptions]):
         steps = "banner, EHLO" + (", STARTTLS" if opts.starttls else "") + (", AUTH" if opts.username else "")
         return Outcome(Status.PASS, f"{self.target}: {steps}, NOOP ok", observed)
 
+    @functools.cached_property
+    def _tls_context(self) -> ssl.SSLContext:
+        # Built once, and only for TLS: loading the system's CAs takes the loop for tens of ms.
+        return self.options.ssl_context()
+
     async def _converse(self, client: aiosmtplib.SMTP) -> Observed:
+        import aiosmtplib
+
         opts = self.options
         try:
             code = (await client.connect()).code
@@ -89,13 +99,15 @@ class SmtpCheck(Check[SmtpOptions]):
             await client.ehlo()
         observed["tls"] = Observation(opts.tls or opts.starttls)
         if opts.username and opts.password:
-            await client.login(opts.username, opts.password.get_secret_value())
+            await client.login(opts.username, opts.password_text() or "")
         await client.noop()
         await client.quit()
         return observed
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """aiosmtplib's exceptions -> a plain sentence and a reason."""
+        import aiosmtplib
+
         target = self.target
         if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
             return CheckFailed(f"{target}: authentication failed: {exc.code} {exc.message}", Reason.AUTH)
