@@ -1,0 +1,97 @@
+"""Third-party check types: a real package, installed with pip, found through
+the `probed.checks` entry point group, run end to end by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PLUGIN = Path(__file__).parent / "plugin"
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An environment in which the plugin package is installed (into a
+    directory of its own on PYTHONPATH, so the test venv stays clean)."""
+    target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("build") / "plugin"
+    shutil.copytree(PLUGIN, source)  # building writes build/ and egg-info beside the sources
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        cwd=source,
+    )
+    yield {**os.environ, "PYTHONPATH": str(target)}
+
+
+def probed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "probed", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_plugin_type_runs_end_to_end(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for index in range(3):
+        (spool / f"job-{index}").touch()
+    config = tmp_path / "probed.yaml"
+    config.write_text(
+        f"checks:\n  spool:\n    type: dircount\n    path: {spool}\n    levels: {{entries: {{warn_above: 2}}}}\n"
+    )
+    result = probed(plugin_env, "check", "--config", str(config), "--output", "json")
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)["checks"]["spool"]
+    assert entry["status"] == "warn"  # the shared levels mechanism judges a plugin's values too
+    assert entry["observed"]["entries"]["value"] == 3
+    assert "entries is 3, above the warn level of 2" in entry["output"]
+
+
+def test_plugin_type_is_listed_and_described(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "probed.yaml"
+    config.write_text("checks:\n  x:\n    type: nosuchtype\n")
+    invalid = probed(plugin_env, "validate", "--config", str(config))
+    assert invalid.returncode == 2
+    assert "unknown check type 'nosuchtype'" in invalid.stderr and "dircount" in invalid.stderr
+    schema = json.loads(probed(plugin_env, "schema").stdout)
+    assert "DirCountOptions" in json.dumps(schema)
+
+
+def test_without_the_plugin_the_type_is_unknown(tmp_path: Path) -> None:
+    config = tmp_path / "probed.yaml"
+    config.write_text("checks:\n  x:\n    type: dircount\n    path: /\n")
+    result = probed(dict(os.environ), "validate", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unknown check type 'dircount'" in result.stderr
+
+
+def test_a_broken_plugin_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "broken_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[probed.checks]\nbroken = broken_plugin:Nope\n")
+    (site / "broken_plugin.py").write_text("raise RuntimeError('plugin exploded at import')\n")
+    config = tmp_path / "probed.yaml"
+    config.write_text("checks:\n  x:\n    type: broken\n")
+    result = probed({**os.environ, "PYTHONPATH": str(site)}, "validate", "--config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "check type 'broken' (broken_plugin:Nope) cannot be loaded: plugin exploded at import" in result.stderr
