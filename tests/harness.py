@@ -383,3 +383,56 @@ class S3Server:
             aws_secret_access_key="test",
         )
         client.create_bucket(Bucket=name)
+
+
+# -- NATS (nats-server) -----------------------------------------------------------------
+
+
+class NatsServer:
+    """A nats-server with JetStream in a directory of its own; `auth` is a
+    config fragment (users, token, nkeys), `tls` a (certificate, key) pair."""
+
+    def __init__(self, directory: Path, auth: str = "", tls: tuple[Path, Path] | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.auth = auth
+        self.tls = tls
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(binary).exists():
+            raise RuntimeError("nats-server not found: run scripts/install-test-deps.sh (Debian package nats-server)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "nats.conf"
+        tls = f'tls {{ cert_file: "{self.tls[0]}", key_file: "{self.tls[1]}" }}' if self.tls else ""
+        config.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f'jetstream {{ store_dir: "{self.directory / "js"}", max_memory_store: 64MB, max_file_store: 64MB }}\n'
+            f"{self.auth}\n{tls}\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config), "-l", str(self.directory / "nats.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: port_open(self.port), f"nats-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, 19)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, 18)
+
+    def url(self, credentials: str = "") -> str:
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"

@@ -22,6 +22,7 @@ TYPES: dict[str, str] = {
     "redis": "probed.checks.redis:RedisCheck",
     "smtp": "probed.checks.smtp:SmtpCheck",
     "s3": "probed.checks.s3:S3Check",
+    "nats": "probed.checks.nats:NatsCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
