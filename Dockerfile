@@ -6,7 +6,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY probed ./probed
 RUN python -m venv /opt/probed \
- && /opt/probed/bin/pip install --no-cache-dir --disable-pip-version-check .
+ && /opt/probed/bin/pip install --no-cache-dir --disable-pip-version-check '.[all]'
 
 FROM python:3.11-slim
 # Bytecode was compiled at install time: nothing is written at run time.
