@@ -23,6 +23,7 @@ TYPES: dict[str, str] = {
     "smtp": "probed.checks.smtp:SmtpCheck",
     "s3": "probed.checks.s3:S3Check",
     "nats": "probed.checks.nats:NatsCheck",
+    "mqtt": "probed.checks.mqtt:MqttCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
