@@ -24,6 +24,7 @@ TYPES: dict[str, str] = {
     "s3": "probed.checks.s3:S3Check",
     "nats": "probed.checks.nats:NatsCheck",
     "mqtt": "probed.checks.mqtt:MqttCheck",
+    "grpc": "probed.checks.grpc:GrpcCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
