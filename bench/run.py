@@ -292,6 +292,26 @@ def transitions() -> Section:
     return section
 
 
+# -- 3b. driver import time ----------------------------------------------------------------------
+
+
+def driver_imports() -> Section:
+    runs = 3 if QUICK else 9
+    done = subprocess.run([PYTHON, "bench/drivers.py", str(runs)], capture_output=True, text=True, check=True, cwd=ROOT)
+    figures = json.loads(done.stdout)
+    baseline = figures.pop("baseline_ms")
+    section = Section(
+        "Driver import time",
+        f"Wall time a fresh process spends importing each type's driver (`python -c 'import ...'`), minus "
+        f"`python -c pass` ({fmt(baseline, 1)} ms), medians of {runs} alternated runs. A driver is imported "
+        "only when a check of its type is created to run: `probed validate` and the other types never pay it.",
+        header=["type", "driver modules", "import ms"],
+    )
+    for name, row in sorted(figures.items(), key=lambda item: item[1]["ms"]):
+        section.rows.append([name, ", ".join(row["modules"]), fmt(row["ms"], 1)])
+    return section
+
+
 # -- 3. cost per run by type ----------------------------------------------------------------------
 
 
@@ -570,6 +590,7 @@ def main() -> None:
             ("scheduler scale", lambda: scheduler_scale(target)),
             ("transitions", transitions),
             ("cost per run", lambda: with_services(work, target, dependency_services)),
+            ("driver imports", driver_imports),
             ("start-up", lambda: startup(work)),
             ("detection", lambda: detection(work)),
             ("blackbox_exporter", lambda: against_blackbox(work, target)),

@@ -10,7 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.harness import ENCODED_PASSWORD, PostgresServer, RedisServer, port_open, temp_dir, wait_until
+from tests.harness import (
+    ENCODED_PASSWORD,
+    MosquittoServer,
+    NatsServer,
+    PostgresServer,
+    RedisServer,
+    port_open,
+    temp_dir,
+    wait_until,
+)
 from tests.servers import free_port
 
 
@@ -22,7 +31,12 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     postgres.add_app_role()
     redis = RedisServer(work / "redis")
     redis.start()
-    smtp_port, s3_port = free_port(), free_port()
+    nats = NatsServer(work / "nats")
+    nats.start()
+    mqtt = MosquittoServer(work / "mqtt")
+    mqtt.start()
+    smtp_port, s3_port, grpc_port = free_port(), free_port(), free_port()
+    grpc = subprocess.Popen([sys.executable, "bench/grpc_server.py", str(grpc_port)])
     smtp = subprocess.Popen(
         [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
         stdout=subprocess.DEVNULL,
@@ -34,7 +48,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: port_open(smtp_port) and port_open(s3_port), "smtp and s3 servers")
+        wait_until(lambda: port_open(smtp_port) and port_open(s3_port) and port_open(grpc_port), "smtp, s3, grpc")
         import boto3
 
         boto3.client(
@@ -67,12 +81,18 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
                     "access_key_id": "a",
                     "secret_access_key": "b",
                 },
+                "nats": {"type": "nats", "url": nats.url()},
+                "mqtt (connect)": {"type": "mqtt", "host": "127.0.0.1", "port": mqtt.port},
+                "mqtt (QoS 1 round trip)": {"type": "mqtt", "host": "127.0.0.1", "port": mqtt.port, "round_trip": True},
+                "grpc": {"type": "grpc", "target": f"127.0.0.1:{grpc_port}"},
             }
         }
     finally:
-        for proc in (smtp, s3):
+        for proc in (smtp, s3, grpc):
             proc.terminate()
             proc.wait(10)
+        nats.stop()
+        mqtt.stop()
         redis.stop()
         postgres.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
