@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from probed import checks
+from probed.checks import known_types
 from probed.config import BUILTIN_SOURCE, ConfigError, config_path, load_config, parse_config
 from probed.fields import parse_duration, parse_size
 
 CONFIGS = Path(__file__).parent / "configs"
+TYPES = ", ".join(known_types())  # every type probed knows, as the errors list them
 
 # Each bad file, paired with exactly what `probed validate` must say about it.
 INVALID = {
@@ -24,10 +27,8 @@ INVALID = {
         "6: checks.web.critical: Input should be a valid boolean, unable to interpret input (got 'maybe')",
     ],
     "invalid-duration.yaml": ["7: checks.web.timeout: invalid duration '3 seconds' (use 500ms, 10s, 1m or seconds)"],
-    "invalid-unknown-type.yaml": [
-        "3: checks.db.type: unknown check type 'postgress' (one of: disk, http, postgres, redis, smtp, s3)"
-    ],
-    "invalid-missing-type.yaml": ["2: checks.db: type is missing (one of: disk, http, postgres, redis, smtp, s3)"],
+    "invalid-unknown-type.yaml": [f"3: checks.db.type: unknown check type 'postgress' (one of: {TYPES})"],
+    "invalid-missing-type.yaml": [f"2: checks.db: type is missing (one of: {TYPES})"],
     "invalid-duplicate-name.yaml": ["5: checks.web: duplicate key (first defined at line 2)"],
     "invalid-missing-variable.yaml": [
         "4: checks.web.url: environment variable PROBED_TEST_UNSET_URL is not set "
@@ -65,7 +66,7 @@ INVALID = {
         "7: checks.web.timeout: invalid duration 'soon' (use 500ms, 10s, 1m or seconds)",
         "11: checks.root.write_test: Input should be a valid boolean, unable to interpret input (got 'perhaps')",
         "12: checks.root.fail_free_bytes: invalid size 'lots' (use 500MB, 10GiB or bytes)",
-        "14: checks.db.type: unknown check type 'nosuchkind' (one of: disk, http, postgres, redis, smtp, s3)",
+        f"14: checks.db.type: unknown check type 'nosuchkind' (one of: {TYPES})",
         "15: extra: unknown key (expected server, scheduler, defaults, checks)",
     ],
 }
@@ -98,7 +99,7 @@ def test_validate_exits_2_with_one_line_per_problem(name: str) -> None:
 def test_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
     config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken", "MONITOR_PASSWORD": "pw"})
-    assert {c.type for c in config.checks.values()} == {"disk", "http", "postgres", "redis", "smtp", "s3"}
+    assert {c.type for c in config.checks.values()} == set(checks.TYPES)  # it shows every built-in type
 
 
 def test_builtin_default_is_a_disk_check_on_root() -> None:
