@@ -36,7 +36,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     mqtt = MosquittoServer(work / "mqtt")
     mqtt.start()
     smtp_port, s3_port, grpc_port = free_port(), free_port(), free_port()
-    grpc = subprocess.Popen([sys.executable, "bench/grpc_server.py", str(grpc_port)])
+    grpc = subprocess.Popen([sys.executable, "-m", "tests.grpc_server", str(grpc_port)])
     smtp = subprocess.Popen(
         [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
         stdout=subprocess.DEVNULL,

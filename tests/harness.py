@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -503,3 +504,30 @@ class MosquittoServer:
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, 18)
+
+
+# -- gRPC (a server with the standard health servicer) ------------------------------------------
+
+
+class GrpcServer:
+    """tests/grpc_server.py in a process of its own, so tests can stop, start and pause it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        root = Path(__file__).parent.parent
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.grpc_server", str(self.port)],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: port_open(self.port), f"gRPC server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

@@ -14,7 +14,7 @@ from probed.model import Status
 from probed.runner import run_once
 from probed.store import Store
 from tests.conftest import check_from
-from tests.harness import PostgresServer, RedisServer, S3Server, SmtpServer
+from tests.harness import GrpcServer, MosquittoServer, NatsServer, PostgresServer, RedisServer, S3Server, SmtpServer
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Dependency:
     start: Callable[[], None]
 
 
-@pytest.fixture(params=["postgres", "redis", "smtp", "s3"])
+@pytest.fixture(params=["postgres", "redis", "smtp", "s3", "nats", "mqtt", "grpc"])
 def dependency(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dependency]:
     kind = request.param
     if kind == "postgres":
@@ -40,6 +40,22 @@ def dependency(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Depen
         smtp.start()
         yield Dependency({"type": "smtp", "host": "127.0.0.1", "port": smtp.port}, smtp.stop, smtp.start)
         smtp.stop()
+    elif kind == "nats":
+        nats = NatsServer(tmp_path / "nats")
+        nats.start()
+        yield Dependency({"type": "nats", "url": nats.url()}, nats.stop, nats.start)
+        nats.stop()
+    elif kind == "mqtt":
+        mqtt = MosquittoServer(tmp_path / "mqtt")
+        mqtt.start()
+        options = {"type": "mqtt", "host": "127.0.0.1", "port": mqtt.port, "round_trip": True}
+        yield Dependency(options, mqtt.stop, mqtt.start)
+        mqtt.stop()
+    elif kind == "grpc":
+        grpc = GrpcServer()
+        grpc.start()
+        yield Dependency({"type": "grpc", "target": f"127.0.0.1:{grpc.port}"}, grpc.stop, grpc.start)
+        grpc.stop()
     else:
         s3 = S3Server()
         s3.start()

@@ -1,4 +1,5 @@
-"""A gRPC server with the standard health servicer, SERVING: python bench/grpc_server.py PORT."""
+"""A gRPC server with the standard health servicer, SERVING, in a process of its own:
+python -m tests.grpc_server PORT (tests/harness.py GrpcServer, and the benchmarks)."""
 
 from __future__ import annotations
 
