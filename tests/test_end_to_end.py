@@ -1,4 +1,4 @@
-"""probed serve and probed check with all six kinds against real servers."""
+"""probed serve and probed check with every check type against real servers."""
 
 from __future__ import annotations
 
@@ -11,20 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import PostgresServer, RedisServer, S3Server, SmtpServer
+from tests.harness import GrpcServer, MosquittoServer, NatsServer, PostgresServer, RedisServer, S3Server, SmtpServer
 from tests.servers import app_in_thread, free_port, poll, target_app
 from tests.test_cli import NO_LEVELS, probed
 
+CHECKS = ["disk", "web", "db", "cache", "mail", "media", "events", "broker", "inventory"]
+
 
 @pytest.fixture
-def six_kinds(
+def every_type(
     tmp_path: Path,
     own_postgres: PostgresServer,
     redis_server: RedisServer,
     smtp_server: SmtpServer,
     s3_server: S3Server,
 ) -> Iterator[tuple[str, int]]:
-    """A config with a check of every kind, each against a real server; (path, port)."""
+    """A config with a check of every type, each against a real server; (path, port)."""
+    nats, mqtt, grpc = NatsServer(tmp_path / "nats"), MosquittoServer(tmp_path / "mqtt"), GrpcServer()
+    for server in (nats, mqtt, grpc):
+        server.start()
     with app_in_thread(target_app()) as web:
         port = free_port()
         config = tmp_path / "probed.yaml"
@@ -43,19 +48,23 @@ checks:
   mail: {{type: smtp, host: 127.0.0.1, port: {smtp_server.port}, critical: false}}
   media: {{type: s3, bucket: app-media, endpoint_url: '{s3_server.endpoint}', region: us-east-1,
           access_key_id: test, secret_access_key: test, write_test: true}}
+  events: {{type: nats, url: '{nats.url()}'}}
+  broker: {{type: mqtt, host: 127.0.0.1, port: {mqtt.port}, round_trip: true}}
+  inventory: {{type: grpc, target: '127.0.0.1:{grpc.port}'}}
 """
         )
         yield str(config), port
+    for server in (nats, mqtt, grpc):
+        server.stop()
 
 
-def test_check_passes_then_names_the_broken_dependency(six_kinds: tuple[str, int], redis_server: RedisServer) -> None:
-    config, _ = six_kinds
+def test_check_passes_then_names_the_broken_dependency(every_type: tuple[str, int], redis_server: RedisServer) -> None:
+    config, _ = every_type
     healthy = probed("check", "--config", config, "-o", "json")
     assert healthy.returncode == 0, healthy.stdout
     report = json.loads(healthy.stdout)
-    assert {name: entry[0]["status"] for name, entry in report["checks"].items()} == dict.fromkeys(
-        ["disk", "web", "db", "cache", "mail", "media"], "pass"
-    )
+    statuses = {name: entry[0]["status"] for name, entry in report["checks"].items()}
+    assert statuses == dict.fromkeys(CHECKS, "pass")
     redis_server.stop()
     broken = probed("check", "--config", config)
     assert broken.returncode == 1
@@ -65,8 +74,8 @@ def test_check_passes_then_names_the_broken_dependency(six_kinds: tuple[str, int
     assert broken.stdout.splitlines()[-1] == "overall: fail"
 
 
-def test_serve_follows_a_postgres_outage(six_kinds: tuple[str, int], own_postgres: PostgresServer) -> None:
-    config, port = six_kinds
+def test_serve_follows_a_postgres_outage(every_type: tuple[str, int], own_postgres: PostgresServer) -> None:
+    config, port = every_type
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "probed", "serve", "--config", config],
@@ -88,7 +97,7 @@ def test_serve_follows_a_postgres_outage(six_kinds: tuple[str, int], own_postgre
         assert "probed_ready 0.0" in metrics
         assert 'probed_check_failures_total{check="db",reason="refused",type="postgres"}' in metrics
         others = json.loads(poll(f"{base}/health", lambda *_: True)[1])["checks"]
-        assert all(others[name][0]["status"] == "pass" for name in ("disk", "web", "cache", "mail", "media"))
+        assert all(others[name][0]["status"] == "pass" for name in CHECKS if name != "db")
 
         own_postgres.start()
         poll(f"{base}/health/ready", lambda status, _: status == 200)
