@@ -95,3 +95,29 @@ def test_a_broken_plugin_is_a_config_error_not_a_traceback(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "check type 'broken' (broken_plugin:Nope) cannot be loaded: plugin exploded at import" in result.stderr
+
+
+# Python with one installed package made invisible, as if its extra were not installed.
+WITHOUT = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == sys.argv[1]:
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Hide())
+from probed.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(("type_name", "driver", "extra"), [("nats", "nats", "nats"), ("grpc", "grpc", "grpc")])
+def test_a_type_whose_extra_is_missing_names_the_extra(tmp_path: Path, type_name: str, driver: str, extra: str) -> None:
+    config = tmp_path / "probed.yaml"
+    options = {"nats": "url: nats://localhost:4222", "grpc": "target: localhost:50051"}[type_name]
+    config.write_text(f"checks:\n  x:\n    type: {type_name}\n    {options}\n")
+    command = [sys.executable, "-c", WITHOUT, driver, "validate", "--config", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"{config}:3: checks.x.type: check type '{type_name}' needs {driver}: pip install 'probed[{extra}]'\n"
+    )

@@ -58,11 +58,19 @@ def load_type(type_name: str, *, need_driver: bool = True) -> type[AnyCheck]:
         raise TypeUnavailable(f"check type {type_name!r} ({location}) cannot be loaded: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Check)):
         raise TypeUnavailable(f"check type {type_name!r} ({location}) is not a probed Check class")
-    missing = [module for module in cls.requires if importlib.util.find_spec(module.split(".")[0]) is None]
+    missing = [module for module in cls.requires if not _installed(module)]
     if missing and need_driver:
         extra = f"pip install 'probed[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
         raise TypeUnavailable(f"check type {type_name!r} needs {', '.join(missing)}: {extra}")
     return cls
+
+
+def _installed(module: str) -> bool:
+    """Whether a driver can be imported, asked without importing it."""
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def create_check(name: str, options: CheckOptions) -> AnyCheck:
