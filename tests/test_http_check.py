@@ -187,3 +187,14 @@ async def test_password_in_url_is_used_and_masked(target: str) -> None:
     assert result.status is Status.PASS, result.output
     assert "p%40ss" not in failed.output and "p@ss" not in failed.output
     assert f"http://user:***@{host}/error answered 500" in failed.output
+
+
+async def test_warn_status_says_degraded_not_down(target: str) -> None:
+    degraded = await run_check({"type": "http", "url": f"{target}/error", "warn_status": ["5xx"]})
+    ok = await run_check({"type": "http", "url": f"{target}/ok", "warn_status": ["5xx"]})
+    missing = await run_check({"type": "http", "url": f"{target}/nope", "warn_status": ["5xx"]})
+    refused = await run_check({"type": "http", "url": f"http://127.0.0.1:{closed_port()}/", "warn_status": ["5xx"]})
+    assert degraded.status is Status.WARN and degraded.output.endswith("answered 500, degraded (warn_status)")
+    assert ok.status is Status.PASS
+    assert missing.status is Status.FAIL and missing.reason is Reason.UNEXPECTED  # 404 is not in warn_status
+    assert refused.status is Status.FAIL and refused.reason is Reason.REFUSED  # no answer at all is down
