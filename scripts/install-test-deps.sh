@@ -3,7 +3,9 @@
 #   promtool (Debian package prometheus) lints the /metrics exposition;
 #   initdb, pg_ctl, pg_basebackup, psql (postgresql) and redis-server start
 #   throwaway servers on free ports for the postgres and redis checks;
-#   prometheus and haproxy are the real clients of the integration tests.
+#   prometheus and haproxy are the real clients of the integration tests;
+#   nats-server and mosquitto (with mosquitto_passwd) are the brokers of the
+#   nats and mqtt checks' tests.
 set -euo pipefail
 
 packages=()
@@ -12,6 +14,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresq
 command -v psql >/dev/null 2>&1 || packages+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || packages+=(haproxy)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || packages+=(nats-server)
+command -v mosquitto_passwd >/dev/null 2>&1 || packages+=(mosquitto)
 
 if ((${#packages[@]} == 0)); then
     exit 0
