@@ -5,7 +5,8 @@
 #   throwaway servers on free ports for the postgres and redis checks;
 #   prometheus and haproxy are the real clients of the integration tests;
 #   nats-server and mosquitto (with mosquitto_passwd) are the brokers of the
-#   nats and mqtt checks' tests.
+#   nats and mqtt checks' tests; podman with runc builds and runs the
+#   container image, and debootstrap makes its stand-in base image.
 set -euo pipefail
 
 packages=()
@@ -16,6 +17,9 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || packages+=(haproxy)
 [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || packages+=(nats-server)
 command -v mosquitto_passwd >/dev/null 2>&1 || packages+=(mosquitto)
+command -v podman >/dev/null 2>&1 || packages+=(podman slirp4netns uidmap fuse-overlayfs)
+command -v runc >/dev/null 2>&1 || packages+=(runc)
+command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 
 if ((${#packages[@]} == 0)); then
     exit 0
