@@ -1,0 +1,97 @@
+"""docs/openapi.yaml is the HTTP API: every route the app serves is in it, and
+schemathesis, generating requests from it against a live `probed serve`,
+finds no 5xx and no answer that disagrees with it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from probed.config import parse_config
+from probed.daemon import Daemon
+from probed.metrics import create_registry
+from probed.web import create_app
+from tests.servers import free_port, poll
+
+SPEC = Path(__file__).parent.parent / "docs" / "openapi.yaml"
+TOKEN = "openapi-test-token"
+
+
+def spec_paths() -> set[tuple[str, str]]:
+    document = yaml.safe_load(SPEC.read_text())
+    return {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+
+
+def test_every_route_is_documented_and_every_documented_path_is_served() -> None:
+    config = parse_config("checks:\n  disk: {type: disk, path: /}\n", "t.yaml")
+    app = create_app(Daemon(config), create_registry(Daemon(config)))
+    served = {
+        (route.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", route.resource.canonical))
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"  # aiohttp adds HEAD beside every GET
+    }
+    assert served == spec_paths()
+
+
+@pytest.fixture(scope="module")
+def live_probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """probed serve with a passing, a failing and a non-critical check, details behind a token."""
+    directory = tmp_path_factory.mktemp("openapi")
+    port = free_port()
+    config = directory / "probed.yaml"
+    config.write_text(
+        f"""
+server: {{listen: '127.0.0.1:{port}', details: token, token: {TOKEN}}}
+defaults: {{interval: 1s, timeout: 500ms}}
+checks:
+  disk: {{type: disk, path: '{directory}'}}
+  missing: {{type: disk, path: '{directory}/missing', critical: false}}
+"""
+    )
+    server = subprocess.Popen([sys.executable, "-m", "probed", "serve", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(f"{base}/health/ready", lambda status, _: status == 200)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("authorization", ["none", "token", "wrong token"])
+def test_api_answers_as_documented(live_probed: str, authorization: str) -> None:
+    headers = {
+        "none": [],
+        "token": ["-H", f"Authorization: Bearer {TOKEN}"],
+        "wrong token": ["-H", "Authorization: Bearer x"],
+    }[authorization]
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            str(SPEC),
+            "--url",
+            live_probed,
+            "--checks",
+            "all",
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+            *headers,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert TOKEN not in result.stdout
