@@ -48,6 +48,7 @@ INVALID = {
     "invalid-secret-twice.yaml": ["2: checks.web: give bearer_token or bearer_token_file, not both"],
     "invalid-server.yaml": [
         "2: server.listen: listen must be host:port with a port from 1 to 65535, got 'localhost'",
+        "3: server.details: token needs token or token_file",  # a rule on two keys, beside a wrong key
         "4: server.port: unknown key",
     ],
     "invalid-missing-required.yaml": ["2: checks.web.url: required key is missing"],
