@@ -100,7 +100,8 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     [failed] = [e for e in events if e["event"] == "config_reload_failed"]
     assert failed["problems"] == [
         f"{path}:3: checks.a: timeout (5s) must be shorter than interval (1s)",
-        f"{path}:4: checks.b.url: unsupported YAML tag '!vault' (write plain values; secrets come from ${{VAR}} or *_file)",
+        f"{path}:4: checks.b.url: unsupported YAML tag '!vault' "
+        "(write plain values; secrets come from ${VAR} or *_file)",
     ]
     assert failed["file"] == str(path) and failed["kept"].startswith("the config loaded at 20")
     assert "vault-secret-ref" not in out + err and "Traceback" not in out + err
