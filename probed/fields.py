@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +24,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
         seconds = float(match[1]) * _DURATION_UNITS[match[2]]
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be positive and finite, got {value!r}")
     return seconds
 
 
@@ -68,8 +69,8 @@ def parse_size(value: Any) -> int:
         if unit != "B":
             base = 1024.0 if "i" in unit else 1000.0
             size *= base ** ("kmgtp".index(unit[0].lower()) + 1)
-    if size < 0:
-        raise ValueError(f"size must not be negative, got {value!r}")
+    if not math.isfinite(size) or size < 0:
+        raise ValueError(f"size must be finite and not negative, got {value!r}")
     return int(size)
 
 

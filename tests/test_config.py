@@ -35,7 +35,7 @@ INVALID = {
         "(write ${PROBED_TEST_UNSET_URL:-default} for a default)"
     ],
     "invalid-timeout-not-shorter.yaml": ["2: checks.web: timeout (5s) must be shorter than interval (2s)"],
-    "invalid-yaml-syntax.yaml": ["5: invalid YAML: expected ',' or ']', but got '<stream end>'"],
+    "invalid-yaml-syntax.yaml": ["5: invalid YAML: did not find expected ',' or ']'"],
     "invalid-no-checks.yaml": [" checks: no checks configured: add at least one"],
     "invalid-not-a-mapping.yaml": [" the config must be a mapping with server, defaults and checks"],
     "invalid-defaults.yaml": [
