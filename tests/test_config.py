@@ -62,6 +62,21 @@ INVALID = {
         "7: checks.web.expect_body_regex: invalid regular expression: missing ), unterminated subpattern at position 0",
         "9: checks.web.headers.Authorization: Input should be a valid string",  # the value is not echoed
     ],
+    # Rules comparing two keys run even beside a wrong key; every wrong entry is named.
+    "invalid-rules-beside-wrong-keys.yaml": [
+        "2: checks.web: timeout (5s) must be shorter than interval (2s)",
+        "7: checks.web.failure_threshold: Input should be greater than or equal to 1 (got 0)",
+        "8: checks.web.expect_status: expect_status entries are codes like 200 or classes like 2xx, got 999, '6xx'",
+    ],
+    # Only the missing variable: not also "give either dsn or host" about the value it left empty.
+    "invalid-missing-variable-dsn.yaml": [
+        "4: checks.db.dsn: environment variable PROBED_TEST_UNSET_DSN is not set "
+        "(write ${PROBED_TEST_UNSET_DSN:-default} for a default)"
+    ],
+    # aiohttp refuses such a request on every run: a config error instead.
+    "invalid-http-two-authorizations.yaml": [
+        "2: checks.web: give one way to authenticate, not credentials in url and an Authorization header"
+    ],
     "invalid-many.yaml": [
         "2: server.listen: listen must be host:port with a port from 1 to 65535, got '0.0.0.0:99999'",
         "7: checks.web.timeout: invalid duration 'soon' (use 500ms, 10s, 1m or seconds)",
@@ -97,10 +112,18 @@ def test_validate_exits_2_with_one_line_per_problem(name: str) -> None:
     assert done.stderr.splitlines() == [f"{path}:{line}" for line in INVALID[name]]
 
 
-def test_example_config_is_valid(tmp_path: Path) -> None:
+def test_example_config_is_valid_as_shipped() -> None:
     example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
-    config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken", "MONITOR_PASSWORD": "pw"})
+    config = load_config(str(example), environ={})  # no variable it does not document a default for
     assert {c.type for c in config.checks.values()} == set(checks.TYPES)  # it shows every built-in type
+
+
+def test_a_short_interval_alone_gets_a_shorter_default_timeout() -> None:
+    config = parse_config("checks:\n  a: {type: disk, path: /, interval: 1s}\n  b: {type: disk, path: /}\n", "t.yaml")
+    assert (config.checks["a"].interval, config.checks["a"].timeout) == (1.0, 0.8)
+    assert config.checks["b"].timeout == 3.0
+    with pytest.raises(ConfigError):  # an explicit timeout is still held to the rule
+        parse_config("checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 1s}\n", "t.yaml")
 
 
 def test_builtin_default_is_a_disk_check_on_root() -> None:
