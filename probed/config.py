@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
-from probed.fields import ProbedModel
+from probed.fields import ProbedModel, read_secret_file
 from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
 
 BUILTIN_SOURCE = "<built-in default>"
@@ -421,6 +421,8 @@ def config_secrets(data: Any, secret: bool = False) -> set[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             found |= config_secrets(value, secret or _is_secret_key(str(key)))
+            if str(key).endswith("_file") and _is_secret_key(str(key).removesuffix("_file")):
+                found |= _file_secret(key, value)
     elif isinstance(data, list):
         for item in data:
             found |= config_secrets(item, secret)
@@ -429,6 +431,16 @@ def config_secrets(data: Any, secret: bool = False) -> set[str]:
     elif secret and isinstance(data, (int, float)) and not isinstance(data, bool):
         found.add(str(data))
     return found
+
+
+def _file_secret(key: str, path: Any) -> set[str]:
+    """The secret a *_file names, so that it is masked even where pasted by hand."""
+    if not isinstance(path, str) or not path:
+        return set()
+    try:
+        return secret_forms(read_secret_file(key, Path(path)))
+    except ValueError:
+        return set()  # validation reports the unreadable file
 
 
 def _is_secret_key(key: str) -> bool:

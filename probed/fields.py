@@ -112,9 +112,16 @@ class ProbedModel(BaseModel):
         return self
 
 
+MAX_SECRET_FILE_BYTES = 65536
+
+
 def read_secret_file(key: str, path: Path) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)  # bounded: a mistaken /dev/zero must end too
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise ValueError(f"{key}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes, not a secret")
+        return data.decode("utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -172,6 +172,8 @@ HOSTILE = {
     "secret-in-status": "checks:\n  web: {type: http, url: 'http://u:"
     + SECRET
     + f"@x/', expect_status: [999, '{SECRET}'], interval: '{SECRET}'}}\n",
+    "endless-secret-file": "server: {details: token, token_file: /dev/zero}\nchecks: {d: {type: disk, path: /}}\n",
+    "endless-config-file": "",  # the test passes /dev/zero itself
     "huge": "checks:\n" + "  x: " + "a" * 1_100_000 + "\n",
     "not-utf8": "checks: \udcff\n",
 }
@@ -179,8 +181,9 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_files_end_in_one_line_problems(tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.yaml"
-    path.write_bytes(HOSTILE[name].encode("utf-8", errors="surrogateescape"))
+    path = Path("/dev/zero") if name == "endless-config-file" else tmp_path / f"{name}.yaml"
+    if HOSTILE[name]:
+        path.write_bytes(HOSTILE[name].encode("utf-8", errors="surrogateescape"))
     with pytest.raises(ConfigError) as caught:
         load_config(str(path), environ={})
     assert caught.value.problems

@@ -193,3 +193,16 @@ def test_every_derived_form_of_a_secret_is_masked() -> None:
         ]
     )
     assert redact(text, check.masked) == " ".join(["***"] * 4)
+
+
+def test_a_secret_from_a_file_pasted_into_another_field_is_masked_in_errors(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(FILE_TOKEN + "\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"server: {{details: token, token_file: {tmp_path / 'token'}, listen: '{FILE_TOKEN}'}}\n"
+        f"checks:\n  d: {{type: disk, path: /, interval: {FILE_TOKEN}}}\n"
+    )
+    done = probed("validate", "--config", str(path))
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 2 and done.stderr.count("***") == 2, done.stderr
+    assert FILE_TOKEN not in done.stderr
