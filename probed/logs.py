@@ -114,6 +114,17 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
     )
     logging.basicConfig(handlers=[handler], level=max(logging.WARNING, numeric_level), force=True)
     logging.captureWarnings(True)
+    threading.excepthook = _log_thread_exception  # a thread's uncaught error: one line, not a bare traceback
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread else "?"
+    error = args.exc_value if args.exc_value is not None else args.exc_type()
+    logging.getLogger("probed.threads").error(
+        "uncaught exception in thread %s", thread, exc_info=(args.exc_type, error, args.exc_traceback)
+    )
 
 
 def _drop_none(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:

@@ -58,6 +58,22 @@ def test_standard_library_lines_are_json_too() -> None:
     assert own["event"] == "probed_started"
 
 
+def test_an_uncaught_exception_in_a_thread_is_one_json_line() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+
+    def broken() -> None:
+        raise RuntimeError("worker broke")
+
+    worker = threading.Thread(target=broken, name="worker")
+    worker.start()
+    worker.join()
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["event"] == "uncaught exception in thread worker"
+    assert "RuntimeError: worker broke" in entry["exception"]
+
+
 def _limit_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
