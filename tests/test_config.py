@@ -66,7 +66,7 @@ INVALID = {
     "invalid-rules-beside-wrong-keys.yaml": [
         "2: checks.web: timeout (5s) must be shorter than interval (2s)",
         "7: checks.web.failure_threshold: Input should be greater than or equal to 1 (got 0)",
-        "8: checks.web.expect_status: expect_status entries are codes like 200 or classes like 2xx, got 999, '6xx'",
+        "8: checks.web.expect_status: entries are codes like 200 or classes like 2xx, got 999, '6xx'",
     ],
     # Only the missing variable: not also "give either dsn or host" about the value it left empty.
     "invalid-missing-variable-dsn.yaml": [
