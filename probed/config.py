@@ -5,6 +5,11 @@ the first: parse the YAML into plain data while remembering the line of every
 key (and rejecting duplicate keys, which plain loaders silently drop),
 substitute `${VAR}` / `${VAR:-default}` from the environment, then validate the
 sections and each check against its type's options model.
+
+Whatever the document, loading ends in a Config or in ConfigError: size,
+depth and value counts are bounded, YAML tags are refused without echoing
+their value, and every problem is one line with the config's secret values
+masked (tests/test_config_properties.py feeds it arbitrary documents).
 """
 
 from __future__ import annotations
@@ -198,8 +203,6 @@ class _Reader:
             line = mark.line + 1 if mark else None
             detail = getattr(exc, "problem", None) or "cannot parse"
             self.problem((), f"invalid YAML: {detail}", line)
-        except RecursionError:
-            self.problem((), f"the document is nested too deeply (at most {MAX_DEPTH} levels)")
         except _Unreadable as exc:
             self.problem((), exc.message, exc.line)
         return None
@@ -391,9 +394,9 @@ class _Reader:
 
 
 def _check_depth(text: str) -> None:
-    """Refuse deep nesting and floods of values from the event stream, before composing: PyYAML's
-    scanner slows with every open level ([[[[... took seconds per thousand)
-    and its composer recurses."""
+    """Refuse deep nesting and floods of values from the event stream, before
+    composing: PyYAML's scanner slows with every open level ([[[[... took
+    seconds per thousand) and its composer recurses."""
     depth = 0
     for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):
         if count > 2 * MAX_VALUES:  # keys and values
