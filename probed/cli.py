@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", "-c", help="config file (default: $PROBED_CONFIG, else a disk check on /)")
     common.add_argument(
         "--log-format",
+        type=str.lower,
         choices=["auto", "json", "console"],
         default="auto",
         help="auto: JSON unless the output is a terminal",

@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from probed.checks import TYPES, create_check, load_type
-from probed.config import Config, ConfigError, ServerOptions, _is_secret_key, load_config, parse_config
+from probed.checks.base import CommonOptions
+from probed.config import (
+    Config,
+    ConfigError,
+    SchedulerOptions,
+    ServerOptions,
+    _is_secret_key,
+    load_config,
+    parse_config,
+)
 from probed.secrets import MIN_MASKED_LENGTH, maskable
 from tests.test_cli import probed
 
@@ -37,7 +46,11 @@ BASE: dict[str, dict[str, Any]] = {
     "smtp": {"host": "127.0.0.1"},
     "s3": {"bucket": "b"},
 }  # a type not listed needs nothing beyond its type
-FIELDS = sorted((kind, field) for kind in TYPES for field in load_type(kind).options_model.model_fields)
+SECTIONS = {"server": ServerOptions, "scheduler": SchedulerOptions, "defaults": CommonOptions}
+FIELDS = sorted(
+    [(kind, field) for kind in TYPES for field in load_type(kind).options_model.model_fields]
+    + [(section, field) for section, model in SECTIONS.items() for field in model.model_fields]
+)
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 scalars = st.one_of(
@@ -117,10 +130,11 @@ def test_any_value_in_any_field_ends_in_a_verdict_without_the_secret(
     value = {"no": value, "alone": secret, "inside": f"x{secret}x", "list": [value, secret], "key": {secret: value}}[
         pasted
     ]
-    check: dict[str, Any] = {"type": kind, **BASE.get(kind, {}), name: value}
-    document: dict[str, Any] = {"checks": {"fuzzed": check}}
+    document: dict[str, Any] = {"checks": {"fuzzed": {"type": kind, **BASE.get(kind, {}), name: value}}}
+    if kind in SECTIONS:
+        document = {kind: {name: value}, "checks": {"fuzzed": {"type": "disk", "path": "/tmp"}}}
     if where == "server.token":
-        document["server"] = {"details": "token", "token": secret}
+        document["server"] = {"details": "token", "token": secret, **document.get("server", {})}
     elif where == "url password":
         document["checks"]["other"] = {"type": "http", "url": f"http://probe:{quote(secret, safe='')}@127.0.0.1:1/"}
     else:
