@@ -74,6 +74,17 @@ def test_an_uncaught_exception_in_a_thread_is_one_json_line() -> None:
     assert "RuntimeError: worker broke" in entry["exception"]
 
 
+def test_info_lines_are_never_held_back_but_repeated_errors_are() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    log = structlog.get_logger("probed")
+    for _ in range(3):
+        log.info("config_reloaded", checks=1)
+        log.error("accept_failed", error="Too many open files")
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["config_reloaded", "accept_failed", "config_reloaded", "config_reloaded"]
+
+
 def _limit_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
