@@ -2,10 +2,11 @@
 
 Every line probed emits goes through here, in the chosen format: its own
 events (structlog) and those of asyncio, aiohttp and the standard library
-(logging, rendered by structlog's ProcessorFormatter). A warning or error
-that repeats (same event, same details) is written at most once per REPEAT_WINDOW; the
-next one after the window carries `suppressed`, the count of lines dropped,
-so a failure that loops (file descriptors exhausted) cannot flood the disk.
+(logging, rendered by structlog's ProcessorFormatter). An error of probed's,
+or any line of the standard library's, that repeats (same event, same
+details) is written at most once per REPEAT_WINDOW; the next one after the
+window carries `suppressed`, the count of lines dropped, so a failure that
+loops (file descriptors exhausted) cannot flood the disk.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LogFormat = Literal["auto", "json", "console"]
 
 REPEAT_WINDOW = 10.0  # seconds
 _MAX_KEYS = 1024  # distinct repeating lines tracked at once
-_LIMITED_METHODS = frozenset({"warning", "warn", "error", "exception", "critical", "fatal"})
+_LIMITED_METHODS = frozenset({"error", "exception", "critical", "fatal"})
 _NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(\.\d+)?")
 
 
@@ -57,8 +58,9 @@ class RepeatLimiter:
             self._seen.clear()
 
     def processor(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        """structlog processor for probed's own events: warnings and errors
-        only, since lifecycle lines (a second reload) must never be held back."""
+        """structlog processor for probed's own events: errors only. Lifecycle
+        lines (a second reload) and verdict changes (bounded by the runs) must
+        never be held back."""
         if method not in _LIMITED_METHODS:
             return event_dict
         key = (method, *((k, _short(v)) for k, v in sorted(event_dict.items()) if k != "timestamp"))
