@@ -51,6 +51,16 @@ def secret_forms(secret: str) -> set[str]:
     return {secret, *percent_encodings(secret)}
 
 
+def header_secrets(value: str) -> set[str]:
+    """A credential header's value (`Bearer abc`, `Basic dXNlcjpwdw==`), and
+    the credentials after its scheme, which a target may echo alone."""
+    scheme, _, credentials = value.strip().partition(" ")
+    found = {value, *percent_encodings(value)}
+    if credentials.strip() and scheme.isalpha():
+        found |= secret_forms(credentials.strip())
+    return found
+
+
 def url_secrets(url: str) -> set[str]:
     """A URL's password as written (percent-encoded) and as sent (decoded), the
     Basic auth header made from its user and password, and the values of query

@@ -181,6 +181,12 @@ async def test_a_one_letter_secret_does_not_mask_that_letter_everywhere(target: 
     assert result.output == f"GET {target}/error answered 500, expected 2xx"
 
 
+def test_the_credentials_of_a_configured_authorization_header_are_masked_alone_too() -> None:
+    options = {"type": "http", "url": "http://h/", "headers": {"Authorization": f"Bearer {HEADER_TOKEN}"}}
+    check = create_check("c", config_from({"c": options}).checks["c"])
+    assert redact(f"token {HEADER_TOKEN} rejected", check.masked) == "token *** rejected"
+
+
 def test_every_derived_form_of_a_secret_is_masked() -> None:
     options = {"type": "http", "url": f"http://probe:{URL_PASSWORD_ENCODED}@h/", "interval": 10}
     check = create_check("c", config_from({"c": options}).checks["c"])

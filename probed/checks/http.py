@@ -18,7 +18,7 @@ from probed.checks.levels import Levels
 from probed.checks.options import TlsOptions
 from probed.fields import ByteSize, ProbedModel
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
-from probed.secrets import SENSITIVE_NAME, display_url
+from probed.secrets import SENSITIVE_NAME, display_url, header_secrets
 
 if TYPE_CHECKING:
     import aiohttp
@@ -136,7 +136,7 @@ class HttpCheck(Check[HttpOptions]):
         found = super().secrets()
         for name, value in self.options.headers.items():
             if SENSITIVE_NAME.search(name):
-                found.add(value)
+                found |= header_secrets(value)
         return found
 
     async def run(self) -> Outcome:
