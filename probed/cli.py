@@ -103,9 +103,12 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         print(f"probed: unknown check {', '.join(unknown)} (configured: {known})", file=sys.stderr)
         return EXIT_USAGE
     selected = {name: opts for name, opts in config.checks.items() if not names or name in names}
-    checks = [create_check(name, opts) for name, opts in selected.items()]
     try:
+        checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
         store = asyncio.run(_until_interrupted(run_checks_once(checks)))
+    except KeyboardInterrupt:  # Ctrl-C before the checks started
+        print("probed: interrupted by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT.value
     except _Interrupted as stop:
         # One line and the shell's convention (128 + signal number), never a traceback.
         print(f"probed: interrupted by {stop.signal.name}", file=sys.stderr)
