@@ -206,7 +206,7 @@ def test_hostile_files_end_in_one_line_problems(tmp_path: Path, name: str) -> No
         assert SECRET not in problem
 
 
-@pytest.mark.parametrize("name", ["custom-tag", "bad-int-tag", "alias-bomb", "secret-in-details", "not-utf8"])
+@pytest.mark.parametrize("name", ["custom-tag", "alias-bomb", "secret-in-details"])  # a sample: each costs a process
 def test_hostile_files_exit_2_from_the_cli(tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.yaml"
     path.write_bytes(HOSTILE[name].encode("utf-8", errors="surrogateescape"))
