@@ -103,6 +103,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         print(f"probed: unknown check {', '.join(unknown)} (configured: {known})", file=sys.stderr)
         return EXIT_USAGE
     selected = {name: opts for name, opts in config.checks.items() if not names or name in names}
+    signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over, below
     try:
         checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
         store = asyncio.run(_until_interrupted(run_checks_once(checks)))
@@ -136,6 +137,10 @@ class _Interrupted(Exception):
     def __init__(self, signum: signal.Signals) -> None:
         super().__init__(signum.name)
         self.signal = signum
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Interrupted(signal.Signals(signum))
 
 
 async def _until_interrupted(work: Awaitable[Store]) -> Store:
