@@ -10,7 +10,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import NoReturn
 
 import structlog
@@ -46,11 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", "-c", help="config file (default: $PROBED_CONFIG, else a disk check on /)")
     common.add_argument(
         "--log-format",
+        type=str.lower,
         choices=["auto", "json", "console"],
         default="auto",
         help="auto: JSON unless the output is a terminal",
     )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    common.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info")
 
     parser = _Parser(prog="probed", description="Health-and-dependency probe daemon.")
     parser.add_argument("--version", action="version", version=f"probed {__version__}")
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     if args.command == "validate":
-        print(f"{config.source}: ok, {len(config.checks)} checks")
+        count = len(config.checks)
+        print(f"{config.source}: ok, {count} {'check' if count == 1 else 'checks'}")
         return EXIT_OK
     if args.command == "check":
         return check_command(config, args.names, args.output)
@@ -101,7 +103,17 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         print(f"probed: unknown check {', '.join(unknown)} (configured: {known})", file=sys.stderr)
         return EXIT_USAGE
     selected = {name: opts for name, opts in config.checks.items() if not names or name in names}
-    store = asyncio.run(run_checks_once([create_check(name, opts) for name, opts in selected.items()]))
+    signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over, below
+    try:
+        checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
+        store = asyncio.run(_until_interrupted(run_checks_once(checks)))
+    except KeyboardInterrupt:  # Ctrl-C before the checks started
+        print("probed: interrupted by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT.value
+    except _Interrupted as stop:
+        # One line and the shell's convention (128 + signal number), never a traceback.
+        print(f"probed: interrupted by {stop.signal.name}", file=sys.stderr)
+        return 128 + stop.signal.value
     if output == "json":
         print(json.dumps(health_document(store, details=True), indent=2))
     else:
@@ -119,6 +131,36 @@ async def run_checks_once(checks: list[AnyCheck]) -> Store:
     for check, result in zip(checks, results):
         store.record(check.name, result)
     return store
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signal = signum
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Interrupted(signal.Signals(signum))
+
+
+async def _until_interrupted(work: Awaitable[Store]) -> Store:
+    """Await `work`; SIGINT or SIGTERM cancels it (its checks are closed) and raises _Interrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received:
+            raise _Interrupted(received[0]) from None
+        raise
 
 
 # -- probed probe ---------------------------------------------------------------------

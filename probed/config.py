@@ -5,6 +5,11 @@ the first: parse the YAML into plain data while remembering the line of every
 key (and rejecting duplicate keys, which plain loaders silently drop),
 substitute `${VAR}` / `${VAR:-default}` from the environment, then validate the
 sections and each check against its type's options model.
+
+Whatever the document, loading ends in a Config or in ConfigError: size,
+depth and value counts are bounded, YAML tags are refused without echoing
+their value, and every problem is one line with the config's secret values
+masked (tests/test_config_properties.py feeds it arbitrary documents).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
-from probed.fields import ProbedModel
+from probed.fields import ProbedModel, read_secret_file
+from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
 
 BUILTIN_SOURCE = "<built-in default>"
 BUILTIN_CONFIG = """\
@@ -34,6 +40,12 @@ checks:
 """
 
 CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+# Bounds on what a config file may be: it is written by hand, and anything
+# past these is a mistake or an attack (a "billion laughs" of aliases).
+MAX_CONFIG_BYTES = 1_000_000
+MAX_VALUES = 100_000  # scalars, mappings and lists, counted after expanding aliases
+MAX_DEPTH = 32
 
 Path_ = tuple[str | int, ...]
 
@@ -115,9 +127,14 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Co
     if path is None:
         return parse_config(BUILTIN_CONFIG, BUILTIN_SOURCE, environ)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # bounded: --config /dev/zero must end too
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: config file is larger than {MAX_CONFIG_BYTES:,} bytes"])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
     return parse_config(text, path, environ)
@@ -133,6 +150,15 @@ def parse_config(text: str, source: str, environ: Mapping[str, str] = os.environ
     return config
 
 
+class _Unreadable(Exception):
+    """The document cannot be turned into data at all (too big, too deep, cyclic)."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
 class _Reader:
     """Collects problems with their lines while turning YAML into a Config."""
 
@@ -141,16 +167,21 @@ class _Reader:
         self.environ = environ
         self.lines: dict[Path_, int] = {}
         self.problems: list[tuple[int, str]] = []
-        self.reported: set[Path_] = set()  # places whose value already has a problem
+        self.reported: set[Path_] = set()  # places whose value is unusable and already has a problem
+        self.secrets: set[str] = set()  # the config's secret values, masked in every problem
+        self._values = 0
+        self._open: set[int] = set()  # nodes being read: an alias back to one is a cycle
 
     def problem(self, path: Path_, message: str, line: int | None = None) -> None:
         line = line or self._line_of(path)
         where = f"{self.source}:{line}" if line else self.source
         place = f"{_dotted(path)}: " if path else ""
-        self.problems.append((line or 0, f"{where}: {place}{message}"))
+        self.problems.append((line or 0, _one_line(f"{where}: {place}{message}")))
 
     def sorted_problems(self) -> list[str]:
-        return [text for _, text in sorted(self.problems, key=lambda p: p[0])]
+        # Masked last, once every secret of the file is known: a secret pasted
+        # into the wrong field is echoed by that field's error otherwise.
+        return [redact(text, self.secrets) for _, text in sorted(self.problems, key=lambda p: p[0])]
 
     def _line_of(self, path: Path_) -> int | None:
         while path:
@@ -163,33 +194,66 @@ class _Reader:
 
     def read(self, text: str) -> Any:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            _check_depth(text)
+            root = yaml.compose(text, Loader=_LOADER)
+            data = None if root is None else self._node(root, ())
+            return {} if data is None else data  # an empty document, or one that is only `---`
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None
-            detail = getattr(exc, "problem", None) or str(exc)
+            detail = getattr(exc, "problem", None) or "cannot parse"
             self.problem((), f"invalid YAML: {detail}", line)
-            return None
-        if root is None:
-            return {}
-        return self._node(root, ())
+        except _Unreadable as exc:
+            self.problem((), exc.message, exc.line)
+        return None
 
     def _node(self, node: yaml.Node, path: Path_) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for index, item in enumerate(node.value):
-                self.lines[path + (index,)] = item.start_mark.line + 1
-                items.append(self._node(item, path + (index,)))
-            return items
-        value = yaml.constructor.SafeConstructor().construct_object(node)
+        line = node.start_mark.line + 1
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _Unreadable(f"the document has over {MAX_VALUES:,} values (after expanding aliases)", line)
+        if len(path) > MAX_DEPTH:
+            raise _Unreadable(f"the document is nested too deeply (at most {MAX_DEPTH} levels)", line)
+        if id(node) in self._open:
+            raise _Unreadable("an alias refers to a value that contains it", line)
+        if not node.tag.startswith(_STANDARD_TAG):
+            self.reported.add(path)
+            hint = "write plain values; secrets come from ${VAR} or *_file"
+            self.problem(path, f"unsupported YAML tag {_shown(node.tag)} ({hint})", line)
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                return self._sequence(node, path)
+            return self._scalar(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _sequence(self, node: yaml.SequenceNode, path: Path_) -> list[Any]:
+        items = []
+        for index, item in enumerate(node.value):
+            self.lines[path + (index,)] = item.start_mark.line + 1
+            items.append(self._node(item, path + (index,)))
+        return items
+
+    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+        try:
+            value = yaml.constructor.SafeConstructor().construct_object(node)
+        except Exception:  # !!int abc, !!binary with bad base64, ...: not a value; never echo it
+            self.reported.add(path)
+            self.problem(path, f"not a valid {node.tag.removeprefix(_STANDARD_TAG)} value")
+            return None
         return self._substitute(value, path) if isinstance(value, str) else value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                self.problem(path, "YAML merge keys (<<) are not supported: write the keys out, or use defaults", line)
+                continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(path, "keys must be plain names", line)
                 continue
@@ -236,13 +300,16 @@ class _Reader:
         if not isinstance(data, dict):
             self.problem((), "the config must be a mapping with server, defaults and checks")
             return None
+        self.secrets |= config_secrets(data)
         for key in data.keys() - _Sections.model_fields.keys():
             self.problem((key,), "unknown key (expected server, scheduler, defaults, checks)")
         # Each section on its own, so a mistake in one hides none in another.
         server = self._section(ServerOptions, data, "server")
         scheduler = self._section(SchedulerOptions, data, "scheduler")
         defaults = self._section(CommonOptions, data, "defaults") or CommonOptions()
-        raw_checks = data.get("checks") or {}
+        raw_checks = data.get("checks")
+        if raw_checks is None:
+            raw_checks = {}
         if not isinstance(raw_checks, dict):
             self.problem(("checks",), "checks must be a mapping of names to checks")
             raw_checks = {}
@@ -254,7 +321,9 @@ class _Reader:
         return Config(server, scheduler, checks, self.source)
 
     def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
-        value = data.get(key) or {}
+        value = data.get(key)
+        if value is None:
+            value = {}
         if not isinstance(value, dict):
             self.problem((key,), f"{key} must be a mapping")
             return None
@@ -275,8 +344,11 @@ class _Reader:
             if type_name is None:
                 self.problem(path, f"type is missing (one of: {', '.join(known_types())})")
                 continue
+            if not isinstance(type_name, str):
+                self.problem(path + ("type",), f"type must be a name (one of: {', '.join(known_types())})")
+                continue
             try:
-                model = load_type(str(type_name)).options_model
+                model = load_type(type_name).options_model
             except TypeUnavailable as exc:
                 self.problem(path + ("type",), str(exc))
                 continue
@@ -289,19 +361,106 @@ class _Reader:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                loc = path + tuple(part for part in error["loc"] if _is_key(part))
-                message = _describe(error)
-                # "key: why" from a model-level validator belongs to that key.
-                key, sep, rest = message.partition(": ")
-                if sep and loc == path and key in data:
-                    loc, message = (*path, key), rest
-                if loc not in self.reported:
-                    self.problem(loc, message)
-            return None
+            errors = exc.errors(include_url=False)
+        for error in errors:
+            self._report(error, data, path)
+        # pydantic runs a model's rules (those comparing two keys) only once
+        # every key is valid. Run them again without the wrong keys, so that
+        # every mistake is reported at once.
+        wrong = {error["loc"][0] for error in errors if error["loc"]}
+        if wrong:
+            try:
+                model.model_validate({key: value for key, value in data.items() if key not in wrong})
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    if not error["loc"]:  # model rules only: the rest was reported above
+                        self._report(error, data, path)
+        return None
+
+    def _report(self, error: Any, data: dict[str, Any], path: Path_) -> None:
+        loc = path + tuple(part for part in error["loc"] if _is_key(part))
+        if loc == path and self._has_unusable_value(path):
+            return  # a model rule about a value we could not read (a missing ${VAR}) would mislead
+        message = _describe(error)
+        # "key: why" from a model-level validator belongs to that key.
+        key, sep, rest = message.partition(": ")
+        if sep and loc == path and key in data:
+            loc, message = (*path, key), rest
+        if loc not in self.reported:
+            self.problem(loc, message)
+
+    def _has_unusable_value(self, path: Path_) -> bool:
+        return any(place[: len(path)] == path for place in self.reported)
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting and floods of values from the event stream, before
+    composing: PyYAML's scanner slows with every open level ([[[[... took
+    seconds per thousand) and its composer recurses."""
+    depth = 0
+    for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):
+        if count > 2 * MAX_VALUES:  # keys and values
+            raise _Unreadable(f"the document has over {MAX_VALUES:,} values", _line(event))
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Unreadable(f"the document is nested too deeply (at most {MAX_DEPTH} levels)", _line(event))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _line(event: yaml.Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark else None
+
+
+def config_secrets(data: Any, secret: bool = False) -> set[str]:
+    """Every secret value written in the config data, in every form probed derives.
+
+    Read before validation (a secret pasted into the wrong field must be known
+    to mask that field's error): values under secret-named keys, passwords of
+    URLs anywhere, and what a ${VAR} brought in there.
+    """
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found |= config_secrets(value, secret or _is_secret_key(str(key)))
+            if str(key).endswith("_file") and _is_secret_key(str(key).removesuffix("_file")):
+                found |= _file_secret(key, value)
+    elif isinstance(data, list):
+        for item in data:
+            found |= config_secrets(item, secret)
+    elif isinstance(data, str):
+        found |= secret_forms(data) if secret and data else url_secrets(data)
+    elif secret and isinstance(data, (int, float)) and not isinstance(data, bool):
+        found.add(str(data))
+    return found
+
+
+def _file_secret(key: str, path: Any) -> set[str]:
+    """The secret a *_file names, so that it is masked even where pasted by hand."""
+    if not isinstance(path, str) or not path:
+        return set()
+    try:
+        return secret_forms(read_secret_file(key, Path(path)))
+    except ValueError:
+        return set()  # validation reports the unreadable file
+
+
+def _is_secret_key(key: str) -> bool:
+    # *_file holds a path, not the secret; key_prefix names where probe keys go.
+    return bool(_SECRET_KEY.search(key)) and not key.endswith("_file") and key != "key_prefix"
 
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+# libyaml's parser when PyYAML has it: the same documents, ten times faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STANDARD_TAG = "tag:yaml.org,2002:"
+_MERGE_TAG = _STANDARD_TAG + "merge"
+# Keys whose values are secrets (every SecretStr field matches; tests/test_config.py proves it).
+_SECRET_KEY = re.compile(rf"{SENSITIVE_NAME.pattern}|dsn", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MAX_SHOWN = 80
 
 # Inputs under these keys are never echoed back in an error message.
 _SECRET_HINTS = ("password", "token", "secret", "key", "dsn", "url", "header", "auth", "body")
@@ -326,12 +485,29 @@ def _describe(error: Any) -> str:
         and isinstance(value, (str, int, float))
         and not any(h in key.lower() for h in _SECRET_HINTS)
     ):
-        message += f" (got {value!r})"
+        message += f" (got {_shown(value)})"
     return message
 
 
+def _shown(value: object) -> str:
+    """A value as an error message may echo it: quoted, and short."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 4] + "...'"
+
+
+def _one_line(text: str) -> str:
+    """Problems are one line each: escape line breaks and control characters."""
+    return _CONTROL.sub(lambda match: repr(match[0])[1:-1], text)
+
+
 def _dotted(path: Path_) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+    return ".".join(f"[{p}]" if isinstance(p, int) else _short_key(p) for p in path).replace(".[", "[")
+
+
+def _short_key(key: str) -> str:
+    if not key or key != key.strip():
+        return repr(key)  # an empty or blank key stays visible
+    return key if len(key) <= 64 else key[:61] + "..."
 
 
 # -- JSON Schema ----------------------------------------------------------------

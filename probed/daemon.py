@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import time
 
 import structlog
 
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
-from probed.config import Config, ConfigError, load_config
+from probed.checks.errors import exception_text
+from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
 from probed.scheduler import Offset, Scheduler, random_offset
 from probed.store import Store, Transition
@@ -36,6 +38,7 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.config_load = ConfigLoad(success=True, timestamp=time.time())
+        self.loaded_at = self.config_load.timestamp  # of the config in use
         self._on_transition = on_transition
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
         self.store = Store(self.checks, on_transition)
@@ -58,16 +61,27 @@ class Daemon:
             try:
                 config = load_config(self.config_path)
             except ConfigError as exc:
-                self.config_load = ConfigLoad(success=False, timestamp=time.time())
-                log.error("config_reload_failed", problems=exc.problems, kept=self.config.source)
-                return False
+                return self._reload_failed(exc.problems)
+            except Exception as exc:  # a bug in loading must not end the daemon, nor hide the failure
+                return self._reload_failed([f"{self.config_path}: {exception_text(exc)}"])
             if config.server != self.config.server:
                 log.warning("config_server_not_reloaded", reason="server settings take effect on restart")
             await self._replace_checks(config)
             self.config = dataclasses.replace(config, server=self.config.server)
             self.config_load = ConfigLoad(success=True, timestamp=time.time())
+            self.loaded_at = self.config_load.timestamp
             log.info("config_reloaded", config=config.source, checks=len(self.checks))
             return True
+
+    def _reload_failed(self, problems: list[str]) -> bool:
+        self.config_load = ConfigLoad(success=False, timestamp=time.time())
+        log.error(
+            "config_reload_failed",
+            file=self.config_path or BUILTIN_SOURCE,
+            problems=problems,
+            kept=f"the config loaded at {_iso(self.loaded_at)}",
+        )
+        return False
 
     async def _replace_checks(self, config: Config) -> None:
         kept = {check.name: check for check in self.checks if config.checks.get(check.name) == check.options}
@@ -87,6 +101,10 @@ class Daemon:
         self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run)
         await self.scheduler.start()
         await _close(retired)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _close(checks: list[AnyCheck]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +24,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
         seconds = float(match[1]) * _DURATION_UNITS[match[2]]
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be positive and finite, got {value!r}")
     return seconds
 
 
@@ -68,8 +69,8 @@ def parse_size(value: Any) -> int:
         if unit != "B":
             base = 1024.0 if "i" in unit else 1000.0
             size *= base ** ("kmgtp".index(unit[0].lower()) + 1)
-    if size < 0:
-        raise ValueError(f"size must not be negative, got {value!r}")
+    if not math.isfinite(size) or size < 0:
+        raise ValueError(f"size must be finite and not negative, got {value!r}")
     return int(size)
 
 
@@ -111,9 +112,16 @@ class ProbedModel(BaseModel):
         return self
 
 
+MAX_SECRET_FILE_BYTES = 65536
+
+
 def read_secret_file(key: str, path: Path) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)  # bounded: a mistaken /dev/zero must end too
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise ValueError(f"{key}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes, not a secret")
+        return data.decode("utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

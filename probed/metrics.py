@@ -51,8 +51,9 @@ class MetricsSource(Protocol):
 
 
 class ProbedCollector(Collector):
-    def __init__(self, source: MetricsSource) -> None:
+    def __init__(self, source: MetricsSource, observed: bool = True) -> None:
         self.source = source
+        self.observed = observed  # False: no gauges of observed values (server.details: token, no token)
 
     def collect(self) -> Iterator[Metric]:
         store = self.source.store
@@ -62,12 +63,13 @@ class ProbedCollector(Collector):
         yield _status_stateset(states)
         yield from _counters(states)
         yield _duration_histogram(states)
-        yield from _observed_gauges(states)
+        if self.observed:
+            yield from _observed_gauges(states)
 
 
-def create_registry(source: MetricsSource) -> CollectorRegistry:
+def create_registry(source: MetricsSource, observed: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProbedCollector(source))
+    registry.register(ProbedCollector(source, observed))
     return registry
 
 

@@ -17,6 +17,7 @@ from probed.fields import format_duration
 from probed.model import CheckFailed, Observed, Outcome, Reason, Result, Status
 from probed.secrets import redact
 
+PUBLISHED_ONLY = (Reason.STALE, Reason.PENDING)  # verdicts probed publishes, never a run's
 MAX_OUTPUT = 500  # characters: outputs are for people, not for dumping responses
 
 
@@ -33,8 +34,7 @@ async def run_once(check: AnyCheck) -> Result:
     except Exception as exc:  # a library's error, or a bug: still just this check's failure
         outcome = _describe(check, exc)
     duration = time.perf_counter() - start
-    if not isinstance(outcome, (Outcome, CheckFailed)):
-        outcome = CheckFailed(f"check returned {type(outcome).__name__}, not an Outcome")
+    outcome = _within_contract(outcome)
     if isinstance(outcome, Outcome):
         outcome = _judge_levels(check, outcome, duration)
     return _to_result(check, outcome, started_at, duration)
@@ -55,6 +55,30 @@ async def _bounded(check: AnyCheck, timeout: float) -> Any:
         task.add_done_callback(_discard_result)
         raise TimeoutError
     return task.result()
+
+
+def _within_contract(outcome: object) -> Outcome | CheckFailed:
+    """What a check returned or raised, held to the contract: a pass or warn
+    Outcome, or a CheckFailed with a reason a run can have. Anything else is
+    a bug in the check, reported as its failure with reason error."""
+    if isinstance(outcome, CheckFailed):
+        if outcome.reason in PUBLISHED_ONLY or not isinstance(outcome.reason, Reason):
+            return CheckFailed(
+                f"{outcome.message} (the check failed with reason {outcome.reason!s}, which only probed may publish)",
+                Reason.ERROR,
+                outcome.observed,
+            )
+        return outcome
+    if not isinstance(outcome, Outcome):
+        return CheckFailed(f"check returned {type(outcome).__name__}, not an Outcome")
+    if outcome.status not in (Status.PASS, Status.WARN):
+        said = f"{outcome.output}; " if outcome.output else ""
+        return CheckFailed(
+            f"{said}the check returned {outcome.status!s} without a reason (a failure must raise CheckFailed)",
+            Reason.ERROR,
+            _valid_observed(outcome.observed),
+        )
+    return outcome
 
 
 def _discard_result(task: asyncio.Future[Any]) -> None:

@@ -1,35 +1,70 @@
-"""Keeping secrets out of everything probed prints: masking and safe display."""
+"""Keeping secrets out of everything probed prints: masking and safe display.
+
+A secret reaches the wire in forms probed derives itself: a URL password as
+written (percent-encoded) and as sent (decoded), `user:password` base64-encoded
+in a Basic auth header. Each form is masked, since a target may echo any of them.
+
+Policy for short secrets: a secret shorter than MIN_MASKED_LENGTH characters is
+never masked as a substring of other text (a one-letter password would turn
+every such letter into `***`). It is still never shown from the field that
+holds it: secret fields and URL passwords are masked by position, not by value.
+"""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 
 MASK = "***"
+MIN_MASKED_LENGTH = 4
 SENSITIVE_NAME = re.compile(r"auth|token|key|secret|cookie|session|password|signature|credential", re.IGNORECASE)
 
 
 def secret_values(model: BaseModel) -> set[str]:
-    """Every SecretStr value in a model tree, and the password of any URL in it."""
+    """Every secret in a model tree, in every form probed derives from it."""
     found: set[str] = set()
-    for name in type(model).model_fields:
+    fields = type(model).model_fields
+    for name in fields:
         value = getattr(model, name)
         if isinstance(value, SecretStr) and value.get_secret_value():
-            found.add(value.get_secret_value())
-            found |= url_secrets(value.get_secret_value())
+            found |= secret_forms(value.get_secret_value())
         elif isinstance(value, str):
             found |= url_secrets(value)
         elif isinstance(value, BaseModel):
             found |= secret_values(value)
+    password = getattr(model, "password", None)
+    username = getattr(model, "username", None)
+    if "username" in fields and isinstance(password, SecretStr):
+        found |= basic_auth_forms(str(username or ""), password.get_secret_value())
+    return found
+
+
+def secret_forms(secret: str) -> set[str]:
+    """A secret value and its encodings; for a URL (a DSN), only its secrets:
+    mask the password, not the address."""
+    if _is_url(secret):
+        return url_secrets(secret)
+    return {secret, *percent_encodings(secret)}
+
+
+def header_secrets(value: str) -> set[str]:
+    """A credential header's value (`Bearer abc`, `Basic dXNlcjpwdw==`), and
+    the credentials after its scheme, which a target may echo alone."""
+    scheme, _, credentials = value.strip().partition(" ")
+    found = {value, *percent_encodings(value)}
+    if credentials.strip() and scheme.isalpha():
+        found |= secret_forms(credentials.strip())
     return found
 
 
 def url_secrets(url: str) -> set[str]:
-    """A URL's password as written (percent-encoded) and as sent (decoded),
-    and the values of query parameters with secret-looking names."""
+    """A URL's password as written (percent-encoded) and as sent (decoded), the
+    Basic auth header made from its user and password, and the values of query
+    parameters with secret-looking names."""
     if "://" not in url:
         return set()
     try:
@@ -37,11 +72,31 @@ def url_secrets(url: str) -> set[str]:
         password = parts.password
     except ValueError:
         return set()
-    found = {password, unquote(password)} if password else set()
+    found: set[str] = set()
+    if password:
+        found |= {password, unquote(password), *percent_encodings(unquote(password))}
+        found |= basic_auth_forms(unquote(parts.username or ""), unquote(password))
     for key, _, value in (pair.partition("=") for pair in parts.query.split("&")):
         if value and SENSITIVE_NAME.search(key):
-            found |= {value, unquote(value)}
+            found |= {value, unquote(value), *percent_encodings(unquote(value))}
     return found
+
+
+def percent_encodings(secret: str) -> set[str]:
+    """The forms a secret takes in a URL: percent-encoded, and form-encoded."""
+    return {quote(secret, safe=""), quote_plus(secret, safe="")} - {secret}
+
+
+def basic_auth_forms(username: str, password: str) -> set[str]:
+    """The base64 `user:password` of an `Authorization: Basic` header, as
+    aiohttp (latin-1) and most clients (UTF-8) encode it."""
+    forms = set()
+    for encoding in ("latin-1", "utf-8"):
+        try:
+            forms.add(base64.b64encode(f"{username}:{password}".encode(encoding)).decode("ascii"))
+        except UnicodeEncodeError:
+            continue
+    return forms
 
 
 def display_url(url: str) -> str:
@@ -61,9 +116,22 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def maskable(secrets: Iterable[str]) -> frozenset[str]:
+    """The secrets long enough to be masked wherever they appear (see the policy above)."""
+    return frozenset(s for s in secrets if len(s) >= MIN_MASKED_LENGTH)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Mask every secret in a message, longest first so no fragment survives."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret and secret in text:
+    for secret in sorted(maskable(secrets), key=len, reverse=True):
+        if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def _is_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        return bool(parts.scheme) and "://" in value and bool(parts.hostname)
+    except ValueError:
+        return False

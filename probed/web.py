@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from probed.daemon import Daemon
+from probed.metrics import create_registry
 from probed.model import Status
 from probed.report import CONTENT_TYPE, render_check, render_health
 from probed.store import Store
@@ -49,6 +50,8 @@ class Handlers:
         self.daemon = daemon  # read per request: a config reload replaces its store
         self.registry = registry
         self.server = daemon.config.server  # server settings change only on restart
+        # server.details covers /metrics too: observed values are details, statuses are not.
+        self.public_registry = create_registry(daemon, observed=False) if self.server.details == "token" else registry
         self.cache = HealthCache()
 
     async def live(self, request: web.Request) -> web.Response:
@@ -74,7 +77,8 @@ class Handlers:
 
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = web.Response(body=encoder(self.registry), headers=HEADERS)
+        registry = self.registry if self._details_allowed(request) else self.public_registry
+        response = web.Response(body=encoder(registry), headers=HEADERS)
         response.headers["Content-Type"] = content_type
         return response
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from probed import __version__
 from tests.servers import closed_port, free_port, poll
@@ -110,6 +113,36 @@ def test_validate_ok(tmp_path: Path) -> None:
     done = probed("validate", "--config", config)
     assert done.returncode == 0
     assert done.stdout == f"{config}: ok, 2 checks\n"
+
+
+def test_validate_says_one_check_and_accepts_an_upper_case_log_level() -> None:
+    done = probed("validate", "--log-level", "INFO")
+    assert (done.returncode, done.stdout) == (0, "<built-in default>: ok, 1 check\n"), done.stderr
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_check_says_so_in_one_line(tmp_path: Path, signum: signal.Signals, code: int) -> None:
+    with socket.socket() as target:  # accepts, never answers: the check hangs until the signal
+        target.bind(("127.0.0.1", 0))
+        target.listen(8)
+        port = target.getsockname()[1]
+        config = write_config(
+            tmp_path, f"checks:\n  hang: {{type: http, url: 'http://127.0.0.1:{port}/', timeout: 50s, interval: 60s}}\n"
+        )
+        check = subprocess.Popen(
+            [sys.executable, "-m", "probed", "check", "--config", config],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        target.settimeout(30)
+        connection, _ = target.accept()  # the check is running: its request has connected
+        check.send_signal(signum)
+        out, err = check.communicate(timeout=30)
+        connection.close()
+    assert check.returncode == code
+    assert err == f"probed: interrupted by {signum.name}\n"
+    assert out == ""
 
 
 def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ INVALID = {
         "(write ${PROBED_TEST_UNSET_URL:-default} for a default)"
     ],
     "invalid-timeout-not-shorter.yaml": ["2: checks.web: timeout (5s) must be shorter than interval (2s)"],
-    "invalid-yaml-syntax.yaml": ["5: invalid YAML: expected ',' or ']', but got '<stream end>'"],
+    "invalid-yaml-syntax.yaml": ["5: invalid YAML: did not find expected ',' or ']'"],
     "invalid-no-checks.yaml": [" checks: no checks configured: add at least one"],
     "invalid-not-a-mapping.yaml": [" the config must be a mapping with server, defaults and checks"],
     "invalid-defaults.yaml": [
@@ -48,6 +49,7 @@ INVALID = {
     "invalid-secret-twice.yaml": ["2: checks.web: give bearer_token or bearer_token_file, not both"],
     "invalid-server.yaml": [
         "2: server.listen: listen must be host:port with a port from 1 to 65535, got 'localhost'",
+        "3: server.details: token needs token or token_file",  # a rule on two keys, beside a wrong key
         "4: server.port: unknown key",
     ],
     "invalid-missing-required.yaml": ["2: checks.web.url: required key is missing"],
@@ -60,6 +62,21 @@ INVALID = {
         "6: checks.web.expect_status: entries are codes like 200 or classes like 2xx, got '2x'",
         "7: checks.web.expect_body_regex: invalid regular expression: missing ), unterminated subpattern at position 0",
         "9: checks.web.headers.Authorization: Input should be a valid string",  # the value is not echoed
+    ],
+    # Rules comparing two keys run even beside a wrong key; every wrong entry is named.
+    "invalid-rules-beside-wrong-keys.yaml": [
+        "2: checks.web: timeout (5s) must be shorter than interval (2s)",
+        "7: checks.web.failure_threshold: Input should be greater than or equal to 1 (got 0)",
+        "8: checks.web.expect_status: entries are codes like 200 or classes like 2xx, got 999, '6xx'",
+    ],
+    # Only the missing variable: not also "give either dsn or host" about the value it left empty.
+    "invalid-missing-variable-dsn.yaml": [
+        "4: checks.db.dsn: environment variable PROBED_TEST_UNSET_DSN is not set "
+        "(write ${PROBED_TEST_UNSET_DSN:-default} for a default)"
+    ],
+    # aiohttp refuses such a request on every run: a config error instead.
+    "invalid-http-two-authorizations.yaml": [
+        "2: checks.web: give one way to authenticate, not credentials in url and an Authorization header"
     ],
     "invalid-many.yaml": [
         "2: server.listen: listen must be host:port with a port from 1 to 65535, got '0.0.0.0:99999'",
@@ -96,10 +113,26 @@ def test_validate_exits_2_with_one_line_per_problem(name: str) -> None:
     assert done.stderr.splitlines() == [f"{path}:{line}" for line in INVALID[name]]
 
 
-def test_example_config_is_valid(tmp_path: Path) -> None:
+def test_example_config_is_valid_as_shipped() -> None:
     example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
-    config = load_config(str(example), environ={"PAYMENTS_TOKEN": "t0ken", "MONITOR_PASSWORD": "pw"})
+    config = load_config(str(example), environ={})  # no variable it does not document a default for
     assert {c.type for c in config.checks.values()} == set(checks.TYPES)  # it shows every built-in type
+
+
+def test_readme_names_every_variable_the_example_config_reads() -> None:
+    root = Path(__file__).parent.parent
+    example = (root / "config" / "probed.example.yaml").read_text()
+    names = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", example)) - {"VAR", "NAME"}
+    readme = (root / "README.md").read_text()
+    assert names and not [name for name in names if f"`{name}`" not in readme]
+
+
+def test_a_short_interval_alone_gets_a_shorter_default_timeout() -> None:
+    config = parse_config("checks:\n  a: {type: disk, path: /, interval: 1s}\n  b: {type: disk, path: /}\n", "t.yaml")
+    assert (config.checks["a"].interval, config.checks["a"].timeout) == (1.0, 0.8)
+    assert config.checks["b"].timeout == 3.0
+    with pytest.raises(ConfigError):  # an explicit timeout is still held to the rule
+        parse_config("checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 1s}\n", "t.yaml")
 
 
 def test_builtin_default_is_a_disk_check_on_root() -> None:

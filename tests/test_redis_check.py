@@ -7,7 +7,10 @@ from pathlib import Path
 
 import redis
 
+from probed.checks import create_check
+from probed.config import load_config
 from probed.model import Reason, Status
+from probed.runner import run_once
 from tests.conftest import run_check
 from tests.harness import ENCODED_PASSWORD, PASSWORD, RedisServer
 from tests.servers import Certificate, closed_port, silent_listener
@@ -133,3 +136,10 @@ async def test_stopped_then_restarted_server(redis_server: RedisServer) -> None:
     assert (await run_check(options)).reason is Reason.REFUSED
     redis_server.start()
     assert (await run_check(options)).status is Status.PASS
+
+
+async def test_the_example_configs_cache_check_passes_on_a_stock_redis(redis_server: RedisServer) -> None:
+    example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
+    config = load_config(str(example), environ={"REDIS_URL": redis_server.url()})
+    result = await run_once(create_check("cache", config.checks["cache"]))
+    assert result.status in (Status.PASS, Status.WARN), result.output  # ping_time may warn on a busy machine

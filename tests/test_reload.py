@@ -79,7 +79,11 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         poll(f"{base}/health/ready", lambda status, _: status == 200)
-        path.write_text(header + "checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 5s}\n")
+        # A YAML tag used to crash the reload with a traceback quoting the line.
+        path.write_text(
+            header + "checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 5s}\n"
+            "  b: {type: http, url: !vault vault-secret-ref}\n"
+        )
         server.send_signal(signal.SIGHUP)
         poll(f"{base}/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
         assert poll(f"{base}/health/ready", lambda *_: True)[0] == 200  # still serving the last good config
@@ -94,6 +98,12 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
         out, err = server.communicate(timeout=10)
     events = [json.loads(line) for line in out.splitlines()]
     [failed] = [e for e in events if e["event"] == "config_reload_failed"]
-    assert failed["problems"] == [f"{path}:3: checks.a: timeout (5s) must be shorter than interval (1s)"]
+    assert failed["problems"] == [
+        f"{path}:3: checks.a: timeout (5s) must be shorter than interval (1s)",
+        f"{path}:4: checks.b.url: unsupported YAML tag '!vault' "
+        "(write plain values; secrets come from ${VAR} or *_file)",
+    ]
+    assert failed["file"] == str(path) and failed["kept"].startswith("the config loaded at 20")
+    assert "vault-secret-ref" not in out + err and "Traceback" not in out + err
     assert [e["event"] for e in events].count("config_reloaded") == 1
     assert server.returncode == 0, err

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from probed.checks.base import Check, CheckOptions
-from probed.model import Outcome, Reason, Status
+from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.scheduler import Scheduler, _next_slot
 from probed.store import Store
 
@@ -152,3 +152,29 @@ async def test_a_broken_error_mapping_still_reports_the_original_error() -> None
 
     result = await run_once(make(BrokenMapping, "broken"))
     assert (result.status, result.reason, result.output) == (Status.FAIL, Reason.ERROR, "ValueError: driver said no")
+
+
+class FailsWithoutReason(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        return Outcome(Status.FAIL, "disk on fire")
+
+
+class ClaimsStale(Check[CheckOptions]):
+    async def run(self) -> Outcome:
+        raise CheckFailed("nothing ran", Reason.STALE)
+
+
+async def test_a_fail_without_reason_becomes_an_error_that_says_so() -> None:
+    from probed.runner import run_once
+
+    result = await run_once(make(FailsWithoutReason, "bad"))
+    assert (result.status, result.reason) == (Status.FAIL, Reason.ERROR)
+    assert result.output.startswith("disk on fire; the check returned fail without a reason")
+
+
+async def test_a_published_only_reason_raised_by_a_check_becomes_an_error() -> None:
+    from probed.runner import run_once
+
+    result = await run_once(make(ClaimsStale, "stale"))
+    assert (result.status, result.reason) == (Status.FAIL, Reason.ERROR)
+    assert "reason stale, which only probed may publish" in result.output

@@ -9,7 +9,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote_plus
 
+from probed.checks import create_check
+from probed.secrets import redact
+from tests.conftest import config_from, run_check
 from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, target_app
 from tests.test_cli import probed
 
@@ -74,6 +78,16 @@ checks:
     basic_auth:
       username: probe
       password: {BASIC_PASSWORD}
+  # Targets that echo the Basic auth header probed derived (base64 of user:password).
+  url-password-echoed:
+    type: http
+    url: http://probe:{URL_PASSWORD_ENCODED}@{host}/echo
+    expect_json: {{headers.Authorization: none}}
+  basic-auth-echoed:
+    type: http
+    url: {target}/echo
+    basic_auth: {{username: probe, password: {BASIC_PASSWORD}}}
+    expect_json: {{headers.Authorization: none}}
 """
     )
     return str(path)
@@ -108,6 +122,8 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
             _, body = poll(f"{base}/health", lambda status, body: status == 503 and every_check_ran(body))
             report = json.loads(body)
             assert report["checks"]["url-password"][0]["output"].startswith("GET http://probe:***@")
+            echoed = report["checks"]["basic-auth-echoed"][0]["output"]
+            assert 'JSON field headers.Authorization is "Basic ***"' in echoed
             answers = {path: http_get(base + path)[1] for path in ["/health", "/metrics", "/health/ready"]}
             answers |= {name: http_get(f"{base}/health/checks/{name}")[1] for name in report["checks"]}
             for path, body in answers.items():
@@ -142,3 +158,57 @@ checks:
 
 def every_check_ran(body: str) -> bool:
     return all("time" in entry[0] for entry in json.loads(body)["checks"].values())
+
+
+async def test_a_dsn_without_password_keeps_its_address_in_messages() -> None:
+    port = closed_port()
+    result = await run_check({"type": "postgres", "dsn": f"postgres://app@127.0.0.1:{port}/orders"})
+    assert result.output == f"postgres://app@127.0.0.1:{port}/orders: connection refused"
+
+
+async def test_a_dsn_password_is_masked_not_the_address() -> None:
+    port = closed_port()
+    result = await run_check(
+        {"type": "postgres", "dsn": f"postgres://app:{URL_PASSWORD_ENCODED}@127.0.0.1:{port}/orders"}
+    )
+    assert result.output == f"postgres://app:***@127.0.0.1:{port}/orders: connection refused"
+
+
+async def test_a_one_letter_secret_does_not_mask_that_letter_everywhere(target: str) -> None:
+    result = await run_check(
+        {"type": "http", "url": f"{target}/error", "basic_auth": {"username": "probe", "password": "e"}}
+    )
+    assert result.output == f"GET {target}/error answered 500, expected 2xx"
+
+
+def test_the_credentials_of_a_configured_authorization_header_are_masked_alone_too() -> None:
+    options = {"type": "http", "url": "http://h/", "headers": {"Authorization": f"Bearer {HEADER_TOKEN}"}}
+    check = create_check("c", config_from({"c": options}).checks["c"])
+    assert redact(f"token {HEADER_TOKEN} rejected", check.masked) == "token *** rejected"
+
+
+def test_every_derived_form_of_a_secret_is_masked() -> None:
+    options = {"type": "http", "url": f"http://probe:{URL_PASSWORD_ENCODED}@h/", "interval": 10}
+    check = create_check("c", config_from({"c": options}).checks["c"])
+    text = " ".join(
+        [
+            URL_PASSWORD,
+            URL_PASSWORD_ENCODED,
+            quote_plus(URL_PASSWORD),
+            base64.b64encode(f"probe:{URL_PASSWORD}".encode()).decode(),
+        ]
+    )
+    assert redact(text, check.masked) == " ".join(["***"] * 4)
+
+
+def test_a_secret_from_a_file_pasted_into_another_field_is_masked_in_errors(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(FILE_TOKEN + "\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"server: {{details: token, token_file: {tmp_path / 'token'}, listen: '{FILE_TOKEN}'}}\n"
+        f"checks:\n  d: {{type: disk, path: /, interval: {FILE_TOKEN}}}\n"
+    )
+    done = probed("validate", "--config", str(path))
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 2 and done.stderr.count("***") == 2, done.stderr
+    assert FILE_TOKEN not in done.stderr

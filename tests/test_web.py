@@ -177,6 +177,19 @@ async def test_details_only_for_token_holders(aiohttp_client: Client, tmp_path: 
     assert "let-me-see" not in await wrong.text()
 
 
+async def test_details_token_covers_the_observed_values_on_metrics(aiohttp_client: Client, tmp_path: Path) -> None:
+    d = daemon(DISKS, server={"details": "token", "token": "let-me-see"})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed(free_ratio=0.42))
+    anonymous = await (await client.get("/metrics")).text()
+    authorized = await (await client.get("/metrics", headers={"Authorization": "Bearer let-me-see"})).text()
+    assert 'probed_check_up{check="root",type="disk"} 1.0' in anonymous  # statuses stay public
+    assert "probed_disk_free_ratio" not in anonymous
+    assert 'probed_disk_free_ratio{check="root",type="disk"} 0.42' in authorized
+    wrong = await client.get("/metrics", headers={"Authorization": "Bearer guess"})
+    assert wrong.status == 401
+
+
 async def test_health_body_is_rendered_once_per_change() -> None:
     d = daemon(DISKS)
     cache = HealthCache()

@@ -14,12 +14,17 @@ from probed.fields import Duration, ProbedModel, format_duration
 from probed.model import CheckFailed, Outcome
 from probed.secrets import secret_values
 
+DEFAULT_TIMEOUT = 3.0  # seconds, or 80% of the interval when that is shorter
+
 
 class CommonOptions(ProbedModel):
     """Options every check has; `defaults:` in the config sets them for all checks."""
 
     interval: Duration = Field(10.0, description="how often the check runs")
-    timeout: Duration = Field(3.0, description="a run that takes longer fails with reason timeout")
+    timeout: Duration = Field(
+        DEFAULT_TIMEOUT,
+        description="a run that takes longer fails with reason timeout (default 3s, or 80% of a shorter interval)",
+    )
     failure_threshold: int = Field(1, ge=1, description="consecutive failures before the verdict turns to fail")
     success_threshold: int = Field(1, ge=1, description="consecutive successes before a failed verdict turns back")
     critical: bool = Field(True, description="false: a failure makes the overall status warn, never fail")
@@ -32,6 +37,9 @@ class CommonOptions(ProbedModel):
 
     @model_validator(mode="after")
     def _timeout_shorter_than_interval(self) -> CommonOptions:
+        if "timeout" not in self.model_fields_set:
+            # The default adapts to what the user wrote: `interval: 1s` alone is valid.
+            object.__setattr__(self, "timeout", min(DEFAULT_TIMEOUT, self.interval * 0.8))
         if self.timeout >= self.interval:
             raise ValueError(
                 f"timeout ({format_duration(self.timeout)}) must be shorter than "

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.levels import Levels
 from probed.checks.options import TlsOptions
 from probed.fields import ByteSize, ProbedModel
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
-from probed.secrets import SENSITIVE_NAME, display_url
+from probed.secrets import SENSITIVE_NAME, display_url, header_secrets
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,9 +72,9 @@ class HttpOptions(CheckOptions, TlsOptions):
     @field_validator("expect_status", "warn_status")
     @classmethod
     def _status_codes(cls, values: list[int | str]) -> list[int | str]:
-        for value in values:
-            if not _STATUS_PATTERN.match(str(value)):
-                raise ValueError(f"entries are codes like 200 or classes like 2xx, got {value!r}")
+        wrong = [repr(value) for value in values if not _STATUS_PATTERN.match(str(value))]
+        if wrong:
+            raise ValueError(f"entries are codes like 200 or classes like 2xx, got {', '.join(wrong)}")
         return values
 
     def implied_levels(self) -> dict[str, Levels]:
@@ -84,6 +84,23 @@ class HttpOptions(CheckOptions, TlsOptions):
         return {
             "cert_days_left": ExpiryLevels(warn_below=self.warn_cert_expiry_days, fail_below=self.fail_cert_expiry_days)
         }
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpOptions:
+        # aiohttp refuses a request with two (ValueError on every run): say so once, here.
+        given = [
+            label
+            for label, present in (
+                ("credentials in url", bool(urlsplit(self.url).username)),
+                ("an Authorization header", any(name.lower() == "authorization" for name in self.headers)),
+                ("bearer_token", self.bearer_token is not None or self.bearer_token_file is not None),
+                ("basic_auth", self.basic_auth is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one way to authenticate, not {' and '.join(given)}")
+        return self
 
     @field_validator("expect_body_regex")
     @classmethod
@@ -119,7 +136,7 @@ class HttpCheck(Check[HttpOptions]):
         found = super().secrets()
         for name, value in self.options.headers.items():
             if SENSITIVE_NAME.search(name):
-                found.add(value)
+                found |= header_secrets(value)
         return found
 
     async def run(self) -> Outcome:
