@@ -38,8 +38,8 @@ def every_type(
 server:
   listen: 127.0.0.1:{port}
 defaults:
-  interval: 1s
-  timeout: 500ms
+  interval: 3s
+  timeout: 2s  # generous: a loaded CI machine must not turn this test into one of speed
 checks:
   disk: {{type: disk, path: '{tmp_path}', write_test: true, {NO_LEVELS}}}
   web: {{type: http, url: '{web}/json', expect_json: {{status: ok}}}}
