@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,6 +40,35 @@ def silent_listener() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield int(sock.getsockname()[1])
+
+
+@contextmanager
+def hung_filesystem(directory: Path) -> Iterator[Path]:
+    """A FUSE filesystem mounted at `directory` whose daemon never answers:
+    every stat below it blocks in the kernel, as on a dead NFS server.
+    Leaving unmounts it and aborts the connection, which releases the
+    blocked threads (ENOTCONN). Needs root and /dev/fuse."""
+    import pytest
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fuse = os.open("/dev/fuse", os.O_RDWR)
+    except OSError as exc:
+        pytest.skip(f"no FUSE here to fake a hung filesystem: /dev/fuse: {exc.strerror}")
+    options = f"fd={fuse},rootmode=40000,user_id=0,group_id=0".encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    if libc.mount(b"probed-hung", str(directory).encode(), b"fuse.probed-hung", 0, options) != 0:
+        os.close(fuse)
+        pytest.skip(f"cannot mount a FUSE filesystem here: {os.strerror(ctypes.get_errno())}")
+    try:
+        yield directory  # the INIT request is never answered: every call below waits
+    finally:
+        libc.umount2(str(directory).encode(), 2)  # MNT_DETACH
+        os.close(fuse)  # aborts the connection: blocked calls fail with ENOTCONN
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 @dataclass

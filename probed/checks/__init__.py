@@ -17,6 +17,7 @@ from probed.checks.base import AnyCheck, Check, CheckOptions
 
 TYPES: dict[str, str] = {
     "disk": "probed.checks.disk:DiskCheck",
+    "file": "probed.checks.file:FileCheck",
     "http": "probed.checks.http:HttpCheck",
     "postgres": "probed.checks.postgres:PostgresCheck",
     "redis": "probed.checks.redis:RedisCheck",
