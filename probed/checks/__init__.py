@@ -26,6 +26,7 @@ TYPES: dict[str, str] = {
     "nats": "probed.checks.nats:NatsCheck",
     "mqtt": "probed.checks.mqtt:MqttCheck",
     "grpc": "probed.checks.grpc:GrpcCheck",
+    "tcp": "probed.checks.tcp:TcpCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
