@@ -27,6 +27,7 @@ TYPES: dict[str, str] = {
     "mqtt": "probed.checks.mqtt:MqttCheck",
     "grpc": "probed.checks.grpc:GrpcCheck",
     "tcp": "probed.checks.tcp:TcpCheck",
+    "tls": "probed.checks.tls:TlsCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
