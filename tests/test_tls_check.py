@@ -20,7 +20,14 @@ from probed.runner import run_once
 from probed.store import Store
 from tests.conftest import check_from, run_check
 from tests.harness import PostgresServer, SmtpServer
-from tests.servers import Certificate, closed_port, issue_certificate, open_fds, silent_listener
+from tests.servers import (
+    Certificate,
+    closed_port,
+    hung_filesystem,
+    issue_certificate,
+    open_fds,
+    silent_listener,
+)
 
 
 @pytest.fixture
@@ -239,6 +246,16 @@ async def test_missing_and_garbage_files(tmp_path: Path) -> None:
     assert missing.status is Status.FAIL and missing.output == f"{tmp_path / 'gone.crt'}: no such file"
     assert broken.status is Status.FAIL and broken.reason is Reason.TLS
     assert broken.output == f"{garbage}: no PEM certificate in it"
+
+
+async def test_a_file_on_a_hung_mount_costs_one_thread(tmp_path: Path) -> None:
+    with hung_filesystem(tmp_path / "secrets") as mount:
+        check = check_from({"type": "tls", "file": str(mount / "tls.crt"), "timeout": "100ms", "interval": "1s"})
+        threads = threading.active_count()
+        results = [await run_once(check) for _ in range(20)]
+        assert {r.reason for r in results} == {Reason.TIMEOUT}
+        assert results[-1].output.endswith("the previous read is still blocked")
+        assert threading.active_count() <= threads + 1  # the one hung read
 
 
 # -- configuration and metrics -------------------------------------------------------------------------

@@ -185,9 +185,10 @@ class TcpCheck(Check[TcpOptions]):
             raise network_failure(exc, where) or self.describe_error(exc) from None
         finally:
             if writer is not None:
-                # A clean close says goodbye; anything else must not wait on
-                # a peer that may never answer (a TLS close_notify, a full buffer).
-                if clean:
+                # A clean plain close says goodbye (FIN). Anything else must not
+                # wait on a peer that may never answer: a failed exchange, or
+                # TLS, whose close waits up to 30 s for the peer's close_notify.
+                if clean and not self.options.tls:
                     writer.close()
                 else:
                     writer.transport.abort()

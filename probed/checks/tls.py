@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-tls")
 _DEFAULT_PORTS = {None: 443, "smtp": 587, "postgres": 5432}
 _POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-_SMTP_LINE_LIMIT = 64 * 1024  # an SMTP reply longer than this is not an SMTP server
+_SMTP_LINE_LIMIT = 64 * 1024
+# A rejected certificate is fetched again for its dates only while 90% of the
+# timeout lasts, so the runner's timeout never hides the rejection.
+_OWN_DEADLINE = 0.9  # an SMTP reply longer than this is not an SMTP server
 
 
 class ExpiryLevels(Levels):
@@ -132,13 +135,16 @@ class TlsCheck(Check[TlsCheckOptions]):
         """Connect, STARTTLS if asked, and complete a handshake; the peer's
         certificate and the TLS version. A rejected certificate is fetched
         again unverified, so the failure still says when it expires."""
+        deadline = asyncio.get_running_loop().time() + self.options.timeout * _OWN_DEADLINE
         try:
             return await self._fetch(self._context)
         except ssl.SSLCertVerificationError as exc:
             sentence = f"{self.target}: certificate rejected: {verify_sentence(exc)}"
             observed: Observed = {}
             try:
-                leaf, _ = await self._fetch(self._unverified_context)
+                # Within the check's own deadline: the rejection must not turn into a timeout.
+                async with asyncio.timeout_at(deadline):
+                    leaf, _ = await self._fetch(self._unverified_context)
                 observed = observe(leaf)
             except Exception:  # the sentence above is the news; the dates are a bonus
                 pass
