@@ -253,3 +253,61 @@ def probed_check_with_hosts(tmp_path: Path, hosts: Path, checks: dict[str, objec
     if not done.stdout:
         pytest.skip(f"cannot make a private mount namespace here: {done.stderr.strip()[-300:]}")
     return {name: results[0] for name, results in json.loads(done.stdout)["checks"].items()}
+
+
+HUNG_DNS_SCRIPT = """
+import asyncio, json, os, socket, threading
+from probed.runner import run_once
+from tests.conftest import check_from
+
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind(("127.0.0.1", 53))  # a DNS server that never answers
+
+
+async def main() -> None:
+    options = {"host": "db.example.test", "port": 5432, "timeout": "100ms", "interval": "1s"}
+    checks = [check_from({"type": "tcp", **options}), check_from({"type": "tls", **options}, name="cert")]
+    before = threading.active_count()
+    results = [[await run_once(check) for _ in range(20)] for check in checks]
+    print(json.dumps({
+        "reasons": sorted({r.reason for runs in results for r in runs}),
+        "last": [runs[-1].output for runs in results],
+        "threads_added": threading.active_count() - before,
+    }), flush=True)
+    os._exit(0)  # the hung lookups would keep the interpreter from exiting for a resolver timeout
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_dead_dns_server_costs_one_thread_per_check(tmp_path: Path) -> None:
+    """tcp and tls resolve in a thread: against a DNS server that never
+    answers, run after run times out and each check holds one thread, not
+    one per run. The DNS server and resolv.conf live in a private network
+    and mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+    script = tmp_path / "hung_dns.py"
+    script.write_text(HUNG_DNS_SCRIPT)
+    shell = f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && exec {sys.executable} {script}"
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        ["unshare", "--mount", "--net", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(root)},
+    )
+    if not done.stdout:
+        pytest.skip(f"cannot make private network and mount namespaces here: {done.stderr.strip()[-300:]}")
+    report = json.loads(done.stdout)
+    assert report["reasons"] == ["timeout"], report
+    assert report["last"] == [
+        "tcp://db.example.test:5432: the previous lookup is still waiting",
+        "tls://db.example.test:5432: the previous lookup is still waiting",
+    ]
+    assert report["threads_added"] <= 2  # one hung lookup per check
