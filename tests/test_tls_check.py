@@ -116,7 +116,7 @@ async def test_refused_unresolvable_and_silent_endpoints() -> None:
         silent = await run_check({"type": "tls", "host": "127.0.0.1", "port": port, "timeout": "300ms"})
     assert refused.reason is Reason.REFUSED, refused.output
     assert unresolved.reason is Reason.DNS and unresolved.output.startswith("tls://www.invalid:443: name not resolved")
-    assert silent.reason is Reason.TIMEOUT, silent.output
+    assert silent.reason is Reason.TIMEOUT and silent.output.endswith(": TLS handshake timed out"), silent.output
 
 
 async def test_hung_endpoints_leave_no_descriptors_or_threads() -> None:
@@ -131,6 +131,8 @@ async def test_hung_endpoints_leave_no_descriptors_or_threads() -> None:
         for check in checks:
             results = [await run_once(check) for _ in range(10)]
             assert {r.reason for r in results} == {Reason.TIMEOUT}, results[-1].output
+            step = f"STARTTLS ({check.options.starttls})" if check.options.starttls else "TLS handshake"
+            assert results[-1].output.endswith(f"{step} timed out"), results[-1].output
         await asyncio.sleep(0.05)  # aborted transports close on the loop's next turn
         assert open_fds() <= fds
         assert threading.active_count() <= threads

@@ -38,8 +38,9 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-tls")
 _DEFAULT_PORTS = {None: 443, "smtp": 587, "postgres": 5432}
 _POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _SMTP_LINE_LIMIT = 64 * 1024
-# A rejected certificate is fetched again for its dates only while 90% of the
-# timeout lasts, so the runner's timeout never hides the rejection.
+# The check keeps its own deadline at 90% of the timeout, so it can say which
+# step hung, and a rejection is never hidden by the runner's timeout while
+# the certificate is fetched again for its dates.
 _OWN_DEADLINE = 0.9  # an SMTP reply longer than this is not an SMTP server
 
 
@@ -136,31 +137,39 @@ class TlsCheck(Check[TlsCheckOptions]):
         certificate and the TLS version. A rejected certificate is fetched
         again unverified, so the failure still says when it expires."""
         deadline = asyncio.get_running_loop().time() + self.options.timeout * _OWN_DEADLINE
+        steps: list[str] = []  # what _fetch is doing: a timeout names the step that hung
         try:
-            return await self._fetch(self._context)
+            async with asyncio.timeout_at(deadline):
+                return await self._fetch(self._context, steps)
+        except TimeoutError:
+            raise CheckFailed(f"{self.target}: {steps[-1] if steps else 'connect'} timed out", Reason.TIMEOUT) from None
         except ssl.SSLCertVerificationError as exc:
             sentence = f"{self.target}: certificate rejected: {verify_sentence(exc)}"
             observed: Observed = {}
             try:
                 # Within the check's own deadline: the rejection must not turn into a timeout.
                 async with asyncio.timeout_at(deadline):
-                    leaf, _ = await self._fetch(self._unverified_context)
+                    leaf, _ = await self._fetch(self._unverified_context, [])
                 observed = observe(leaf)
             except Exception:  # the sentence above is the news; the dates are a bonus
                 pass
             raise CheckFailed(sentence, Reason.TLS, observed) from None
 
-    async def _fetch(self, context: ssl.SSLContext) -> tuple[x509.Certificate, str]:
+    async def _fetch(self, context: ssl.SSLContext, steps: list[str]) -> tuple[x509.Certificate, str]:
         from cryptography import x509
 
         opts = self.options
         host = str(opts.host)
-        reader, writer = await asyncio.open_connection(await self._address(host), opts.effective_port)
+        steps.append("name lookup")
+        address = await self._address(host)
+        steps.append("connect")
+        reader, writer = await asyncio.open_connection(address, opts.effective_port)
         try:
-            if opts.starttls == "smtp":
-                await smtp_starttls(reader, writer, self.target)
-            elif opts.starttls == "postgres":
-                await postgres_starttls(reader, writer, self.target)
+            if opts.starttls is not None:
+                steps.append(f"STARTTLS ({opts.starttls})")
+                starttls = smtp_starttls if opts.starttls == "smtp" else postgres_starttls
+                await starttls(reader, writer, self.target)
+            steps.append("TLS handshake")
             await writer.start_tls(context, server_hostname=opts.server_name or host)
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
