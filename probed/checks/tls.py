@@ -66,8 +66,10 @@ class TlsCheckOptions(CheckOptions, TlsOptions):
 
     @model_validator(mode="after")
     def _endpoint_or_file(self) -> TlsCheckOptions:
-        if (self.host is None) == (self.file is None):
-            raise ValueError("host: give host (an endpoint) or file (a PEM certificate), one of them")
+        if self.host is None and self.file is None:
+            raise ValueError("give host (an endpoint) or file (a PEM certificate)")
+        if self.host is not None and self.file is not None:
+            raise ValueError("file: give host (an endpoint) or file (a PEM certificate), not both")
         if self.file is not None:
             for key in ("port", "starttls", "cert_file"):
                 if getattr(self, key) is not None:
