@@ -238,6 +238,11 @@ async def test_file_name_and_chain_verification(tmp_path: Path, ca: Certificate)
     assert wrong.output.endswith("certificate is not valid for 'db.example.com'")
     assert untrusted.status is Status.FAIL and untrusted.reason is Reason.TLS
     assert untrusted.output.endswith(f"certificate rejected: not issued by a CA in {ca.cert_file}")
+    expired = issue_certificate(tmp_path, days=-1, issuer=ca, file_name="expired")
+    dated = await run_check(
+        {"type": "tls", "file": str(expired.cert_file), "server_name": "localhost", "ca_file": str(ca.cert_file)}
+    )
+    assert dated.reason is Reason.TLS and "certificate expired on" in dated.output, dated.output
 
 
 async def test_missing_and_garbage_files(tmp_path: Path) -> None:

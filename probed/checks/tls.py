@@ -116,9 +116,9 @@ class TlsCheck(Check[TlsCheckOptions]):
     async def run(self) -> Outcome:
         if self.options.file is not None:
             certificates = await self._reads.call(self._read_file)
-            return self._judge(certificates[0], describe_file(certificates), certificates)
+            return self._judge(certificates[0], describe_file(certificates))
         leaf, version = await self._handshake()
-        return self._judge(leaf, f"{version}, verified" if self.options.tls_verify else version, [leaf])
+        return self._judge(leaf, f"{version}, verified" if self.options.tls_verify else version)
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -206,8 +206,8 @@ class TlsCheck(Check[TlsCheckOptions]):
             certificates = x509.load_pem_x509_certificates(data)
         except ValueError:
             raise CheckFailed(f"{path}: no PEM certificate in it", Reason.TLS) from None
-        # The file's leaf first (a Kubernetes tls.crt: leaf, then intermediates);
-        # the one to watch is whichever expires first.
+        # A Kubernetes tls.crt holds the leaf, then intermediates: judge the one
+        # that expires first (an intermediate can expire before the leaf).
         certificates.sort(key=lambda c: c.not_valid_after_utc)
         if self.options.server_name is not None:
             self._verify_file(certificates, self.options.server_name)
@@ -221,8 +221,8 @@ class TlsCheck(Check[TlsCheckOptions]):
         leaf = next((c for c in certificates if not _is_ca(c)), certificates[0])
         if not name_matches(leaf, name):
             raise CheckFailed(f"{self.target}: certificate is not valid for {name!r}", Reason.TLS, observe(leaf))
-        if self.options.ca_file is None:
-            return
+        if self.options.ca_file is None or leaf.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+            return  # an expired leaf: _judge says so more plainly than the verifier
         from cryptography import x509
 
         roots = x509.load_pem_x509_certificates(Path(self.options.ca_file).read_bytes())
@@ -238,7 +238,9 @@ class TlsCheck(Check[TlsCheckOptions]):
 
     # -- judging ------------------------------------------------------------------------------
 
-    def _judge(self, certificate: x509.Certificate, how: str, chain: list[x509.Certificate]) -> Outcome:
+    def _judge(self, certificate: x509.Certificate, how: str) -> Outcome:
+        """Dates first (expired, not yet valid: reason tls), then a pass saying
+        whose certificate it is; the levels on days_left come after, in the runner."""
         observed = observe(certificate)
         now = datetime.datetime.now(datetime.UTC)
         expires = certificate.not_valid_after_utc
