@@ -4,6 +4,7 @@ certificate files, with certificates generated per test."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -36,7 +37,7 @@ def ca(tmp_path: Path) -> Certificate:
 
 
 @asynccontextmanager
-async def tls_endpoint(certificate: Certificate) -> AsyncIterator[int]:
+async def tls_endpoint(certificate: Certificate, host: str = "127.0.0.1") -> AsyncIterator[int]:
     """A real TLS server on a free loopback port presenting `certificate`."""
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -47,7 +48,7 @@ async def tls_endpoint(certificate: Certificate) -> AsyncIterator[int]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=certificate.server_context())
+    server = await asyncio.start_server(hold, host, 0, ssl=certificate.server_context())
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
@@ -107,6 +108,21 @@ async def test_self_signed_certificate(tmp_path: Path) -> None:
     assert rejected.status is Status.FAIL and rejected.reason is Reason.TLS
     assert "certificate rejected: self-signed certificate" in rejected.output
     assert trusted.status is Status.PASS, trusted.output
+
+
+async def test_ipv6_endpoint(tmp_path: Path, ca: Certificate) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc.strerror}")
+    leaf = issue_certificate(tmp_path, days=90, issuer=ca)
+    async with tls_endpoint(leaf, host="::1") as port:
+        result = await run_check(
+            {"type": "tls", "host": "::1", "port": port, "server_name": "localhost", "ca_file": str(ca.cert_file)}
+        )
+    assert result.status is Status.PASS, result.output
+    assert result.output.startswith(f"tls://[::1]:{port}: TLSv1.")
 
 
 async def test_refused_unresolvable_and_silent_endpoints() -> None:
