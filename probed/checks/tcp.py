@@ -218,11 +218,12 @@ class TcpCheck(Check[TcpOptions]):
         raise CheckFailed(message, Reason.UNEXPECTED)
 
     def _failure(self, failed: list[BaseException], tried: int, observed: Observed) -> CheckFailed:
-        failures = [
-            f if isinstance(f, CheckFailed) else self.describe_error(f) for f in failed if isinstance(f, Exception)
-        ]
-        if not failures:  # a BaseException (cancellation) is not ours to translate
-            raise failed[0]
+        """One failure for the run: the address's own sentence, or with
+        addresses: all, every failed address's sentence in one."""
+        failures = [f for f in failed if isinstance(f, CheckFailed)]
+        for other in failed:
+            if not isinstance(other, CheckFailed):  # cancellation: not a failure of the target
+                raise other
         if tried == 1:
             return CheckFailed(failures[0].message, failures[0].reason, observed)
         sentences = "; ".join(f.message for f in failures)
