@@ -21,8 +21,10 @@ from probed.fields import ByteSize, Duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 # stat can hang forever on a dead network filesystem: it runs in a thread, one
-# at a time per check, so only this check waits and the pool never fills up.
-_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-file")
+# at a time per check, so a check holds at most one hung thread. Threads start
+# only when needed; the pool is large enough that several checks on one dead
+# mount still leave threads for the healthy ones.
+_EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-file")
 
 
 class FileOptions(CheckOptions):

@@ -26,8 +26,10 @@ from probed.fields import ByteSize, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 # getaddrinfo blocks, and a dead DNS server makes it block for seconds: each
-# check resolves in a thread of this small pool, one lookup at a time.
-_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-tcp-resolve")
+# check resolves in a thread of this pool, one lookup at a time, so a check
+# holds at most one hung thread. Threads start only when needed; the pool is
+# large enough that checks whose names hang leave threads for the others.
+_RESOLVER = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-tcp-resolve")
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
 _ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
 _FAMILIES = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from cryptography.x509 import verification
 
 # Lookups and file reads block (a dead DNS server, a hung network mount):
-# they run in threads of this small pool, one at a time per check.
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-tls")
+# they run in threads of this pool, one at a time per check, so a check holds
+# at most one hung thread. Threads start only when needed; the pool is large
+# enough that hung checks leave threads for the others.
+_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-tls")
 _DEFAULT_PORTS = {None: 443, "smtp": 587, "postgres": 5432}
 _POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _SMTP_LINE_LIMIT = 64 * 1024
