@@ -20,7 +20,7 @@ from tests.harness import (
     temp_dir,
     wait_until,
 )
-from tests.servers import free_port
+from tests.servers import free_port, issue_certificate
 
 
 @contextmanager
@@ -31,6 +31,13 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     postgres.add_app_role()
     redis = RedisServer(work / "redis")
     redis.start()
+    # A TLS endpoint for the tcp (tls: true) and tls checks: redis-server over TLS.
+    certificate = issue_certificate(work, days=90)
+    redis_tls = RedisServer(work / "redis-tls", tls=(certificate.cert_file, certificate.key_file))
+    redis_tls.start()
+    backup = work / "backup.dump"
+    backup.write_bytes(b"x" * 4096)
+    target_port = int(target.split(":")[2].split("/")[0])
     nats = NatsServer(work / "nats")
     nats.start()
     mqtt = MosquittoServer(work / "mqtt")
@@ -73,6 +80,29 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
                 },
                 "redis": {"type": "redis", "url": redis.url()},
                 "smtp": {"type": "smtp", "host": "127.0.0.1", "port": smtp_port},
+                "tcp": {"type": "tcp", "host": "127.0.0.1", "port": target_port},
+                "tcp (send / expect)": {
+                    "type": "tcp",
+                    "host": "127.0.0.1",
+                    "port": target_port,
+                    "send": "GET /health HTTP/1.0\\r\\n\\r\\n",
+                    "expect": "^HTTP/1\\.[01] 200",
+                },
+                "tcp (TLS)": {
+                    "type": "tcp",
+                    "host": "127.0.0.1",
+                    "port": redis_tls.port,
+                    "tls": True,
+                    "ca_file": str(certificate.cert_file),
+                },
+                "tls (endpoint)": {
+                    "type": "tls",
+                    "host": "127.0.0.1",
+                    "port": redis_tls.port,
+                    "ca_file": str(certificate.cert_file),
+                },
+                "tls (file)": {"type": "tls", "file": str(certificate.cert_file)},
+                "file": {"type": "file", "path": str(backup), "max_age": "1h", "min_size": 1000},
                 "s3": {
                     "type": "s3",
                     "bucket": "bench",
@@ -94,5 +124,6 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
         nats.stop()
         mqtt.stop()
         redis.stop()
+        redis_tls.stop()
         postgres.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +42,35 @@ def silent_listener() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+@contextmanager
+def hung_filesystem(directory: Path) -> Iterator[Path]:
+    """A FUSE filesystem mounted at `directory` whose daemon never answers:
+    every stat below it blocks in the kernel, as on a dead NFS server.
+    Leaving unmounts it and aborts the connection, which releases the
+    blocked threads (ENOTCONN). Needs root and /dev/fuse."""
+    import pytest
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fuse = os.open("/dev/fuse", os.O_RDWR)
+    except OSError as exc:
+        pytest.skip(f"no FUSE here to fake a hung filesystem: /dev/fuse: {exc.strerror}")
+    options = f"fd={fuse},rootmode=40000,user_id=0,group_id=0".encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    if libc.mount(b"probed-hung", str(directory).encode(), b"fuse.probed-hung", 0, options) != 0:
+        os.close(fuse)
+        pytest.skip(f"cannot mount a FUSE filesystem here: {os.strerror(ctypes.get_errno())}")
+    try:
+        yield directory  # the INIT request is never answered: every call below waits
+    finally:
+        libc.umount2(str(directory).encode(), 2)  # MNT_DETACH
+        os.close(fuse)  # aborts the connection: blocked calls fail with ENOTCONN
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 @dataclass
 class Certificate:
     cert_file: Path
@@ -72,6 +103,62 @@ def self_signed_certificate(directory: Path, days: float = 90, name: str = "loca
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = directory / f"{name}-{days}.crt", directory / f"{name}-{days}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return Certificate(cert_file, key_file)
+
+
+def issue_certificate(
+    directory: Path,
+    name: str = "localhost",
+    days: float = 90,
+    issuer: Certificate | None = None,
+    ca: bool = False,
+    file_name: str | None = None,
+) -> Certificate:
+    """A certificate for `name` (and 127.0.0.1) expiring in `days` (negative:
+    expired that long ago), signed by `issuer` (a CA made with ca=True), or
+    self-signed without one. file_name: where to write it (default from name
+    and days), e.g. the same name again to rotate a certificate in place."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    not_after = now + datetime.timedelta(days=days)
+    not_before = min(now - datetime.timedelta(hours=1), not_after - datetime.timedelta(days=1))
+    signer_key, issuer_name, issuer_public = key, subject, key.public_key()
+    if issuer is not None:
+        signer = x509.load_pem_x509_certificate(issuer.cert_file.read_bytes())
+        signer_key = serialization.load_pem_private_key(issuer.key_file.read_bytes(), None)  # type: ignore[assignment]
+        issuer_name, issuer_public = signer.subject, signer.public_key()  # type: ignore[assignment]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
+    )
+    if ca:
+        usage = dict.fromkeys(
+            ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement"],
+            False,
+        )
+        builder = builder.add_extension(
+            x509.KeyUsage(**usage, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+    else:
+        names = [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(signer_key, hashes.SHA256())
+    stem = file_name or f"{name}-{days:g}{'-ca' if ca else ''}"
+    cert_file, key_file = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.harness import GrpcServer, MosquittoServer, NatsServer, PostgresServer, RedisServer, S3Server, SmtpServer
-from tests.servers import app_in_thread, free_port, poll, target_app
+from tests.servers import app_in_thread, free_port, issue_certificate, poll, target_app
 from tests.test_cli import NO_LEVELS, probed
 
-CHECKS = ["disk", "web", "db", "cache", "mail", "media", "events", "broker", "inventory"]
+CHECKS = ["disk", "web", "db", "cache", "mail", "media", "events", "broker", "inventory", "port", "cert", "config"]
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def every_type(
     nats, mqtt, grpc = NatsServer(tmp_path / "nats"), MosquittoServer(tmp_path / "mqtt"), GrpcServer()
     for server in (nats, mqtt, grpc):
         server.start()
+    certificate = issue_certificate(tmp_path, days=90)
     with app_in_thread(target_app()) as web:
         port = free_port()
         config = tmp_path / "probed.yaml"
@@ -51,6 +52,10 @@ checks:
   events: {{type: nats, url: '{nats.url()}'}}
   broker: {{type: mqtt, host: 127.0.0.1, port: {mqtt.port}, round_trip: true}}
   inventory: {{type: grpc, target: '127.0.0.1:{grpc.port}'}}
+  port: {{type: tcp, host: 127.0.0.1, port: {web.rsplit(":", 1)[1]},
+         send: 'GET /ok HTTP/1.0\\r\\n\\r\\n', expect: all good}}
+  cert: {{type: tls, file: '{certificate.cert_file}'}}
+  config: {{type: file, path: '{tmp_path}', max_age: 1h}}
 """
         )
         yield str(config), port

@@ -17,6 +17,7 @@ from probed.checks.base import AnyCheck, Check, CheckOptions
 
 TYPES: dict[str, str] = {
     "disk": "probed.checks.disk:DiskCheck",
+    "file": "probed.checks.file:FileCheck",
     "http": "probed.checks.http:HttpCheck",
     "postgres": "probed.checks.postgres:PostgresCheck",
     "redis": "probed.checks.redis:RedisCheck",
@@ -25,6 +26,8 @@ TYPES: dict[str, str] = {
     "nats": "probed.checks.nats:NatsCheck",
     "mqtt": "probed.checks.mqtt:MqttCheck",
     "grpc": "probed.checks.grpc:GrpcCheck",
+    "tcp": "probed.checks.tcp:TcpCheck",
+    "tls": "probed.checks.tls:TlsCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
