@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from probed.model import Reason, Status
-from tests.conftest import run_check
+from probed.runner import run_once
+from tests.conftest import check_from, run_check
+from tests.servers import hung_filesystem
 
 NO_LEVELS = {
     "warn_free_percent": None,
@@ -95,3 +98,20 @@ async def test_write_test_fails_where_no_file_can_be_created() -> None:
     assert result.status is Status.FAIL
     assert result.reason is Reason.UNEXPECTED
     assert result.output.startswith("/proc: not writable:")
+
+
+async def test_checks_on_a_hung_filesystem_leave_threads_for_the_healthy_ones(tmp_path: Path) -> None:
+    """Six disk checks on one dead mount each hold one hung thread; a disk
+    check on a healthy filesystem still runs beside them."""
+    with hung_filesystem(tmp_path / "nfs") as mount:
+        hung = [
+            check_from({"type": "disk", "path": str(mount), "timeout": "100ms", "interval": "1s"}, name=f"nfs{i}")
+            for i in range(6)
+        ]
+        healthy = check_from({"type": "disk", "path": str(tmp_path), **NO_LEVELS}, name="ok")
+        threads = threading.active_count()
+        results = [await run_once(check) for _ in range(3) for check in hung]
+        beside = await run_once(healthy)
+        assert {r.reason for r in results} == {Reason.TIMEOUT}
+        assert beside.status is Status.PASS, beside.output
+        assert threading.active_count() <= threads + len(hung) + 1

@@ -17,8 +17,11 @@ from probed.fields import ByteSize, Percent
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 # statvfs and writes can hang forever on a dead network filesystem; they run in
-# threads so that only this check waits, never the event loop.
-_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probed-disk")
+# threads so that only this check waits, never the event loop. A check holds
+# at most one thread (OneAtATime); threads start only when needed, and the
+# pool is large enough that checks on one dead mount leave threads for the
+# healthy ones (with 4, four hung checks took every thread).
+_EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-disk")
 
 
 class DiskOptions(CheckOptions):
