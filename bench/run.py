@@ -292,6 +292,36 @@ def transitions() -> Section:
     return section
 
 
+# -- 3c. soak ------------------------------------------------------------------------------------
+
+
+def soak() -> Section:
+    seconds, copies = (60, 1) if QUICK else (300, 3)
+    done = subprocess.run(
+        [PYTHON, "bench/soak.py", str(seconds), str(copies)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    section = Section(
+        "Soak",
+        f"`probed serve` with {figures['checks']} checks ({copies} of every type in the cost table, against the "
+        f"same real servers) at a 1 s interval for {seconds} s: {figures['runs']:,} runs. Sampled every 2 s; "
+        "trends are least-squares slopes after the first quarter (warm-up), per hour. Flat means no leak.",
+        header=["sampled", "start", "end", "max", "median", "slope per hour"],
+    )
+    for key, label in (
+        ("rss_mib", "RSS MiB"),
+        ("fds", "open fds"),
+        ("threads", "threads"),
+        ("probe_ms", "/health/live ms"),
+    ):
+        row = figures[key]
+        section.rows.append(
+            [label, fmt(row["start"], 1), fmt(row["end"], 1), fmt(row["max"], 1), fmt(row["median"], 1),
+             fmt(row["slope_per_hour"], 1)]
+        )  # fmt: skip
+    return section
+
+
 # -- 3b. driver import time ----------------------------------------------------------------------
 
 
@@ -591,6 +621,7 @@ def main() -> None:
             ("transitions", transitions),
             ("cost per run", lambda: with_services(work, target, dependency_services)),
             ("driver imports", driver_imports),
+            ("soak", soak),
             ("start-up", lambda: startup(work)),
             ("detection", lambda: detection(work)),
             ("blackbox_exporter", lambda: against_blackbox(work, target)),
