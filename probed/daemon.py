@@ -21,7 +21,7 @@ from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
-from probed.scheduler import Offset, Scheduler, random_offset
+from probed.scheduler import Offset, Scheduler, first_run_soon
 from probed.store import Store, Transition
 
 log = structlog.get_logger("probed.daemon")
@@ -33,7 +33,7 @@ class Daemon:
         config: Config,
         config_path: str | None = None,
         on_transition: Transition | None = None,
-        initial_offset: Offset = random_offset,
+        initial_offset: Offset = first_run_soon,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -98,7 +98,7 @@ class Daemon:
         await self.scheduler.stop()
         retired = [check for check in self.checks if check.name not in kept]
         self.checks, self.store = checks, store
-        self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run)
+        self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run, phase=None)
         await self.scheduler.start()
         await _close(retired)
 

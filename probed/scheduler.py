@@ -16,12 +16,20 @@ from probed.store import Store
 
 log = structlog.get_logger("probed.scheduler")
 
-Offset = Callable[[AnyCheck], float]  # seconds from start to a check's first run
+Offset = Callable[[AnyCheck], float]  # seconds from start to a check's first run (or to its cadence)
+
+FIRST_RUN_JITTER = 1.0  # seconds: first runs start within this of start
 
 
-def random_offset(check: AnyCheck) -> float:
-    """Spread first runs over the interval, so a hundred checks do not all hit
-    the network in the same millisecond."""
+def first_run_soon(check: AnyCheck) -> float:
+    """A new pod must know its dependencies after about one timeout, not one
+    interval; a little jitter still keeps first runs from all starting at once."""
+    return random.uniform(0, min(FIRST_RUN_JITTER, check.options.interval / 2))
+
+
+def random_phase(check: AnyCheck) -> float:
+    """Where in the interval a check's later runs fall, spread at random so a
+    hundred checks do not all hit the network in the same millisecond."""
     return random.uniform(0, check.options.interval)
 
 
@@ -35,12 +43,16 @@ class Scheduler:
         checks: list[AnyCheck],
         store: Store,
         max_concurrency: int = 64,
-        initial_offset: Offset = random_offset,
+        initial_offset: Offset = first_run_soon,
+        phase: Offset | None = random_phase,
     ) -> None:
+        """`phase`: where later runs fall in the interval, counted from start;
+        None keeps them one interval apart from the first (a reload's kept checks)."""
         self.checks = checks
         self.store = store
         self._slots = asyncio.Semaphore(max_concurrency)
         self._initial_offset = initial_offset
+        self._phase = phase
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat: float | None = None
         # How late each run started against its plan, in seconds: for benchmarks.
@@ -70,14 +82,19 @@ class Scheduler:
     async def _run_forever(self, check: AnyCheck) -> None:
         loop = asyncio.get_running_loop()
         interval = check.options.interval
-        planned = loop.time() + self._initial_offset(check)
+        start = loop.time()
+        planned = start + self._initial_offset(check)
+        cadence = None if self._phase is None else start + self._phase(check)
         while True:
             await asyncio.sleep(max(0.0, planned - loop.time()))
             async with self._slots:
                 self.drift.append(loop.time() - planned)
                 result = await run_once(check)
             self.store.record(check.name, result)
-            planned = _next_slot(planned, interval, loop.time())
+            if cadence is not None:  # after the first run, join the spread cadence
+                planned, cadence = _second_slot(planned, cadence, interval), None
+            else:
+                planned = _next_slot(planned, interval, loop.time())
 
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +102,16 @@ class Scheduler:
             self._heartbeat = loop.time()
             self.store.mark_stale()
             await asyncio.sleep(WATCHDOG_PERIOD)
+
+
+def _second_slot(first: float, cadence: float, interval: float) -> float:
+    """The run after the first: the first point of the spread cadence at least
+    half an interval after the first run (so the two never crowd together,
+    and the gap stays under 1.5 intervals, far from staleness)."""
+    earliest = first + interval / 2
+    if cadence < earliest:
+        cadence += math.ceil((earliest - cadence) / interval) * interval
+    return cadence
 
 
 def _next_slot(planned: float, interval: float, now: float) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 
 from probed.checks.base import Check, CheckOptions
 from probed.model import CheckFailed, Outcome, Reason, Status
-from probed.scheduler import Scheduler, _next_slot
+from probed.scheduler import FIRST_RUN_JITTER, Scheduler, _next_slot, _second_slot, first_run_soon, random_phase
 from probed.store import Store
 
 FAST = {"interval": 0.2, "timeout": 0.1}
@@ -131,6 +131,36 @@ async def test_each_check_runs_one_at_a_time() -> None:
 def test_missed_slots_are_skipped_not_burst() -> None:
     assert _next_slot(planned=100.0, interval=10.0, now=101.0) == 110.0
     assert _next_slot(planned=100.0, interval=10.0, now=135.0) == 140.0
+
+
+def test_first_runs_start_at_once_and_later_runs_keep_the_spread() -> None:
+    hourly = make(Counting, "hourly", interval=3600.0, timeout=3.0)
+    firsts = [first_run_soon(hourly) for _ in range(1000)]
+    assert all(0 <= offset <= FIRST_RUN_JITTER for offset in firsts)
+    assert len(set(firsts)) > 900  # jittered, not all at the same instant
+    phases = [random_phase(hourly) for _ in range(1000)]
+    assert max(phases) > 1800 and min(phases) < 1800  # spread over the whole interval
+    fast = make(Counting, "fast", interval=0.2, timeout=0.1)
+    assert all(first_run_soon(fast) <= 0.1 for _ in range(100))  # never beyond half an interval
+
+
+def test_the_second_run_joins_the_cadence_at_least_half_an_interval_later() -> None:
+    assert _second_slot(first=0.5, cadence=40.0, interval=60.0) == 40.0
+    assert _second_slot(first=0.5, cadence=10.0, interval=60.0) == 70.0  # 10 s after the first: too close
+    assert _second_slot(first=0.5, cadence=30.5, interval=60.0) == 30.5
+    for cadence in (0.0, 0.1, 29.9, 30.0, 59.9):
+        gap = _second_slot(first=0.5, cadence=cadence, interval=60.0) - 0.5
+        assert 30.0 <= gap <= 90.0, cadence
+
+
+async def test_later_runs_follow_the_first_when_there_is_no_phase() -> None:
+    check = make(Counting, "steady", interval=0.1, timeout=0.05)
+    store = Store([check])
+    scheduler = Scheduler([check], store, initial_offset=lambda check: 0.0, phase=None)
+    await scheduler.start()
+    await asyncio.sleep(0.35)
+    await scheduler.stop()
+    assert check.runs >= 3
 
 
 async def test_liveness_needs_a_started_scheduler() -> None:
