@@ -14,6 +14,7 @@ masked (tests/test_config_properties.py feeds it arbitrary documents).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
-from probed.fields import ProbedModel, read_secret_file
+from probed.fields import Duration, ProbedModel, read_secret_file
 from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
 
 BUILTIN_SOURCE = "<built-in default>"
@@ -100,10 +101,71 @@ class SchedulerOptions(ProbedModel):
     max_concurrency: int = Field(64, ge=1, description="checks that may run at the same time")
 
 
+class PeersOptions(ProbedModel):
+    """The other replicas of this application, asked when a shared check fails."""
+
+    dns: str | None = Field(
+        None, description="a name whose A and AAAA records are the replicas (a Kubernetes headless Service)"
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="the peers' port (default: this server's port)")
+    static: tuple[str, ...] = Field((), description="host:port of each replica, instead of dns")
+    resolver: str | None = Field(
+        None, description="host:port of the DNS server that resolves dns (default: the system resolver)"
+    )
+    timeout: Duration = Field(1.0, description="a peer that has not answered in this time is unreachable")
+    quorum: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the answering replicas (itself included) that must see a shared "
+        "check failing for a shared outage",
+    )
+    alone: Literal["fail", "pass"] = Field(
+        "fail", description="when no peer answers: fail gates readiness (this replica is the one cut off), pass not"
+    )
+
+    @field_validator("resolver")
+    @classmethod
+    def _valid_resolver(cls, value: str | None) -> str | None:
+        if value is not None:
+            _host_port(value, "resolver")
+        return value
+
+    @field_validator("static")
+    @classmethod
+    def _valid_static(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            _host_port(address, "static")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PeersOptions:
+        if (self.dns is None) == (not self.static):
+            raise ValueError("give dns (with port) or static, exactly one of them")
+        return self
+
+
+def _host_port(value: str, key: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ValueError:
+        raise ValueError(f"{key} takes host:port with a port from 1 to 65535, got {value!r}") from None
+
+
+# /health/{name} serves groups; these paths under /health mean something else.
+RESERVED_GROUPS = frozenset({"checks", "history"})
+
+
 class _Sections(ProbedModel):
     server: ServerOptions = Field(default_factory=ServerOptions)
     scheduler: SchedulerOptions = Field(default_factory=SchedulerOptions)
     defaults: CommonOptions = Field(default_factory=CommonOptions)
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="check names by group, each answered at /health/{group}; defaults: ready = the critical "
+        "checks, startup = the ready checks, live = none",
+    )
+    peers: PeersOptions | None = Field(None, description="the other replicas, for checks with scope: shared")
     checks: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -113,6 +175,14 @@ class Config:
     scheduler: SchedulerOptions
     checks: Mapping[str, CheckOptions]
     source: str = BUILTIN_SOURCE
+    groups: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # every group, defaults filled
+    peers: PeersOptions | None = None
+
+
+def default_groups(checks: Mapping[str, CheckOptions]) -> dict[str, tuple[str, ...]]:
+    """ready: every critical check; startup: the ready checks; live: none."""
+    ready = tuple(name for name, options in checks.items() if options.critical)
+    return {"ready": ready, "startup": ready, "live": ()}
 
 
 # -- loading ------------------------------------------------------------------
@@ -302,7 +372,7 @@ class _Reader:
             return None
         self.secrets |= config_secrets(data)
         for key in data.keys() - _Sections.model_fields.keys():
-            self.problem((key,), "unknown key (expected server, scheduler, defaults, checks)")
+            self.problem((key,), "unknown key (expected server, scheduler, defaults, groups, peers, checks)")
         # Each section on its own, so a mistake in one hides none in another.
         server = self._section(ServerOptions, data, "server")
         scheduler = self._section(SchedulerOptions, data, "scheduler")
@@ -316,9 +386,49 @@ class _Reader:
         checks = self._validate_checks(raw_checks, defaults)
         if not raw_checks:
             self.problem(("checks",), "no checks configured: add at least one")
+        self._check_dependencies(checks, raw_checks)
+        groups = self._groups(data.get("groups"), checks, raw_checks)
+        peers = self._section(PeersOptions, data, "peers") if data.get("peers") is not None else None
         if server is None or scheduler is None or self.problems:
             return None
-        return Config(server, scheduler, checks, self.source)
+        return Config(server, scheduler, checks, self.source, groups, peers)
+
+    def _groups(self, raw: Any, checks: dict[str, CheckOptions], known: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """Every group with its members: the configured ones, the defaults for the rest."""
+        groups = default_groups(checks)
+        if raw is None:
+            return groups
+        if not isinstance(raw, dict):
+            self.problem(("groups",), "groups must map group names to lists of check names")
+            return groups
+        for name, members in raw.items():
+            path: Path_ = ("groups", name)
+            if not CHECK_NAME.match(name):
+                self.problem(path, "group names use letters, digits, '_', '.', '-' (at most 63)")
+            elif name in RESERVED_GROUPS:
+                self.problem(path, f"{name!r} is reserved (/health/{name} means something else)")
+            if members is None:
+                members = []
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                self.problem(path, "a group is a list of check names")
+                continue
+            for index, member in enumerate(members):
+                if member not in known:
+                    self.problem(path + (index,), f"unknown check {member!r} (configured: {', '.join(known)})")
+            groups[name] = tuple(dict.fromkeys(members))
+        if "startup" not in raw:  # startup waits for what readiness needs
+            groups["startup"] = groups["ready"]
+        return groups
+
+    def _check_dependencies(self, checks: dict[str, CheckOptions], known: dict[str, Any]) -> None:
+        """depends_on names configured checks, and never leads back to itself."""
+        for name, options in checks.items():
+            for index, parent in enumerate(options.depends_on):
+                if parent not in known:
+                    path = ("checks", name, "depends_on", index)
+                    self.problem(path, f"unknown check {parent!r} (configured: {', '.join(known)})")
+        for cycle in _cycles({name: options.depends_on for name, options in checks.items()}):
+            self.problem(("checks", cycle[0], "depends_on"), f"a cycle: {' -> '.join(cycle + [cycle[0]])}")
 
     def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
         value = data.get(key)
@@ -449,6 +559,26 @@ def _file_secret(key: str, path: Any) -> set[str]:
 def _is_secret_key(key: str) -> bool:
     # *_file holds a path, not the secret; key_prefix names where probe keys go.
     return bool(_SECRET_KEY.search(key)) and not key.endswith("_file") and key != "key_prefix"
+
+
+def _cycles(edges: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
+    """Each dependency cycle once, as the list of its checks (depth-first search)."""
+    found: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            found.append(path[path.index(name) :])
+            return
+        if name in done or name not in edges:
+            return
+        for parent in edges[name]:
+            visit(parent, path + [name])
+        done.add(name)
+
+    for name in edges:
+        visit(name, [])
+    return found
 
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

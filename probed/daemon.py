@@ -22,7 +22,7 @@ from probed.checks.errors import exception_text
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
 from probed.scheduler import Offset, Scheduler, first_run_soon
-from probed.store import Store, Transition
+from probed.store import STARTUP, Store, Transition
 
 log = structlog.get_logger("probed.daemon")
 
@@ -41,7 +41,7 @@ class Daemon:
         self.loaded_at = self.config_load.timestamp  # of the config in use
         self._on_transition = on_transition
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
-        self.store = Store(self.checks, on_transition)
+        self.store = Store(self.checks, on_transition, groups=config.groups, peers=config.peers is not None)
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
 
@@ -86,7 +86,14 @@ class Daemon:
     async def _replace_checks(self, config: Config) -> None:
         kept = {check.name: check for check in self.checks if config.checks.get(check.name) == check.options}
         checks = [kept.get(name) or create_check(name, options) for name, options in config.checks.items()]
-        store = Store(checks, self._on_transition, {name: self.store.checks[name] for name in kept})
+        store = Store(
+            checks,
+            self._on_transition,
+            {name: self.store.checks[name] for name in kept},
+            groups=config.groups,
+            started=self.store.groups[STARTUP].latched,  # startup succeeds once, for good
+            peers=config.peers is not None,
+        )
 
         def next_run(check: AnyCheck) -> float:
             """Kept checks go on at their cadence; new and changed ones run now."""

@@ -30,7 +30,7 @@ from probed.store import DURATION_BUCKETS, CheckState, Store
 
 LABELS = ["check", "type"]
 STATES = ("pass", "warn", "fail", "pending")
-FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING)]
+FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING, Reason.DEPENDENCY)]
 
 
 @dataclass
@@ -60,6 +60,8 @@ class ProbedCollector(Collector):
         states = list(store.checks.values())
         yield from _daemon_metrics(store, self.source.alive(), self.source.config_load)
         yield from _per_check_gauges(states)
+        yield _group_stateset(store)
+        yield from _fleet_gauges(states)
         yield _status_stateset(states)
         yield from _counters(states)
         yield _duration_histogram(states)
@@ -105,6 +107,28 @@ def _per_check_gauges(states: list[CheckState]) -> Iterator[Metric]:
         if state.last_success_at is not None:
             last_success.add_metric(labels, state.last_success_at)
     yield from (up, critical, stale, failures, interval, last_duration, last_run, last_success)
+
+
+def _group_stateset(store: Store) -> Metric:
+    family = StateSetMetricFamily(
+        "probed_group_status", "Aggregate of each group, as /health/{group} answers it.", labels=["group"]
+    )
+    for name, group in store.groups.items():
+        family.add_metric([name], {s.value: s is group.status for s in Status})
+    return family
+
+
+def _fleet_gauges(states: list[CheckState]) -> Iterator[Metric]:
+    outage = _gauge(
+        "probed_check_shared_outage",
+        "1 if a shared check fails here and on at least the quorum of the replicas: readiness stays up.",
+    )
+    held = _gauge("probed_check_dependency_failing", "1 if the check is not run because a check it depends on fails.")
+    for state in states:
+        if state.scope == "shared":
+            outage.add_metric(_labels(state), 1.0 if state.shared_outage else 0.0)
+        held.add_metric(_labels(state), 1.0 if state.held_by else 0.0)
+    yield from (outage, held)
 
 
 def _status_stateset(states: list[CheckState]) -> Metric:

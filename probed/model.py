@@ -34,6 +34,17 @@ class Reason(enum.StrEnum):
     # Published-verdict states, never raised by a check:
     STALE = "stale"  # no run completed for too long: the scheduler is stuck
     PENDING = "pending"  # the first run has not completed yet
+    DEPENDENCY = "dependency"  # not run: a check it depends on fails
+
+
+class Fleet(enum.StrEnum):
+    """What the peers say about a failing shared check (see probed/peers.py)."""
+
+    NO_PEERS = "no-peers"  # no peers configured: readiness ignores the check
+    ASKING = "asking"  # waiting for peers fresher than the local failure
+    SHARED_OUTAGE = "shared-outage"  # at least the quorum of replicas see it failing
+    LOCAL_FAULT = "local-fault"  # most replicas see it passing: this one is cut off
+    ALONE = "alone"  # no peer answered: the `alone` policy decides
 
 
 ObservedScalar = int | float | str | bool

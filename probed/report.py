@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from probed import __version__
-from probed.model import Status
-from probed.store import CheckState, Store
+from probed.model import Fleet, Status
+from probed.store import CheckState, Group, Store
 
 CONTENT_TYPE = "application/health+json"
 
@@ -81,3 +81,53 @@ def render_table(store: Store) -> str:
 def _iso(timestamp: float) -> str:
     moment = datetime.fromtimestamp(timestamp, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- a group, one line per check (Kubernetes /readyz?verbose style) ---------------------
+
+_FLEET_NOTES = {
+    Fleet.NO_PEERS: "shared, no peers configured: does not gate readiness",
+    Fleet.ASKING: "shared: asking the peers whether it fails for them too",
+    Fleet.SHARED_OUTAGE: "shared outage: the peers see it failing too",
+    Fleet.LOCAL_FAULT: "local fault: the peers see it passing",
+    Fleet.ALONE: "no peer answered",
+}
+
+
+def render_group_verbose(
+    store: Store, group: Group, status: Status, excluded: frozenset[str], details: bool, alive: bool = True
+) -> str:
+    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|failed`."""
+    lines = [] if alive else ["[-]scheduler failed: a check loop died or the watchdog stopped"]
+    for name in group.members:
+        state = store.checks[name]
+        if name in excluded:
+            lines.append(f"[+]{name} excluded: {_verbose_verdict(state, details)}")
+            continue
+        mark = "-" if group.weights[name] is Status.FAIL else "+"
+        lines.append(f"[{mark}]{name} {_verbose_verdict(state, details)}")
+    outcome = "failed" if status is Status.FAIL else "passed"
+    lines.append(f"{group.name} check {outcome}")
+    return "\n".join(lines) + "\n"
+
+
+def _verbose_verdict(state: CheckState, details: bool) -> str:
+    verdict = state.effective
+    if verdict is None:
+        text = "pending"
+    elif verdict is Status.FAIL:
+        text = f"failed: {state.reason.value if state.reason else 'error'}"
+        if details and state.output:
+            text += f": {state.output}"
+    else:
+        text = "ok" if verdict is Status.PASS else "warn"
+        if details and verdict is Status.WARN and state.output:
+            text += f": {state.output}"
+    notes = [] if state.critical else ["non-critical"]
+    if state.fleet is not None and verdict is Status.FAIL:
+        notes.append(_FLEET_NOTES[state.fleet] + ("" if state.fleet is not Fleet.ALONE else _alone(state)))
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _alone(state: CheckState) -> str:
+    return ": gates readiness (alone: fail)" if state.fleet_gates else ": does not gate readiness (alone: pass)"

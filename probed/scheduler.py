@@ -87,10 +87,14 @@ class Scheduler:
         cadence = None if self._phase is None else start + self._phase(check)
         while True:
             await asyncio.sleep(max(0.0, planned - loop.time()))
-            async with self._slots:
-                self.drift.append(loop.time() - planned)
-                result = await run_once(check)
-            self.store.record(check.name, result)
+            parent = self.store.failing_parent(check.name)
+            if parent is not None:  # spare the dependency and the network: the parent says it all
+                self.store.hold(check.name, parent)
+            else:
+                async with self._slots:
+                    self.drift.append(loop.time() - planned)
+                    result = await run_once(check)
+                self.store.record(check.name, result)
             if cadence is not None:  # after the first run, join the spread cadence
                 planned, cadence = _second_slot(planned, cadence, interval), None
             else:

@@ -1,7 +1,10 @@
-"""Latest results, published verdicts (thresholds, staleness, pending) and aggregates.
+"""Latest results, published verdicts (thresholds, staleness, pending,
+dependencies, shared outages) and one aggregate per group.
 
 The scheduler writes results in; the HTTP handlers, the metrics collector and
 the CLI read verdicts out. Nothing here awaits anything, so a read is instant.
+Each group keeps its aggregate up to date per transition, so what a readiness
+request does is one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -9,11 +12,11 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from probed.checks.base import AnyCheck, Gauge
-from probed.model import Reason, Result, Status
+from probed.model import Fleet, Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -31,8 +34,15 @@ class CheckState:
     failure_threshold: int
     success_threshold: int
     gauges: tuple[Gauge, ...] = ()  # the type's observed-value gauges
+    scope: str = "local"
+    depends_on: tuple[str, ...] = ()
     status: Status | None = None  # None: pending, no run completed yet
     stale: bool = False
+    held_by: str | None = None  # a parent (depends_on) whose failure keeps this check from running
+    fleet: Fleet | None = None  # for a failing shared check: what the peers say
+    fleet_gates: bool = True  # whether that failure gates readiness
+    passed_once: bool = False  # published pass or warn at least once (startup latches on it)
+    failing_since: float | None = None  # wall clock start of the first run of the current failure streak
     last: Result | None = None
     last_finished: float | None = None  # time.monotonic() of the last completed run
     last_success_at: float | None = None  # wall clock of the last passing or warning run
@@ -45,11 +55,13 @@ class CheckState:
 
     @property
     def effective(self) -> Status | None:
-        """The verdict callers see: stale turns into fail, pending stays None."""
-        return Status.FAIL if self.stale else self.status
+        """The verdict callers see: stale and held turn into fail, pending stays None."""
+        return Status.FAIL if self.stale or self.held_by else self.status
 
     @property
     def reason(self) -> Reason | None:
+        if self.held_by:
+            return Reason.DEPENDENCY
         if self.stale:
             return Reason.STALE
         if self.status is None:
@@ -58,6 +70,8 @@ class CheckState:
 
     @property
     def output(self) -> str:
+        if self.held_by:
+            return f"not run: it depends on {self.held_by}, which fails"
         if self.stale:
             return f"stale: no run completed for over {self.stale_after:g}s"
         if self.last is None:
@@ -73,11 +87,24 @@ class CheckState:
     def stale_after(self) -> float:
         return 2 * self.interval + self.timeout
 
+    @property
+    def shared_outage(self) -> bool:
+        """Failing here and, by the peers' account, everywhere (or alone with `alone: pass`)."""
+        failing = self.effective is Status.FAIL
+        return failing and (self.fleet is Fleet.SHARED_OUTAGE or (self.fleet is Fleet.ALONE and not self.fleet_gates))
+
+    @property
+    def readiness_ignores_failure(self) -> bool:
+        """A shared check fails, and readiness must not take every replica out for it."""
+        return self.scope == "shared" and self.fleet is not None and not self.fleet_gates
+
     def record(self, result: Result, finished: float) -> None:
-        self.last, self.last_finished, self.stale = result, finished, False
+        self.last, self.last_finished, self.stale, self.held_by = result, finished, False, None
         self.runs[result.status] += 1
         self._observe_duration(result.duration)
         if result.status is Status.FAIL:
+            if self.consecutive_failures == 0:
+                self.failing_since = result.started_at
             self.consecutive_failures += 1
             self.consecutive_successes = 0
             self.failures[result.reason or Reason.ERROR] += 1
@@ -86,6 +113,7 @@ class CheckState:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
         self.status = self._next_status(result.status)
+        self.passed_once = self.passed_once or self.status is not Status.FAIL
 
     def _next_status(self, latest: Status) -> Status:
         if self.status is None:  # the first verdict has no history to smooth over
@@ -102,6 +130,92 @@ class CheckState:
 
 
 Transition = Callable[[CheckState, "Status | None"], None]
+Weigh = Callable[[CheckState], "Status | None"]  # what one check contributes to a group (None: nothing)
+
+OVERALL = ""  # the group of every check: what /health answers
+READY, STARTUP, LIVE = "ready", "startup", "live"
+
+
+def weigh_overall(state: CheckState) -> Status | None:
+    """The worst critical verdict counts (pending as fail); a failing
+    non-critical check, or a shared outage, makes it warn, never fail."""
+    verdict = state.effective
+    if verdict is Status.FAIL and (not state.critical or state.shared_outage):
+        return Status.WARN
+    if state.critical:
+        return verdict or Status.FAIL
+    return verdict
+
+
+def weigh_ready(state: CheckState) -> Status | None:
+    """As overall, except that a failing shared check gates only a local fault."""
+    if state.effective is Status.FAIL and state.readiness_ignores_failure:
+        return Status.WARN
+    return weigh_overall(state)
+
+
+def weigh_startup(state: CheckState) -> Status | None:
+    """Startup waits until every check has published pass or warn once."""
+    return Status.PASS if state.passed_once else Status.FAIL
+
+
+class Group:
+    """A named set of checks and its aggregate, kept up to date per transition."""
+
+    def __init__(self, name: str, members: Sequence[CheckState], weigh: Weigh, latches: bool = False) -> None:
+        self.name = name
+        self.members = tuple(state.name for state in members)
+        self.weigh = weigh
+        self.latches = latches  # startup: once passed, passed for good
+        self.weights: dict[str, Status | None] = {state.name: weigh(state) for state in members}
+        self._counts: Counter[Status | None] = Counter(self.weights.values())
+        self.latched = False
+        self.status = Status.FAIL
+        self._aggregate()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not Status.FAIL
+
+    def update(self, state: CheckState) -> bool:
+        """Weigh one member again; True when the group's status changed."""
+        weight = self.weigh(state)
+        before = self.weights[state.name]
+        if weight is before:
+            return False
+        self._counts[before] -= 1
+        self._counts[weight] += 1
+        self.weights[state.name] = weight
+        status = self.status
+        self._aggregate()
+        return self.status is not status
+
+    def status_without(self, excluded: Iterable[str]) -> Status:
+        """The aggregate as if `excluded` were not members (computed: ?exclude=)."""
+        counts = self._counts.copy()
+        for name in set(excluded) & self.weights.keys():
+            counts[self.weights[name]] -= 1
+        return Status.PASS if self.latched else _worst(counts)
+
+    def _aggregate(self) -> None:
+        if self.latched:
+            return
+        self.status = _worst(self._counts)
+        self.latched = self.latches and self.status is not Status.FAIL
+
+
+def _worst(counts: Counter[Status | None]) -> Status:
+    if counts[Status.FAIL] > 0:
+        return Status.FAIL
+    if counts[Status.WARN] > 0:
+        return Status.WARN
+    return Status.PASS
+
+
+def default_groups(states: Iterable[CheckState]) -> dict[str, tuple[str, ...]]:
+    """ready: every critical check; startup: the ready checks; live: none."""
+    ready = tuple(state.name for state in states if state.critical)
+    return {READY: ready, STARTUP: ready, LIVE: ()}
 
 
 class Store:
@@ -110,27 +224,73 @@ class Store:
         checks: Iterable[AnyCheck],
         on_transition: Transition | None = None,
         kept: dict[str, CheckState] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        started: bool = False,
+        peers: bool = False,
     ) -> None:
-        """`kept`: states carried over from a previous store (a config reload)."""
+        """`kept`: states carried over from a previous store (a config reload);
+        `groups`: members by group name (default: default_groups);
+        `started`: the startup group already latched (a reload keeps it);
+        `peers`: peers are configured to tell shared outages from local faults."""
         kept = kept or {}
         self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
-        self.status = Status.FAIL
-        self.ready = False
         self._on_transition = on_transition
-        # How many checks weigh on the overall status with each verdict, kept up
-        # to date per transition: when a shared dependency dies and thousands of
-        # checks flip at once, recounting them all each time would be quadratic.
-        self._weights: Counter[Status | None] = Counter(_weight(state) for state in self.checks.values())
-        self._aggregate()
+        self._peers = peers
+        for state in self.checks.values():
+            self._judge_scope(state)
+        members = {**default_groups(self.checks.values()), **(groups or {})}
+        self.groups: dict[str, Group] = {
+            name: Group(name, [self.checks[n] for n in names], _WEIGHS.get(name, weigh_overall), name == STARTUP)
+            for name, names in members.items()
+        }
+        if started:
+            self.groups[STARTUP].latched, self.groups[STARTUP].status = True, Status.PASS
+        # The overall status is the group of every check. When a shared
+        # dependency dies and thousands of checks flip at once, recounting them
+        # all each time would be quadratic: groups count per transition.
+        self.overall = Group(OVERALL, list(self.checks.values()), weigh_overall)
+        self._groups_of: dict[str, list[Group]] = {name: [self.overall] for name in self.checks}
+        for group in self.groups.values():
+            for name in group.members:
+                self._groups_of[name].append(group)
+
+    @property
+    def status(self) -> Status:
+        return self.overall.status
+
+    @property
+    def ready(self) -> bool:
+        return self.groups[READY].ok
 
     def record(self, name: str, result: Result, finished: float | None = None) -> None:
         state = self.checks[name]
-        before, weight = state.effective, _weight(state)
+        before = state.effective
         state.record(result, time.monotonic() if finished is None else finished)
-        self.version += 1
-        if state.effective is not before:
-            self._transition(state, before, weight)
+        self._changed(state, before)
+
+    def hold(self, name: str, parent: str, now: float | None = None) -> None:
+        """The check was not run because `parent` fails: publish fail (dependency)."""
+        state = self.checks[name]
+        before = state.effective
+        state.held_by, state.stale = parent, False
+        state.last_finished = time.monotonic() if now is None else now  # decided, so not stale
+        self._changed(state, before)
+
+    def failing_parent(self, name: str) -> str | None:
+        """The first check `name` depends on whose published verdict is fail."""
+        for parent in self.checks[name].depends_on:
+            if self.checks[parent].effective is Status.FAIL:
+                return parent
+        return None
+
+    def set_fleet(self, name: str, fleet: Fleet | None, gates: bool) -> None:
+        """What the peers say about a failing shared check (peers.py writes it)."""
+        state = self.checks[name]
+        if (state.fleet, state.fleet_gates) == (fleet, gates):
+            return
+        state.fleet, state.fleet_gates = fleet, gates
+        self._changed(state, state.effective)
 
     def mark_stale(self, now: float | None = None) -> None:
         """Publish fail for every check whose last run is too old."""
@@ -138,38 +298,28 @@ class Store:
         for state in self.checks.values():
             overdue = state.last_finished is not None and now - state.last_finished > state.stale_after
             if overdue and not state.stale:
-                before, weight = state.effective, _weight(state)
+                before = state.effective
                 state.stale = True
-                self.version += 1
-                self._transition(state, before, weight)
+                self._changed(state, before)
 
-    def _transition(self, state: CheckState, before: Status | None, weight_before: Status | None) -> None:
-        self._weights[weight_before] -= 1
-        self._weights[_weight(state)] += 1
-        self._aggregate()
-        if self._on_transition is not None:
+    def _judge_scope(self, state: CheckState) -> None:
+        """A failing shared check does not gate readiness until the peers say
+        the fault is local; passing, it has nothing to ask."""
+        if state.scope != "shared" or state.effective is not Status.FAIL:
+            state.fleet, state.fleet_gates = None, True
+        elif state.fleet is None:
+            state.fleet, state.fleet_gates = (Fleet.ASKING if self._peers else Fleet.NO_PEERS), False
+
+    def _changed(self, state: CheckState, before: Status | None) -> None:
+        self.version += 1
+        self._judge_scope(state)
+        for group in self._groups_of[state.name]:
+            group.update(state)
+        if state.effective is not before and self._on_transition is not None:
             self._on_transition(state, before)
 
-    def _aggregate(self) -> None:
-        """Overall status: the worst critical verdict (pending counts as fail);
-        a failing non-critical check can make it warn, never fail."""
-        if self._weights[Status.FAIL]:
-            self.status = Status.FAIL
-        elif self._weights[Status.WARN]:
-            self.status = Status.WARN
-        else:
-            self.status = Status.PASS
-        self.ready = self.status is not Status.FAIL
 
-
-def _weight(state: CheckState) -> Status | None:
-    """What one check contributes to the overall status (None: nothing)."""
-    verdict = state.effective
-    if state.critical:
-        return verdict or Status.FAIL
-    if verdict is Status.FAIL:
-        return Status.WARN
-    return verdict
+_WEIGHS: dict[str, Weigh] = {READY: weigh_ready, STARTUP: weigh_startup}
 
 
 def _state_for(check: AnyCheck) -> CheckState:
@@ -184,4 +334,6 @@ def _state_for(check: AnyCheck) -> CheckState:
         failure_threshold=opts.failure_threshold,
         success_threshold=opts.success_threshold,
         gauges=check.gauges,
+        scope=opts.scope,
+        depends_on=tuple(opts.depends_on),
     )

@@ -18,8 +18,8 @@ from prometheus_client.exposition import choose_encoder
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
-from probed.report import CONTENT_TYPE, render_check, render_health
-from probed.store import Store
+from probed.report import CONTENT_TYPE, render_check, render_group_verbose, render_health
+from probed.store import LIVE, Store
 
 log = structlog.get_logger("probed.web")
 
@@ -54,13 +54,27 @@ class Handlers:
         self.public_registry = create_registry(daemon, observed=False) if self.server.details == "token" else registry
         self.cache = HealthCache()
 
-    async def live(self, request: web.Request) -> web.Response:
-        status = Status.PASS if self.daemon.alive() else Status.FAIL
-        return _health_response(_STATUS_BODIES[status], http_status(status))
+    async def group(self, request: web.Request) -> web.Response:
+        """/health/ready, /health/startup, /health/live and /health/{group}.
 
-    async def ready(self, request: web.Request) -> web.Response:
-        status = Status.PASS if self.daemon.store.ready else Status.FAIL
-        return _health_response(_STATUS_BODIES[status], http_status(status))
+        Without a query this is one lookup and a constant body; ?exclude=
+        computes from the group's cached weights, never waiting on a check."""
+        name = request.match_info["group"]
+        store = self.daemon.store
+        group = store.groups.get(name)
+        if group is None:
+            raise web.HTTPNotFound(reason="no such group or path")
+        alive = self.daemon.alive() if name == LIVE else True
+        if not request.query:
+            status = group.status if alive else Status.FAIL
+            return _health_response(_STATUS_BODIES[status], http_status(status))
+        excluded = _excluded(request, store)
+        status = group.status_without(excluded) if excluded else group.status
+        status = status if alive else Status.FAIL
+        if "verbose" not in request.query:
+            return _health_response(_STATUS_BODIES[status], http_status(status))
+        text = render_group_verbose(store, group, status, excluded, self._details_allowed(request), alive)
+        return web.Response(text=text, status=http_status(status), headers=HEADERS, content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
         store = self.daemon.store
@@ -95,6 +109,15 @@ class Handlers:
         return True
 
 
+def _excluded(request: web.Request, store: Store) -> frozenset[str]:
+    """?exclude=NAME, repeatable; a name that is no check is a typo worth a 400."""
+    excluded = frozenset(request.query.getall("exclude", []))
+    unknown = sorted(excluded - store.checks.keys())
+    if unknown:
+        raise web.HTTPBadRequest(reason=f"exclude names no configured check: {', '.join(unknown)}"[:200])
+    return excluded
+
+
 def _health_response(body: bytes, status: int) -> web.Response:
     response = web.Response(body=body, status=status, headers=HEADERS)
     response.content_type = CONTENT_TYPE
@@ -126,10 +149,9 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190})
     app[DAEMON] = daemon
     handlers = Handlers(daemon, registry)
-    app.router.add_get("/health/live", handlers.live)
-    app.router.add_get("/health/ready", handlers.ready)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
+    app.router.add_get("/health/{group}", handlers.group)  # ready, startup, live and the configured groups
     app.router.add_get("/metrics", handlers.metrics)
     app.cleanup_ctx.append(_run_checks)
     return app

@@ -84,8 +84,26 @@ INVALID = {
         "11: checks.root.write_test: Input should be a valid boolean, unable to interpret input (got 'perhaps')",
         "12: checks.root.fail_free_bytes: invalid size 'lots' (use 500MB, 10GiB or bytes)",
         f"14: checks.db.type: unknown check type 'nosuchkind' (one of: {TYPES})",
-        "15: extra: unknown key (expected server, scheduler, defaults, checks)",
+        "15: extra: unknown key (expected server, scheduler, defaults, groups, peers, checks)",
     ],
+    "invalid-groups.yaml": [
+        "4: groups.ready[1]: unknown check 'dbb' (configured: db)",
+        "5: groups.checks: 'checks' is reserved (/health/checks means something else)",
+        "6: groups.bad name!: group names use letters, digits, '_', '.', '-' (at most 63)",
+        "7: groups.payments: a group is a list of check names",
+    ],
+    "invalid-depends-on.yaml": [
+        "2: checks.a.depends_on: a cycle: a -> b -> c -> a",
+        "5: checks.d.depends_on[0]: unknown check 'nosuch' (configured: a, b, c, d, e)",
+        "6: checks.e.depends_on: a cycle: e -> e",
+    ],
+    "invalid-peers.yaml": [
+        "4: peers.quorum: Input should be less than or equal to 1 (got 2)",
+        "5: peers.alone: Input should be 'fail' or 'pass' (got 'maybe')",
+        "6: peers.resolver: resolver takes host:port with a port from 1 to 65535, got 'nowhere'",
+        "8: checks.db.scope: Input should be 'local' or 'shared' (got 'everywhere')",
+    ],
+    "invalid-peers-source.yaml": ["1: peers: give dns (with port) or static, exactly one of them"],
 }
 
 
@@ -219,3 +237,26 @@ def test_schema_describes_every_kind() -> None:
     assert schema["properties"].keys() >= {"server", "defaults", "checks"}
     assert {"DiskOptions", "HttpOptions"} <= schema["$defs"].keys()
     assert schema["$defs"]["HttpOptions"]["additionalProperties"] is False
+
+
+def test_groups_default_to_the_critical_checks_and_say_what_gates_readiness() -> None:
+    text = """
+checks:
+  db: {type: disk, path: /}
+  cache: {type: disk, path: /tmp, critical: false}
+"""
+    config = parse_config(text, "t.yaml")
+    assert dict(config.groups) == {"ready": ("db",), "startup": ("db",), "live": ()}
+    text += """
+groups:
+  ready: [db, cache]
+  payments: [cache]
+  live:
+"""
+    config = parse_config(text, "t.yaml")
+    assert dict(config.groups) == {
+        "ready": ("db", "cache"),
+        "startup": ("db", "cache"),
+        "live": (),
+        "payments": ("cache",),
+    }

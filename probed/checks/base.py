@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -33,6 +33,14 @@ class CommonOptions(ProbedModel):
     levels: dict[str, Levels] = Field(
         default_factory=dict,
         description="warn/fail levels on any number the check observes, e.g. {query_time: {warn_above: 0.2}}",
+    )
+    scope: Literal["local", "shared"] = Field(
+        "local",
+        description="shared: every replica uses this dependency; when it fails here, the peers "
+        "tell a shared outage (readiness stays up) from a local fault (readiness fails)",
+    )
+    depends_on: tuple[str, ...] = Field(
+        (), description="checks this one needs: while one of them fails, this one is not run (reason dependency)"
     )
 
     @model_validator(mode="after")

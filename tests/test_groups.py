@@ -1,0 +1,146 @@
+"""Groups: their aggregates, the startup latch, ?exclude and ?verbose, depends_on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from probed.checks.base import Check, CheckOptions
+from probed.model import CheckFailed, Outcome, Reason, Status
+from probed.scheduler import Scheduler
+from probed.store import Store
+from tests.test_web import Client, daemon, failed, passed
+
+THREE = {
+    "db": {"type": "disk", "path": "/"},
+    "cache": {"type": "disk", "path": "/tmp"},
+    "mail": {"type": "disk", "path": "/var", "critical": False},
+}
+
+
+async def test_each_group_answers_by_its_own_checks(aiohttp_client: Client) -> None:
+    d = daemon(THREE, groups={"ready": ["db"], "payments": ["cache", "mail"]})
+    client: TestClient = await aiohttp_client(d.app)
+    for name in THREE:
+        d.store.record(name, passed())
+    d.store.record("cache", failed())
+    assert (await client.get("/health/ready")).status == 200  # cache is not in ready
+    payments = await client.get("/health/payments")
+    assert payments.status == 503 and await payments.json(content_type=None) == {"status": "fail"}
+    assert (await client.get("/health")).status == 503  # the overall status still counts every check
+    assert (await client.get("/health/live")).status == 200  # live holds no dependency check
+    missing = await client.get("/health/nosuch")
+    assert missing.status == 404 and await missing.json() == {"error": "no such group or path"}
+    d.store.record("mail", failed())
+    d.store.record("cache", passed())
+    payments = await client.get("/health/payments")
+    assert payments.status == 200 and await payments.json(content_type=None) == {"status": "warn"}
+
+
+async def test_startup_latches_once_every_check_has_passed(aiohttp_client: Client) -> None:
+    d = daemon(THREE)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("db", passed())
+    assert (await client.get("/health/startup")).status == 503  # cache has not passed yet
+    d.store.record("cache", failed())
+    assert (await client.get("/health/startup")).status == 503
+    d.store.record("cache", passed())
+    assert (await client.get("/health/startup")).status == 200
+    d.store.record("db", failed())
+    assert (await client.get("/health/startup")).status == 200  # latched: kubelet stopped asking
+    assert (await client.get("/health/ready")).status == 503
+    assert d.registry.get_sample_value("probed_group_status", {"group": "startup", "probed_group_status": "pass"}) == 1
+    assert d.registry.get_sample_value("probed_group_status", {"group": "ready", "probed_group_status": "fail"}) == 1
+
+
+async def test_exclude_answers_as_if_the_check_were_not_in_the_group(aiohttp_client: Client) -> None:
+    d = daemon(THREE)
+    client: TestClient = await aiohttp_client(d.app)
+    for name in THREE:
+        d.store.record(name, passed())
+    d.store.record("cache", failed())
+    assert (await client.get("/health/ready")).status == 503
+    assert (await client.get("/health/ready?exclude=cache")).status == 200
+    assert (await client.get("/health/ready?exclude=db")).status == 503
+    assert (await client.get("/health/ready?exclude=db&exclude=cache")).status == 200
+    assert (await client.get("/health/ready?exclude=mail")).status == 503  # not a member: no effect
+    typo = await client.get("/health/ready?exclude=cahce")
+    assert typo.status == 400 and await typo.json() == {"error": "exclude names no configured check: cahce"}
+
+
+async def test_verbose_lists_each_check_in_the_kubernetes_style(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(
+        THREE,
+        groups={"ready": ["db", "cache", "mail"]},
+        server={"details": "token", "token_file": str(tmp_path / "token")},
+    )
+    client: TestClient = await aiohttp_client(d.app)
+    for name in THREE:
+        d.store.record(name, passed())
+    d.store.record("cache", failed())
+    d.store.record("mail", failed())
+    anonymous = await client.get("/health/ready?verbose")
+    assert anonymous.status == 503 and anonymous.headers["Content-Type"].startswith("text/plain")
+    assert await anonymous.text() == (
+        "[+]db ok\n[-]cache failed: unexpected\n[+]mail failed: unexpected (non-critical)\nready check failed\n"
+    )
+    authorized = await client.get("/health/ready?verbose&exclude=cache", headers={"Authorization": "Bearer let-me-see"})
+    assert authorized.status == 200
+    assert await authorized.text() == (
+        "[+]db ok\n"
+        "[+]cache excluded: failed: unexpected: /: 1% free, below the fail level of 5%\n"
+        "[+]mail failed: unexpected: /: 1% free, below the fail level of 5% (non-critical)\n"
+        "ready check passed\n"
+    )
+    head = await client.head("/health/ready?verbose")
+    assert head.status == 503 and await head.read() == b""
+
+
+async def test_a_child_is_held_while_its_parent_fails() -> None:
+    d = daemon({"db": {"type": "disk", "path": "/"}, "orders": {"type": "disk", "path": "/", "depends_on": ["db"]}})
+    store = d.store
+    store.record("db", passed())
+    store.record("orders", passed())
+    store.record("db", failed())
+    assert store.failing_parent("orders") == "db"
+    store.hold("orders", "db")
+    orders = store.checks["orders"]
+    assert (orders.effective, orders.reason) == (Status.FAIL, Reason.DEPENDENCY)
+    assert orders.output == "not run: it depends on db, which fails"
+    assert d.registry.get_sample_value("probed_check_dependency_failing", {"check": "orders", "type": "disk"}) == 1
+    store.record("db", passed())
+    assert store.failing_parent("orders") is None
+    store.record("orders", passed())  # the next run goes ahead, and speaks for itself
+    assert (orders.effective, orders.reason) == (Status.PASS, None)
+    assert d.registry.get_sample_value("probed_check_dependency_failing", {"check": "orders", "type": "disk"}) == 0
+
+
+class Counted(Check[CheckOptions]):
+    def __init__(self, name: str, options: CheckOptions, outcome: Status) -> None:
+        super().__init__(name, options)
+        self.outcome, self.runs = outcome, 0
+
+    async def run(self) -> Outcome:
+        self.runs += 1
+        if self.outcome is Status.FAIL:
+            raise CheckFailed("down", Reason.REFUSED)
+        return Outcome()
+
+
+async def test_the_scheduler_does_not_run_a_child_of_a_failing_parent() -> None:
+    fast: dict[str, Any] = {"type": "test", "interval": 0.05, "timeout": 0.04}
+    parent = Counted("db", CheckOptions(**fast), Status.FAIL)
+    child = Counted("orders", CheckOptions(**fast, depends_on=("db",)), Status.PASS)
+    store = Store([parent, child])
+    scheduler = Scheduler(
+        [parent, child], store, initial_offset=lambda check: 0.0 if check is parent else 0.02, phase=None
+    )
+    await scheduler.start()
+    await asyncio.sleep(0.3)
+    await scheduler.stop()
+    assert parent.runs >= 3 and child.runs == 0
+    assert store.checks["orders"].reason is Reason.DEPENDENCY
