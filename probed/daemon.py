@@ -21,6 +21,7 @@ from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
+from probed.peers import Peers, new_instance_id
 from probed.scheduler import Offset, Scheduler, first_run_soon
 from probed.store import STARTUP, Store, Transition
 
@@ -44,14 +45,27 @@ class Daemon:
         self.store = Store(self.checks, on_transition, groups=config.groups, peers=config.peers is not None)
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
+        self.instance = new_instance_id()
+        self.peers: Peers | None = None
+        if config.peers is not None:  # peers, like server settings, take effect on restart
+            token = (
+                config.server.token.get_secret_value()
+                if config.server.details == "token" and config.server.token
+                else None
+            )
+            self.peers = Peers(config.peers, lambda: self.store, config.server.host_port[1], self.instance, token)
 
     def alive(self) -> bool:
         return self.scheduler.alive()
 
     async def start(self) -> None:
         await self.scheduler.start()
+        if self.peers is not None:
+            await self.peers.start()
 
     async def stop(self) -> None:
+        if self.peers is not None:
+            await self.peers.stop()
         await self.scheduler.stop()
         await _close(self.checks)
 
@@ -92,7 +106,7 @@ class Daemon:
             {name: self.store.checks[name] for name in kept},
             groups=config.groups,
             started=self.store.groups[STARTUP].latched,  # startup succeeds once, for good
-            peers=config.peers is not None,
+            peers=self.config.peers is not None,
         )
 
         def next_run(check: AnyCheck) -> float:

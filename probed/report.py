@@ -31,6 +31,8 @@ def check_entry(state: CheckState, details: bool) -> dict[str, Any]:
     }
     if state.last is not None:
         entry["time"] = _iso(state.last.started_at)
+    if state.fleet is not None:
+        entry["fleet"] = fleet_entry(state)
     if not details:
         return entry
     last = state.last
@@ -46,6 +48,33 @@ def check_entry(state: CheckState, details: bool) -> dict[str, Any]:
         entry["duration"] = round(last.duration, 6)
         entry["observed"] = {key: {"value": o.value, "unit": o.unit} for key, o in last.observed.items()}
     return entry
+
+
+def fleet_entry(state: CheckState) -> dict[str, Any]:
+    """A failing shared check: which case holds, in words and in fields."""
+    assert state.fleet is not None
+    entry: dict[str, Any] = {
+        "case": state.fleet.value,
+        "gatesReadiness": not state.readiness_ignores_failure,
+        "says": fleet_words(state),
+    }
+    if state.fleet_counts is not None:
+        entry["failing"], entry["answering"] = state.fleet_counts
+    return entry
+
+
+def fleet_words(state: CheckState) -> str:
+    assert state.fleet is not None
+    counts = state.fleet_counts
+    seen = f" ({counts[0]} of {counts[1]} answering replicas see it failing)" if counts else ""
+    return {
+        Fleet.NO_PEERS: "fails here; no peers are configured, so readiness does not depend on it",
+        Fleet.ASKING: "fails here; asking the peers whether it fails for them too",
+        Fleet.SHARED_OUTAGE: f"shared outage{seen}: readiness stays up, since removing every replica helps nobody",
+        Fleet.LOCAL_FAULT: f"local fault{seen}: the other replicas reach it, this one does not",
+        Fleet.ALONE: "no peer answered: "
+        + ("this replica is taken as the one cut off (alone: fail)" if state.fleet_gates else "alone: pass"),
+    }[state.fleet]
 
 
 def health_document(store: Store, details: bool) -> dict[str, Any]:
@@ -85,14 +114,6 @@ def _iso(timestamp: float) -> str:
 
 # -- a group, one line per check (Kubernetes /readyz?verbose style) ---------------------
 
-_FLEET_NOTES = {
-    Fleet.NO_PEERS: "shared, no peers configured: does not gate readiness",
-    Fleet.ASKING: "shared: asking the peers whether it fails for them too",
-    Fleet.SHARED_OUTAGE: "shared outage: the peers see it failing too",
-    Fleet.LOCAL_FAULT: "local fault: the peers see it passing",
-    Fleet.ALONE: "no peer answered",
-}
-
 
 def render_group_verbose(
     store: Store, group: Group, status: Status, excluded: frozenset[str], details: bool, alive: bool = True
@@ -124,10 +145,6 @@ def _verbose_verdict(state: CheckState, details: bool) -> str:
         if details and verdict is Status.WARN and state.output:
             text += f": {state.output}"
     notes = [] if state.critical else ["non-critical"]
-    if state.fleet is not None and verdict is Status.FAIL:
-        notes.append(_FLEET_NOTES[state.fleet] + ("" if state.fleet is not Fleet.ALONE else _alone(state)))
+    if state.fleet is not None:
+        notes.append(fleet_words(state))
     return text + (f" ({'; '.join(notes)})" if notes else "")
-
-
-def _alone(state: CheckState) -> str:
-    return ": gates readiness (alone: fail)" if state.fleet_gates else ": does not gate readiness (alone: pass)"

@@ -41,6 +41,7 @@ class CheckState:
     held_by: str | None = None  # a parent (depends_on) whose failure keeps this check from running
     fleet: Fleet | None = None  # for a failing shared check: what the peers say
     fleet_gates: bool = True  # whether that failure gates readiness
+    fleet_counts: tuple[int, int] | None = None  # (failing, answering) replicas, this one included
     passed_once: bool = False  # published pass or warn at least once (startup latches on it)
     failing_since: float | None = None  # wall clock start of the first run of the current failure streak
     last: Result | None = None
@@ -284,12 +285,12 @@ class Store:
                 return parent
         return None
 
-    def set_fleet(self, name: str, fleet: Fleet | None, gates: bool) -> None:
+    def set_fleet(self, name: str, fleet: Fleet, gates: bool, counts: tuple[int, int] | None = None) -> None:
         """What the peers say about a failing shared check (peers.py writes it)."""
         state = self.checks[name]
-        if (state.fleet, state.fleet_gates) == (fleet, gates):
-            return
-        state.fleet, state.fleet_gates = fleet, gates
+        if state.fleet is None or (state.fleet, state.fleet_gates, state.fleet_counts) == (fleet, gates, counts):
+            return  # passing again, or nothing new
+        state.fleet, state.fleet_gates, state.fleet_counts = fleet, gates, counts
         self._changed(state, state.effective)
 
     def mark_stale(self, now: float | None = None) -> None:
@@ -306,7 +307,7 @@ class Store:
         """A failing shared check does not gate readiness until the peers say
         the fault is local; passing, it has nothing to ask."""
         if state.scope != "shared" or state.effective is not Status.FAIL:
-            state.fleet, state.fleet_gates = None, True
+            state.fleet, state.fleet_gates, state.fleet_counts = None, True, None
         elif state.fleet is None:
             state.fleet, state.fleet_gates = (Fleet.ASKING if self._peers else Fleet.NO_PEERS), False
 

@@ -89,6 +89,27 @@ class Handlers:
         status = state.effective or Status.FAIL
         return _health_response(render_check(state, details), http_status(status))
 
+    async def peer_view(self, request: web.Request) -> web.Response:
+        """What the other replicas ask while a shared check fails for them
+        (probed/peers.py): this replica's last run of the check and when it began."""
+        if self.server.details == "token" and not self._details_allowed(request):
+            raise web.HTTPUnauthorized(
+                reason="peers must send the bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        name = request.match_info["name"]
+        state = self.daemon.store.checks.get(name)
+        if state is None:
+            raise web.HTTPNotFound(reason="no such check")
+        last = state.last
+        answer = {
+            "check": name,
+            "status": (state.effective or Status.FAIL).value,
+            "last": last.status.value if last else None,
+            "time": last.started_at if last else None,
+            "instance": self.daemon.instance,
+        }
+        return web.json_response(answer, headers=HEADERS)
+
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         registry = self.registry if self._details_allowed(request) else self.public_registry
@@ -152,6 +173,7 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
     app.router.add_get("/health/{group}", handlers.group)  # ready, startup, live and the configured groups
+    app.router.add_get("/peers/checks/{name}", handlers.peer_view)
     app.router.add_get("/metrics", handlers.metrics)
     app.cleanup_ctx.append(_run_checks)
     return app

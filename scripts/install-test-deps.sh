@@ -6,7 +6,9 @@
 #   prometheus and haproxy are the real clients of the integration tests;
 #   nats-server and mosquitto (with mosquitto_passwd) are the brokers of the
 #   nats and mqtt checks' tests; podman with runc builds and runs the
-#   container image, and debootstrap makes its stand-in base image.
+#   container image, and debootstrap makes its stand-in base image;
+#   dnsmasq answers the peer name of the fleet tests on a port of its own
+#   (run by the tests with --no-resolv --no-hosts, never as a service).
 set -euo pipefail
 
 packages=()
@@ -20,6 +22,7 @@ command -v mosquitto_passwd >/dev/null 2>&1 || packages+=(mosquitto)
 command -v podman >/dev/null 2>&1 || packages+=(podman slirp4netns uidmap fuse-overlayfs)
 command -v runc >/dev/null 2>&1 || packages+=(runc)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
 
 if ((${#packages[@]} == 0)); then
     exit 0

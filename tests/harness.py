@@ -6,6 +6,7 @@ Never the machine's shared services on the standard ports.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -531,3 +533,126 @@ class GrpcServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+# -- DNS (dnsmasq) and a TCP proxy a test can cut ----------------------------------
+
+
+class DnsServer:
+    """dnsmasq on a free UDP port of 127.0.0.1, answering only from a hosts file
+    the test writes (no upstream, no /etc/hosts, never the system's service)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.hosts = directory / "hosts"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, records: dict[str, list[str]]) -> None:
+        binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+        if not os.path.exists(binary):
+            raise RuntimeError("dnsmasq not found: run scripts/install-test-deps.sh (Debian package dnsmasq-base)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.hosts.write_text(
+            "".join(f"{address} {name}\n" for name, addresses in records.items() for address in addresses)
+        )
+        args = [
+            binary,
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            f"--port={self.port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            f"--addn-hosts={self.hosts}",
+            f"--pid-file={self.directory / 'dnsmasq.pid'}",
+            "--cache-size=0",
+            # Authoritative for the records' domains: an unknown name there is NXDOMAIN.
+            *sorted({f"--local=/{name.rsplit('.', 1)[-1]}/" for name in records}),
+        ]
+        if os.geteuid() == 0:
+            args.append("--user=root")  # dnsmasq drops to `nobody`, who cannot read pytest's private tmp_path
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(self._answers, f"dnsmasq on port {self.port}")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"dnsmasq exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            # A query for the root's SOA: any well-formed answer means dnsmasq is up.
+            sock.sendto(
+                b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01", ("127.0.0.1", self.port)
+            )
+            try:
+                return sock.recv(512)[:2] == b"\x12\x34"
+            except OSError:
+                return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target port; cut() drops every connection
+    and refuses new ones (a broken path from one replica), heal() restores it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def heal(self) -> None:
+        self.start()

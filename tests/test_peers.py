@@ -1,0 +1,197 @@
+"""Peers: the fleet's verdict, the peer answer, DNS resolution, and what a
+shared check does to readiness (the processes end to end are in test_fleet.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from probed.config import PeersOptions
+from probed.model import Fleet, Status
+from probed.peers import Answer, Peers, judge, parse_answer, resolve
+from tests.harness import DnsServer
+from tests.servers import closed_port, serve_app, silent_listener
+from tests.test_web import Client, daemon, failed, passed
+
+SINCE = 1_000.0  # when the local failure began (wall clock)
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ([], (Fleet.ALONE, True, 1, 1)),
+        ([None, None], (Fleet.ALONE, True, 1, 1)),
+        ([Answer(True, 990.0), Answer(True, 1001.0)], (Fleet.SHARED_OUTAGE, False, 3, 3)),
+        ([Answer(False, 1001.0), Answer(False, 1002.0)], (Fleet.LOCAL_FAULT, True, 1, 3)),
+        ([Answer(False, 1001.0), Answer(True, 1002.0)], (Fleet.SHARED_OUTAGE, False, 2, 3)),  # 2 of 3 >= half
+        ([Answer(False, 1001.0), None], (Fleet.SHARED_OUTAGE, False, 1, 2)),  # 1 of 2 is half
+        ([Answer(False, 999.0), Answer(False, 998.0)], (Fleet.ASKING, False, 1, 1)),  # passed before we failed
+        ([Answer(False, 999.0), Answer(False, 1001.0), Answer(False, 1002.0)], (Fleet.LOCAL_FAULT, True, 1, 3)),
+    ],
+)
+def test_the_fleet_verdict(answers: list[Answer | None], expected: tuple[Fleet, bool, int, int]) -> None:
+    verdict = judge(answers, SINCE, quorum=0.5, alone_fails=True)
+    assert (verdict.fleet, verdict.gates, verdict.failing, verdict.answering) == expected
+
+
+def test_alone_policy_and_quorum() -> None:
+    assert not judge([None], SINCE, quorum=0.5, alone_fails=False).gates
+    two_of_three = [Answer(True, 1001.0), Answer(False, 1001.0)]
+    assert judge(two_of_three, SINCE, quorum=0.75, alone_fails=True).fleet is Fleet.LOCAL_FAULT
+    assert judge(two_of_three, SINCE, quorum=0.6, alone_fails=True).fleet is Fleet.SHARED_OUTAGE
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"last": "fail"}',
+        b'{"last": "maybe", "time": 1, "instance": "x"}',
+        b'{"last": "fail", "time": "yesterday", "instance": "x"}',
+        b'{"last": "fail", "time": 1, "instance": "me"}',  # this replica's own answer
+        b"\xff\xfe",
+    ],
+)
+def test_garbage_and_our_own_answer_are_no_answer(body: bytes) -> None:
+    assert parse_answer(body, instance="me") is None
+
+
+def test_a_peer_answer() -> None:
+    assert parse_answer(b'{"last": "fail", "time": 5.5, "instance": "x"}', "me") == Answer(True, 5.5)
+
+
+@pytest.fixture
+def dns(tmp_path: Path) -> Iterator[DnsServer]:
+    server = DnsServer(tmp_path / "dns")
+    server.start({"probed-peers.test": ["127.0.0.2", "127.0.0.3", "::1"], "other.test": ["127.0.0.9"]})
+    yield server
+    server.stop()
+
+
+async def test_resolve_asks_the_given_dns_server_for_every_address(dns: DnsServer) -> None:
+    server = ("127.0.0.1", dns.port)
+    assert await resolve("probed-peers.test", server, 2.0) == ["127.0.0.2", "127.0.0.3", "::1"]
+    assert await resolve("no-such-name.test", server, 2.0) == []
+    dns.stop()
+    with pytest.raises((OSError, TimeoutError)):
+        await resolve("probed-peers.test", server, 0.3)
+
+
+async def test_a_dns_server_that_never_answers_is_a_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
+        mute.bind(("127.0.0.1", 0))  # receives the query, never answers
+        with pytest.raises(TimeoutError):
+            await resolve("probed-peers.test", mute.getsockname(), 0.3)
+
+
+SHARED = {"db": {"type": "disk", "path": "/", "scope": "shared"}, "local": {"type": "disk", "path": "/tmp"}}
+
+
+def test_without_peers_a_shared_check_never_gates_readiness_but_gates_the_rest() -> None:
+    d = daemon(SHARED)
+    store = d.store
+    store.record("db", passed())
+    store.record("local", passed())
+    assert (store.ready, store.groups["startup"].ok) == (True, True)
+    store.record("db", failed())
+    db = store.checks["db"]
+    assert (db.effective, db.fleet) == (Status.FAIL, Fleet.NO_PEERS)
+    assert store.ready and store.status is Status.FAIL  # /health still says it
+    store.record("db", passed())
+    assert db.fleet is None and store.status is Status.PASS
+
+
+def test_with_peers_the_fleet_decides_what_a_shared_failure_does() -> None:
+    d = daemon(SHARED, peers={"static": ["127.0.0.2:8080"]})
+    store, sample = d.store, d.registry.get_sample_value
+    store.record("db", passed())
+    store.record("local", passed())
+    store.record("db", failed())
+    assert store.checks["db"].fleet is Fleet.ASKING and store.ready  # no evidence yet: no verdict against it
+    store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (3, 3))
+    assert store.ready and store.status is Status.WARN
+    assert sample("probed_check_shared_outage", {"check": "db", "type": "disk"}) == 1
+    store.set_fleet("db", Fleet.LOCAL_FAULT, True, (1, 3))
+    assert not store.ready and store.status is Status.FAIL
+    assert sample("probed_check_shared_outage", {"check": "db", "type": "disk"}) == 0
+    store.set_fleet("db", Fleet.ALONE, False, (1, 1))  # alone: pass
+    assert store.ready and store.status is Status.WARN
+    store.record("db", passed())
+    store.set_fleet("db", Fleet.LOCAL_FAULT, True)  # an answer that arrives after recovery changes nothing
+    assert store.checks["db"].fleet is None and store.ready and store.status is Status.PASS
+
+
+async def test_health_says_which_case_holds(aiohttp_client: Client) -> None:
+    d = daemon(SHARED, peers={"static": ["127.0.0.2:8080"]})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("local", passed())
+    d.store.record("db", failed())
+    d.store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (2, 3))
+    body = await (await client.get("/health")).json(content_type=None)
+    assert body["status"] == "warn"
+    assert body["checks"]["db"][0]["fleet"] == {
+        "case": "shared-outage",
+        "gatesReadiness": False,
+        "says": "shared outage (2 of 3 answering replicas see it failing): readiness stays up, "
+        "since removing every replica helps nobody",
+        "failing": 2,
+        "answering": 3,
+    }
+    verbose = await (await client.get("/health/ready?verbose")).text()
+    assert verbose.splitlines()[0].startswith("[+]db failed: unexpected")
+    assert "shared outage (2 of 3 answering replicas see it failing)" in verbose
+
+
+async def garbage(request: web.Request) -> web.Response:
+    return web.Response(text="<html>not a probed</html>")
+
+
+async def test_unreachable_hanging_and_garbage_peers_are_no_answer(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("fleet-secret\n")
+    peer = daemon(SHARED, server={"details": "token", "token_file": str(tmp_path / "token")})
+    peer.store.record("db", failed())
+    junk = web.Application()
+    junk.router.add_get("/peers/checks/{name}", garbage)
+    async with serve_app(peer.app) as peer_url, serve_app(junk) as junk_url:
+        peer_port, junk_port = int(peer_url.rsplit(":", 1)[1]), int(junk_url.rsplit(":", 1)[1])
+        with silent_listener() as hanging:
+            static = [f"127.0.0.1:{p}" for p in (peer_port, junk_port, hanging, closed_port())]
+            options = PeersOptions(static=tuple(static), timeout=0.5)
+            me = daemon(SHARED, peers={"static": static})
+            with_token = Peers(options, lambda: me.store, 8080, "me", token="fleet-secret")
+            without = Peers(options, lambda: me.store, 8080, "me")
+            await with_token.start()
+            await without.start()
+            try:
+                addresses = await with_token.addresses()
+                answers = await asyncio.gather(*(with_token.ask(h, p, "db") for h, p in addresses))
+                anonymous = await without.ask("127.0.0.1", peer_port, "db")
+            finally:
+                await with_token.stop()
+                await without.stop()
+    [real, *others] = answers
+    assert real is not None and real.failing
+    assert others == [None, None, None]
+    assert anonymous is None  # details: token, and no token: 401
+
+
+async def test_the_peer_answer_needs_the_token_when_details_do(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("fleet-secret\n")
+    d = daemon(SHARED, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("db", failed())
+    refused = await client.get("/peers/checks/db")
+    assert refused.status == 401 and "fleet-secret" not in await refused.text()
+    answer = await client.get("/peers/checks/db", headers={"Authorization": "Bearer fleet-secret"})
+    body = await answer.json()
+    assert (body["check"], body["status"], body["last"], body["time"]) == ("db", "fail", "fail", 1_700_000_010.0)
+    assert body["instance"] == d.daemon.instance
+    assert (await client.get("/peers/checks/nope", headers={"Authorization": "Bearer fleet-secret"})).status == 404
