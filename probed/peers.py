@@ -16,8 +16,11 @@ The conclusion, for one failing shared check:
   none sees it failing: `asking` (no evidence yet; ask again after their
   next run).
 
-A peer's passing answer counts only when its last run started after this
-replica's failure began; a failing answer always counts (the peer saw it fail).
+A peer's passing answer counts only when it passed while this replica was
+failing: its run began after this replica's failure began (else the first
+replica to notice an outage would call it local) and before this replica's
+latest failing run (else the last replica to recover from an outage would).
+A failing answer always counts: the peer saw it fail.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class Answer:
 @dataclass
 class _Asked:
     due: float  # time.monotonic() of the next round
-    failing_since: float | None
+    latest: float  # the latest local failing run it judged: a newer one is new evidence
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,14 @@ class Verdict:
     reachable: int  # peers that answered at all
 
 
-def judge(answers: list[Answer | None], failing_since: float, quorum: float, alone_fails: bool) -> Verdict:
-    """The fleet's verdict on a check failing here since `failing_since`."""
+def judge(answers: list[Answer | None], streak: tuple[float, float], quorum: float, alone_fails: bool) -> Verdict:
+    """The fleet's verdict on a check failing here; `streak`: the wall clock
+    start of the first and of the latest failing run of this failure."""
     reachable = [a for a in answers if a is not None]
     if not reachable:
         return Verdict(Fleet.ALONE, alone_fails, 1, 1, 0)
-    counted = [a for a in reachable if a.failing or a.started_at >= failing_since]
+    first, latest = streak
+    counted = [a for a in reachable if a.failing or first <= a.started_at <= latest]
     if not counted:
         return Verdict(Fleet.ASKING, False, 1, 1, len(reachable))
     failing = 1 + sum(a.failing for a in counted)
@@ -148,11 +153,16 @@ class Peers:
         now = time.monotonic()
         due = []
         for state in store.checks.values():
-            if state.scope != "shared" or state.fleet is None or state.failing_since is None:
+            if (
+                state.scope != "shared"
+                or state.fleet is None
+                or state.failing_since is None
+                or state.last_failure_at is None
+            ):
                 self._asked.pop(state.name, None)
                 continue
             asked = self._asked.get(state.name)
-            if asked is None or asked.due <= now or asked.failing_since != state.failing_since:
+            if asked is None or asked.due <= now or asked.latest != state.last_failure_at:
                 due.append(state)
         if not due:
             return
@@ -160,14 +170,14 @@ class Peers:
         await asyncio.gather(*(self._ask_about(store, state, addresses) for state in due))
 
     async def _ask_about(self, store: Store, state: CheckState, addresses: list[tuple[str, int]]) -> None:
-        failing_since = state.failing_since
-        assert failing_since is not None
+        failing_since, latest = state.failing_since, state.last_failure_at
+        assert failing_since is not None and latest is not None
         answers = await asyncio.gather(*(self.ask(host, port, state.name) for host, port in addresses))
-        verdict = judge(answers, failing_since, self.options.quorum, self.options.alone == "fail")
+        verdict = judge(answers, (failing_since, latest), self.options.quorum, self.options.alone == "fail")
         if state.effective is not Status.FAIL or state.failing_since != failing_since:
             return  # it changed while we asked: the next round judges afresh
         store.set_fleet(state.name, verdict.fleet, verdict.gates, (verdict.failing, verdict.answering))
-        self._asked[state.name] = _Asked(time.monotonic() + self._retry_after(state, verdict), failing_since)
+        self._asked[state.name] = _Asked(time.monotonic() + self._retry_after(state, verdict), latest)
 
     def _retry_after(self, state: CheckState, verdict: Verdict) -> float:
         """Decided: ask again in an interval. Asking: soon, the peers run again within one."""

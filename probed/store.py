@@ -44,6 +44,7 @@ class CheckState:
     fleet_counts: tuple[int, int] | None = None  # (failing, answering) replicas, this one included
     passed_once: bool = False  # published pass or warn at least once (startup latches on it)
     failing_since: float | None = None  # wall clock start of the first run of the current failure streak
+    last_failure_at: float | None = None  # wall clock start of the latest failing run
     last: Result | None = None
     last_finished: float | None = None  # time.monotonic() of the last completed run
     last_success_at: float | None = None  # wall clock of the last passing or warning run
@@ -106,6 +107,7 @@ class CheckState:
         if result.status is Status.FAIL:
             if self.consecutive_failures == 0:
                 self.failing_since = result.started_at
+            self.last_failure_at = result.started_at
             self.consecutive_failures += 1
             self.consecutive_successes = 0
             self.failures[result.reason or Reason.ERROR] += 1

@@ -19,7 +19,7 @@ from tests.harness import DnsServer
 from tests.servers import closed_port, serve_app, silent_listener
 from tests.test_web import Client, daemon, failed, passed
 
-SINCE = 1_000.0  # when the local failure began (wall clock)
+SINCE = (1_000.0, 1_010.0)  # the local failure's first and latest failing runs (wall clock)
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,9 @@ SINCE = 1_000.0  # when the local failure began (wall clock)
         ([Answer(False, 1001.0), None], (Fleet.SHARED_OUTAGE, False, 1, 2)),  # 1 of 2 is half
         ([Answer(False, 999.0), Answer(False, 998.0)], (Fleet.ASKING, False, 1, 1)),  # passed before we failed
         ([Answer(False, 999.0), Answer(False, 1001.0), Answer(False, 1002.0)], (Fleet.LOCAL_FAULT, True, 1, 3)),
+        # Passed after this replica's latest failing run: the outage may be over, not local.
+        ([Answer(False, 1011.0), Answer(False, 1012.0)], (Fleet.ASKING, False, 1, 1)),
+        ([Answer(True, 1005.0), Answer(False, 1011.0)], (Fleet.SHARED_OUTAGE, False, 2, 2)),
     ],
 )
 def test_the_fleet_verdict(answers: list[Answer | None], expected: tuple[Fleet, bool, int, int]) -> None:

@@ -1,0 +1,303 @@
+"""Fleet-safe readiness, groups and depends_on with real processes: several
+`probed serve` replicas on 127.0.0.2-4 (one port), a real PostgreSQL as the
+shared dependency, real DNS for the peer name (dnsmasq), real faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.harness import DnsServer, PostgresServer, TcpProxy
+from tests.servers import app_in_thread, free_port, http_get, poll, silent_listener, target_app
+from tests.test_cli import NO_LEVELS
+
+TOKEN = "fleet-t0ken-secret"
+REPLICAS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
+@dataclass
+class Replica:
+    host: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def health(self) -> dict[str, object]:
+        return json.loads(http_get(f"{self.base}/health")[1])  # type: ignore[no-any-return]
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
+
+@contextmanager
+def replica(tmp_path: Path, host: str, port: int, config: str) -> Iterator[Replica]:
+    """`probed serve` on host:port with this config; stopped with SIGTERM."""
+    directory = tmp_path / host
+    directory.mkdir(exist_ok=True)
+    path = directory / "probed.yaml"
+    path.write_text(f"server:\n  listen: '{host}:{port}'\n{config}")
+    log = directory / "out.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "probed", "serve", "--config", str(path), "--log-format", "json"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = Replica(host, port, log, process)
+    try:
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        assert process.returncode == 0, log.read_text()[-2000:]
+
+
+@dataclass
+class ReadinessWatch:
+    """GETs each replica's /health/ready in a loop and keeps every status seen."""
+
+    replicas: list[Replica]
+    seen: dict[str, list[int]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> ReadinessWatch:
+        self.seen = {r.host: [] for r in self.replicas}
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for r in self.replicas:
+                self.seen[r.host].append(http_get(f"{r.base}/health/ready", timeout=2)[0])
+            self._stop.wait(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def fleet_case(r: Replica, check: str = "db") -> str | None:
+    entry = r.health()["checks"][check][0]  # type: ignore[index]
+    fleet = entry.get("fleet")
+    return fleet["case"] if fleet else None
+
+
+def wait_for_case(r: Replica, case: str | None) -> None:
+    poll(f"{r.base}/health", lambda status, body: status in (200, 503) and _case_in(body) == case)
+
+
+def _case_in(body: str) -> str | None:
+    fleet = json.loads(body)["checks"]["db"][0].get("fleet")
+    return fleet["case"] if fleet else None
+
+
+def shared_config(dsn: str, dns: DnsServer, extra: str = "") -> str:
+    return f"""\
+  details: token
+  token: {TOKEN}
+peers:
+  dns: probed-peers.test
+  resolver: 127.0.0.1:{dns.port}
+  timeout: 500ms
+defaults:
+  interval: 1s
+  timeout: 500ms
+checks:
+  db: {{type: postgres, dsn: '{dsn}', scope: shared}}
+{extra}"""
+
+
+@pytest.fixture
+def dns(tmp_path: Path) -> Iterator[DnsServer]:
+    server = DnsServer(tmp_path / "dns")
+    server.start({"probed-peers.test": REPLICAS})
+    yield server
+    server.stop()
+
+
+@contextmanager
+def fleet(tmp_path: Path, configs: list[str]) -> Iterator[list[Replica]]:
+    port = free_port()
+    with ExitStack() as stack:
+        replicas = [stack.enter_context(replica(tmp_path, host, port, c)) for host, c in zip(REPLICAS, configs)]
+        for r in replicas:
+            poll(f"{r.base}/health/ready", lambda status, _: status == 200)
+        yield replicas
+
+
+def test_a_shared_outage_keeps_every_replica_ready(
+    tmp_path: Path, own_postgres: PostgresServer, dns: DnsServer
+) -> None:
+    config = shared_config(own_postgres.dsn(), dns)
+    with fleet(tmp_path, [config] * 3) as replicas, ReadinessWatch(replicas) as watch:
+        own_postgres.stop()
+        for r in replicas:
+            wait_for_case(r, "shared-outage")
+            health = r.health()
+            assert health["status"] == "warn"
+            fleet_entry = health["checks"]["db"][0]["fleet"]  # type: ignore[index]
+            assert fleet_entry["gatesReadiness"] is False and fleet_entry["answering"] >= 2
+            assert fleet_entry["says"].startswith("shared outage")
+            _, metrics = poll(f"{r.base}/metrics", lambda status, _: status == 200)
+            assert 'probed_check_shared_outage{check="db",type="postgres"} 1.0' in metrics
+            verbose = http_get(f"{r.base}/health/ready?verbose")[1]
+            assert verbose.startswith("[+]db failed: refused (shared outage") and verbose.endswith(
+                "ready check passed\n"
+            )
+        own_postgres.start()
+        for r in replicas:
+            poll(f"{r.base}/health", lambda status, body: status == 200 and json.loads(body)["status"] == "pass")
+    for host, statuses in watch.seen.items():
+        assert statuses and set(statuses) == {200}, f"{host} left the Service: {statuses}"
+    for r in replicas:
+        assert TOKEN not in r.log.read_text()  # the token travels to the peers, never into a log
+
+
+def test_a_local_fault_takes_only_that_replica_out(
+    tmp_path: Path, own_postgres: PostgresServer, dns: DnsServer
+) -> None:
+    proxy = TcpProxy(own_postgres.port)
+    proxy.start()
+    direct = shared_config(own_postgres.dsn(), dns)
+    through_proxy = shared_config(own_postgres.dsn().replace(f":{own_postgres.port}/", f":{proxy.port}/"), dns)
+    try:
+        with fleet(tmp_path, [direct, direct, through_proxy]) as replicas:
+            cut_off, healthy = replicas[2], replicas[:2]
+            with ReadinessWatch(healthy) as watch:
+                proxy.cut()
+                poll(f"{cut_off.base}/health/ready", lambda status, _: status == 503)
+                wait_for_case(cut_off, "local-fault")
+                says = cut_off.health()["checks"]["db"][0]["fleet"]["says"]  # type: ignore[index]
+                assert says.startswith("local fault (1 of 3 answering replicas see it failing)")
+                for r in healthy:
+                    assert fleet_case(r) is None
+                proxy.heal()
+                poll(f"{cut_off.base}/health/ready", lambda status, _: status == 200)
+            for host, statuses in watch.seen.items():
+                assert statuses and set(statuses) == {200}, f"{host} left the Service: {statuses}"
+    finally:
+        proxy.cut()
+
+
+async def _garbage(request: web.Request) -> web.Response:
+    return web.Response(text="this is not probed")
+
+
+@pytest.mark.parametrize(("alone", "ready"), [("fail", 503), ("pass", 200)])
+def test_alone_follows_the_policy(tmp_path: Path, own_postgres: PostgresServer, alone: str, ready: int) -> None:
+    junk = web.Application()
+    junk.router.add_get("/peers/checks/{name}", _garbage)
+    with app_in_thread(junk) as junk_url, silent_listener() as hanging:
+        unreachable = [junk_url.removeprefix("http://"), f"127.0.0.1:{hanging}", f"127.0.0.1:{free_port()}"]
+        config = f"""\
+peers:
+  static: {json.dumps(unreachable)}
+  timeout: 300ms
+  alone: {alone}
+defaults:
+  interval: 1s
+  timeout: 500ms
+checks:
+  db: {{type: postgres, dsn: '{own_postgres.dsn()}', scope: shared}}
+"""
+        with replica(tmp_path, "127.0.0.2", free_port(), config) as r:
+            poll(f"{r.base}/health/ready", lambda status, _: status == 200)
+            own_postgres.stop()
+            wait_for_case(r, "alone")
+            assert http_get(f"{r.base}/health/ready")[0] == ready
+            assert r.health()["status"] == ("fail" if alone == "fail" else "warn")
+
+
+def test_groups_startup_exclude_verbose_and_depends_on(tmp_path: Path, own_postgres: PostgresServer) -> None:
+    with app_in_thread(target_app()) as web_url:
+        config = f"""\
+defaults:
+  interval: 1h
+  timeout: 2s
+groups:
+  ready: [db]
+  payments: [db, orders]
+checks:
+  db: {{type: postgres, dsn: '{own_postgres.dsn()}', interval: 1s, timeout: 500ms}}
+  orders: {{type: http, url: '{web_url}/ok', depends_on: [db], interval: 1s, timeout: 500ms}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+"""
+        with replica(tmp_path, "127.0.0.3", free_port(), config) as r:
+            poll(f"{r.base}/health/startup", lambda status, _: status == 200)
+            poll(f"{r.base}/health/payments", lambda status, _: status == 200)
+            own_postgres.stop()
+            poll(f"{r.base}/health/ready", lambda status, _: status == 503)
+            assert http_get(f"{r.base}/health/startup")[0] == 200  # latched
+            _, verbose = poll(f"{r.base}/health/payments?verbose", lambda _, body: "dependency" in body)
+            assert verbose.splitlines() == [
+                "[-]db failed: refused: " + verbose.splitlines()[0].split(": ", 2)[2],
+                "[-]orders failed: dependency: not run: it depends on db, which fails",
+                "payments check failed",
+            ]
+            assert http_get(f"{r.base}/health/payments?exclude=db&exclude=orders")[0] == 200
+            assert http_get(f"{r.base}/health/payments?exclude=db")[0] == 503
+            assert http_get(f"{r.base}/health/live")[0] == 200  # dependencies play no part
+            held_runs = _runs(r, "orders")
+            db_runs = _runs(r, "db")
+            assert held_runs >= 1 and db_runs >= 1  # orders ran before db failed
+            poll(f"{r.base}/metrics", lambda _, body: _runs_in(body, "db") >= db_runs + 2)
+            metrics = http_get(f"{r.base}/metrics")[1]
+            assert _runs_in(metrics, "orders") == held_runs  # db ran twice more; orders not once
+            assert 'probed_check_dependency_failing{check="orders",type="http"} 1.0' in metrics
+            assert 'probed_group_status{group="startup",probed_group_status="pass"} 1.0' in metrics
+            assert 'probed_group_status{group="payments",probed_group_status="fail"} 1.0' in metrics
+            own_postgres.start()
+            poll(f"{r.base}/health/payments", lambda status, _: status == 200)
+        changes = [
+            (e["check"], e["from"], e["to"], e["reason"])
+            for e in r.log_lines()
+            if e.get("event") == "check_status_changed"
+        ]
+        assert ("orders", "pass", "fail", "dependency") in changes
+
+
+def _runs(r: Replica, check: str) -> float:
+    return _runs_in(http_get(f"{r.base}/metrics")[1], check)
+
+
+def _runs_in(metrics: str, check: str) -> float:
+    pattern = rf'probed_check_runs_total\{{check="{check}",result="(\w+)",type="\w+"\}} ([0-9.e+]+)'
+    return sum(float(m[2]) for m in re.finditer(pattern, metrics))
+
+
+def test_a_new_pod_decides_readiness_with_its_first_runs(tmp_path: Path, own_postgres: PostgresServer) -> None:
+    """Hourly checks: with a random first offset over the interval readiness
+    would stay undecided for up to an hour; the first runs come at once."""
+    config = f"""\
+defaults:
+  interval: 1h
+  timeout: 2s
+checks:
+  db: {{type: postgres, dsn: '{own_postgres.dsn()}'}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+"""
+    with replica(tmp_path, "127.0.0.4", free_port(), config) as r:
+        poll(f"{r.base}/health/ready", lambda status, _: status == 200)
+        poll(f"{r.base}/health/startup", lambda status, _: status == 200)
+    events = [e["event"] for e in r.log_lines()]
+    first_passes = [
+        e["check"] for e in r.log_lines() if e.get("event") == "check_status_changed" and e["from"] == "pending"
+    ]
+    assert sorted(first_passes) == ["db", "disk"]
+    assert events.index("probed_started") < events.index("check_status_changed")
