@@ -123,7 +123,7 @@ def test_sidecar_mode(app_chart: Path, native: bool) -> None:
     pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
     app = pod["containers"][0]
     assert app["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
-    assert app["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert app["startupProbe"]["httpGet"] == {"path": "/health/startup", "port": 8080}  # latches once passed
     assert "livenessProbe" not in app
     if native:
         assert [c["name"] for c in pod["containers"]] == ["shop"]
@@ -157,8 +157,38 @@ def test_app_liveness_on_probed_is_opt_in(app_chart: Path) -> None:
         {"config": {"checks": {"db": "postgres"}}},  # a check that is not a mapping
         {"config": {"checks": {"db": {"dsn": "postgresql://db/app"}}}},  # a check without a type
         {"serviceMonitor": {"enabeld": True}},  # a typo must not pass silently
+        {"peers": {"enabled": True, "alone": "maybe"}},
+        {"peers": {"enabled": True, "quorum": 2}},
     ],
 )
 def test_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         helm.Chart.load(str(CHART)).render(values, name="web", namespace="shop")
+
+
+def test_peers_get_a_headless_service_that_publishes_unready_pods() -> None:
+    documents = render(CHART, {"peers": {"enabled": True, "alone": "pass"}})
+    assert_valid_kubernetes(documents)
+    services = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Service"}
+    assert set(services) == {"web-probed", "web-probed-peers"}
+    peers = services["web-probed-peers"]["spec"]
+    assert peers["clusterIP"] == "None" and peers["publishNotReadyAddresses"] is True
+    assert peers["selector"] == {"app.kubernetes.io/name": "probed", "app.kubernetes.io/instance": "web"}
+    config = parse_config(by_kind(documents, "ConfigMap")["data"]["probed.yaml"], "configmap")
+    assert config.peers is not None
+    assert (config.peers.dns, config.peers.port, config.peers.alone) == (
+        "web-probed-peers.shop.svc.cluster.local",
+        8080,
+        "pass",
+    )
+
+
+def test_sidecar_peers_select_the_application_pods(app_chart: Path) -> None:
+    values = {"probed": {"peers": {"enabled": True, "selector": {"app": "shop"}}}}
+    documents = render(app_chart, values)
+    assert_valid_kubernetes(documents)
+    service = by_kind(documents, "Service")
+    assert service["metadata"]["name"] == "web-probed-peers" and service["spec"]["selector"] == {"app": "shop"}
+    text = by_kind(documents, "ConfigMap")["data"]["probed.yaml"]
+    config = parse_config(text, "configmap", {"DATABASE_URL": "postgresql://db/shop"})
+    assert config.peers is not None and config.peers.dns == "web-probed-peers.shop.svc.cluster.local"

@@ -23,6 +23,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The headless Service whose addresses are the replicas (peers.enabled). */}}
+{{- define "probed.peersService" -}}
+{{- printf "%s-peers" (include "probed.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "probed.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
@@ -30,6 +35,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* probed.yaml, as rendered into the ConfigMap (also hashed to roll pods on change). */}}
 {{- define "probed.configYaml" -}}
 {{- $config := deepCopy .Values.config -}}
+{{- if and .Values.peers.enabled (not $config.peers) -}}
+{{- $dns := printf "%s.%s.svc.%s" (include "probed.peersService" .) .Release.Namespace .Values.peers.clusterDomain -}}
+{{- $peers := dict "dns" $dns "port" (int .Values.port) "quorum" .Values.peers.quorum "alone" .Values.peers.alone "timeout" .Values.peers.timeout -}}
+{{- $_ := set $config "peers" $peers -}}
+{{- end -}}
 {{- if not $config.checks -}}
 {{- $rootDisk := dict "type" "disk" "path" "/" -}}
 {{- $tmp := dict "type" "disk" "path" "/tmp" "write_test" true "critical" false -}}
@@ -172,7 +182,7 @@ readinessProbe:
 {{- if $p.startup }}
 startupProbe:
   httpGet:
-    path: /health/ready
+    path: /health/startup
     port: {{ .Values.port }}
   periodSeconds: {{ $p.startupPeriodSeconds }}
   failureThreshold: {{ $p.startupFailureThreshold }}
