@@ -58,6 +58,10 @@ class Daemon:
     def alive(self) -> bool:
         return self.scheduler.alive()
 
+    def peer_requests(self) -> dict[str, int]:
+        """Requests sent to peers so far, by outcome (answered, unreachable)."""
+        return dict(self.peers.requests) if self.peers is not None else {}
+
     async def start(self) -> None:
         await self.scheduler.start()
         if self.peers is not None:

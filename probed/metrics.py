@@ -49,6 +49,8 @@ class MetricsSource(Protocol):
 
     def alive(self) -> bool: ...
 
+    def peer_requests(self) -> dict[str, int]: ...
+
 
 class ProbedCollector(Collector):
     def __init__(self, source: MetricsSource, observed: bool = True) -> None:
@@ -62,6 +64,7 @@ class ProbedCollector(Collector):
         yield from _per_check_gauges(states)
         yield _group_stateset(store)
         yield from _fleet_gauges(states)
+        yield _peer_requests(self.source.peer_requests())
         yield _status_stateset(states)
         yield from _counters(states)
         yield _duration_histogram(states)
@@ -129,6 +132,15 @@ def _fleet_gauges(states: list[CheckState]) -> Iterator[Metric]:
             outage.add_metric(_labels(state), 1.0 if state.shared_outage else 0.0)
         held.add_metric(_labels(state), 1.0 if state.held_by else 0.0)
     yield from (outage, held)
+
+
+def _peer_requests(counts: dict[str, int]) -> Metric:
+    family = CounterMetricFamily(
+        "probed_peer_requests", "Requests to peers about failing shared checks, by result.", labels=["result"]
+    )
+    for result in ("answered", "unreachable"):
+        family.add_metric([result], counts.get(result, 0))
+    return family
 
 
 def _status_stateset(states: list[CheckState]) -> Metric:

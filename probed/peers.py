@@ -32,6 +32,7 @@ import secrets
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,16 +91,16 @@ def judge(answers: list[Answer | None], streak: tuple[float, float], quorum: flo
     return Verdict(Fleet.LOCAL_FAULT, True, failing, answering, len(reachable))
 
 
-def parse_answer(body: bytes, instance: str) -> Answer | None:
-    """A peer's JSON answer; None for garbage, or for this replica's own answer."""
+def parse_answer(body: bytes) -> tuple[str, Answer] | None:
+    """A peer's JSON answer with the instance that gave it; None for garbage."""
     try:
         data = json.loads(body)
-        if data["instance"] == instance:
+        instance, last, started_at = data["instance"], data["last"], data["time"]
+        if not isinstance(instance, str) or last not in ("pass", "warn", "fail"):
             return None
-        last, started_at = data["last"], data["time"]
-        if last not in ("pass", "warn", "fail") or not isinstance(started_at, (int, float)):
+        if not isinstance(started_at, (int, float)):
             return None
-        return Answer(failing=last == "fail", started_at=float(started_at))
+        return instance, Answer(failing=last == "fail", started_at=float(started_at))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -123,9 +124,10 @@ class Peers:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._asked: dict[str, _Asked] = {}
+        self._own: set[tuple[str, int]] = set()  # addresses that answered with this instance: not asked again
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.requests = 0  # peer requests sent, for benchmarks
+        self.requests: Counter[str] = Counter()  # peer requests by outcome: answered, unreachable
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout)
@@ -188,8 +190,18 @@ class Peers:
     async def ask(self, host: str, port: int, name: str) -> Answer | None:
         """One peer's answer; None when it is unreachable, slow, or answers garbage."""
         assert self._session is not None
-        url = f"http://{_host_in_url(host)}:{port}{PATH.format(name=name)}"
-        self.requests += 1
+        parsed = await self._ask(f"http://{_host_in_url(host)}:{port}{PATH.format(name=name)}")
+        self.requests["unreachable" if parsed is None else "answered"] += 1
+        if parsed is None:
+            return None
+        instance, answer = parsed
+        if instance == self.instance:  # the peer name lists this replica too: it counts once, as itself
+            self._own.add((host, port))
+            return None
+        return answer
+
+    async def _ask(self, url: str) -> tuple[str, Answer] | None:
+        assert self._session is not None
         try:
             async with self._session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
@@ -199,12 +211,12 @@ class Peers:
             return None
         if len(body) > MAX_ANSWER:
             return None
-        return parse_answer(body, self.instance)
+        return parse_answer(body)
 
     async def addresses(self) -> list[tuple[str, int]]:
         """Every replica's (host, port): the static list, or each A/AAAA record of the name."""
         if self.options.static:
-            return [parse_listen(address) for address in self.options.static]
+            return [a for a in map(parse_listen, self.options.static) if a not in self._own]
         assert self.options.dns is not None
         try:
             if self.options.resolver:
@@ -215,7 +227,7 @@ class Peers:
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning("peers_unresolved", name=self.options.dns, error=str(exc) or type(exc).__name__)
             return []
-        return [(host, self.port) for host in hosts]
+        return [(host, self.port) for host in hosts if (host, self.port) not in self._own]
 
 
 def new_instance_id() -> str:

@@ -156,6 +156,7 @@ def test_a_shared_outage_keeps_every_replica_ready(
             assert fleet_entry["says"].startswith("shared outage")
             _, metrics = poll(f"{r.base}/metrics", lambda status, _: status == 200)
             assert 'probed_check_shared_outage{check="db",type="postgres"} 1.0' in metrics
+            assert re.search(r'probed_peer_requests_total\{result="answered"\} [1-9]', metrics)
             verbose = http_get(f"{r.base}/health/ready?verbose")[1]
             assert verbose.startswith("[+]db failed: refused (shared outage") and verbose.endswith(
                 "ready check passed\n"

@@ -59,16 +59,16 @@ def test_alone_policy_and_quorum() -> None:
         b'{"last": "fail"}',
         b'{"last": "maybe", "time": 1, "instance": "x"}',
         b'{"last": "fail", "time": "yesterday", "instance": "x"}',
-        b'{"last": "fail", "time": 1, "instance": "me"}',  # this replica's own answer
+        b'{"last": "fail", "time": 1, "instance": 7}',
         b"\xff\xfe",
     ],
 )
-def test_garbage_and_our_own_answer_are_no_answer(body: bytes) -> None:
-    assert parse_answer(body, instance="me") is None
+def test_garbage_is_no_answer(body: bytes) -> None:
+    assert parse_answer(body) is None
 
 
 def test_a_peer_answer() -> None:
-    assert parse_answer(b'{"last": "fail", "time": 5.5, "instance": "x"}', "me") == Answer(True, 5.5)
+    assert parse_answer(b'{"last": "fail", "time": 5.5, "instance": "x"}') == ("x", Answer(True, 5.5))
 
 
 @pytest.fixture
@@ -183,6 +183,7 @@ async def test_unreachable_hanging_and_garbage_peers_are_no_answer(tmp_path: Pat
     [real, *others] = answers
     assert real is not None and real.failing
     assert others == [None, None, None]
+    assert dict(with_token.requests) == {"answered": 1, "unreachable": 3}
     assert anonymous is None  # details: token, and no token: 401
 
 
@@ -198,3 +199,19 @@ async def test_the_peer_answer_needs_the_token_when_details_do(aiohttp_client: C
     assert (body["check"], body["status"], body["last"], body["time"]) == ("db", "fail", "fail", 1_700_000_010.0)
     assert body["instance"] == d.daemon.instance
     assert (await client.get("/peers/checks/nope", headers={"Authorization": "Bearer fleet-secret"})).status == 404
+
+
+async def test_a_replica_recognises_itself_among_the_peers_and_stops_asking_it() -> None:
+    me = daemon(SHARED, peers={"static": ["127.0.0.1:1"]})
+    me.store.record("db", failed())
+    async with serve_app(me.app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        options = PeersOptions(static=(f"127.0.0.1:{port}",), timeout=0.5)
+        peers = Peers(options, lambda: me.store, port, me.daemon.instance)
+        await peers.start()
+        try:
+            assert await peers.addresses() == [("127.0.0.1", port)]
+            assert await peers.ask("127.0.0.1", port, "db") is None  # its own answer: no evidence
+            assert await peers.addresses() == []  # and not asked again
+        finally:
+            await peers.stop()
