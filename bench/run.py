@@ -550,7 +550,7 @@ def fleet(target: str) -> Section:
             [
                 f"{count} replicas: peer requests per replica per interval, during the outage",
                 f"{peers['requests_per_replica_per_interval']:g}",
-                f"{peers['bound']} (one per other replica per failing shared check)",
+                f"{peers['bound']} (one per other replica per failing shared check), plus one to itself at first",
             ]
         )
         section.rows.append(
