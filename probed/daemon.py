@@ -84,6 +84,9 @@ class Daemon:
                 return self._reload_failed([f"{self.config_path}: {exception_text(exc)}"])
             if config.server != self.config.server:
                 log.warning("config_server_not_reloaded", reason="server settings take effect on restart")
+            if config.peers != self.config.peers:
+                log.warning("config_peers_not_reloaded", reason="peers settings take effect on restart")
+            config = dataclasses.replace(config, peers=self.config.peers)
             await self._replace_checks(config)
             self.config = dataclasses.replace(config, server=self.config.server)
             self.config_load = ConfigLoad(success=True, timestamp=time.time())

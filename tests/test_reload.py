@@ -56,6 +56,7 @@ async def test_bad_config_changes_nothing_good_config_keeps_unchanged_checks(tmp
         assert daemon.store.checks["a"].effective is Status.PASS  # never pending again
         assert daemon.store.checks["b"].critical is False  # changed: new options
         assert daemon.store.ready is False  # c has not run yet: readiness is honest about it
+        assert daemon.store.groups["startup"].ok  # startup passed before the reload: it stays passed
         await wait_for_runs(daemon, ["b", "c"])
         assert daemon.store.ready is True
         runs_before = sum(daemon.store.checks["a"].runs.values())
