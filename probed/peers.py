@@ -128,6 +128,7 @@ class Peers:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.requests: Counter[str] = Counter()  # peer requests by outcome: answered, unreachable
+        self._shared: tuple[Store | None, list[CheckState]] = (None, [])
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout)
@@ -152,15 +153,12 @@ class Peers:
     async def round(self) -> None:
         """Ask about every failing shared check whose answers are due."""
         store = self._store()
+        if self._shared[0] is not store:  # a reload: find the shared checks once per store
+            self._shared = (store, [state for state in store.checks.values() if state.scope == "shared"])
         now = time.monotonic()
         due = []
-        for state in store.checks.values():
-            if (
-                state.scope != "shared"
-                or state.fleet is None
-                or state.failing_since is None
-                or state.last_failure_at is None
-            ):
+        for state in self._shared[1]:
+            if state.fleet is None or state.failing_since is None or state.last_failure_at is None:
                 self._asked.pop(state.name, None)
                 continue
             asked = self._asked.get(state.name)

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from probed.config import PeersOptions
-from probed.model import Fleet, Status
+from probed.model import Fleet, Reason, Result, Status
 from probed.peers import Answer, Peers, judge, parse_answer, resolve
 from tests.harness import DnsServer
 from tests.servers import closed_port, serve_app, silent_listener
@@ -215,3 +215,36 @@ async def test_a_replica_recognises_itself_among_the_peers_and_stops_asking_it()
             assert await peers.addresses() == []  # and not asked again
         finally:
             await peers.stop()
+
+
+def run_at(status: Status, started_at: float) -> Result:
+    reason = Reason.REFUSED if status is Status.FAIL else None
+    return Result(status, started_at, 0.01, "down" if reason else "", reason)
+
+
+@pytest.mark.parametrize(
+    ("peer_runs", "case", "ready"),
+    [
+        ([Status.FAIL, Status.FAIL], Fleet.SHARED_OUTAGE, True),
+        ([Status.PASS, Status.PASS], Fleet.LOCAL_FAULT, False),
+    ],
+)
+async def test_a_round_asks_the_peers_and_writes_the_verdict(peer_runs: list[Status], case: Fleet, ready: bool) -> None:
+    peers_ = [daemon(SHARED) for _ in peer_runs]
+    for peer, status in zip(peers_, peer_runs):
+        peer.store.record("db", run_at(status, 1_700_000_005.0))  # while this replica was failing
+    async with serve_app(peers_[0].app) as first, serve_app(peers_[1].app) as second:
+        static = [url.removeprefix("http://") for url in (first, second)]
+        me = daemon({**SHARED, "local": {"type": "disk", "path": "/tmp", "critical": False}}, peers={"static": static})
+        me.store.record("db", run_at(Status.PASS, 1_699_999_990.0))
+        me.store.record("db", run_at(Status.FAIL, 1_700_000_000.0))
+        me.store.record("db", run_at(Status.FAIL, 1_700_000_010.0))
+        assert me.store.checks["db"].fleet is Fleet.ASKING and me.store.ready
+        peers = Peers(PeersOptions(static=tuple(static), timeout=1.0), lambda: me.store, 8080, me.daemon.instance)
+        await peers.start()
+        try:
+            await peers.round()
+        finally:
+            await peers.stop()
+    db = me.store.checks["db"]
+    assert (db.fleet, db.fleet_counts, me.store.ready) == (case, (3, 3) if ready else (1, 3), ready)
