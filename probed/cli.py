@@ -122,15 +122,30 @@ def check_command(config: Config, names: list[str], output: str) -> int:
 
 
 async def run_checks_once(checks: list[AnyCheck]) -> Store:
-    """Every selected check once, concurrently; thresholds do not apply to one run."""
+    """Every selected check once, concurrently, in waves: a check runs after
+    the selected checks it depends on, and not at all when one of them failed
+    (reason dependency). Thresholds do not apply to one run."""
+    store = Store(checks)
+    waiting = list(checks)
     try:
-        results = await asyncio.gather(*(run_once(check) for check in checks))
+        while waiting:
+            wave = [c for c in waiting if not any(_waits_for(store, p) for p in c.options.depends_on)]
+            waiting = [c for c in waiting if c not in wave]
+            held = {c.name: parent for c in wave if (parent := store.failing_parent(c.name)) is not None}
+            for name, parent in held.items():
+                store.hold(name, parent)
+            runs = [c for c in wave if c.name not in held]
+            for check, result in zip(runs, await asyncio.gather(*(run_once(check) for check in runs))):
+                store.record(check.name, result)
     finally:
         await asyncio.gather(*(check.close() for check in checks), return_exceptions=True)
-    store = Store(checks)
-    for check, result in zip(checks, results):
-        store.record(check.name, result)
     return store
+
+
+def _waits_for(store: Store, parent: str) -> bool:
+    """A selected parent without a verdict yet (config validation rules out cycles)."""
+    state = store.checks.get(parent)
+    return state is not None and state.effective is None
 
 
 class _Interrupted(Exception):

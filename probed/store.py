@@ -283,7 +283,8 @@ class Store:
     def failing_parent(self, name: str) -> str | None:
         """The first check `name` depends on whose published verdict is fail."""
         for parent in self.checks[name].depends_on:
-            if self.checks[parent].effective is Status.FAIL:
+            state = self.checks.get(parent)  # `probed check NAME` may select a child without its parent
+            if state is not None and state.effective is Status.FAIL:
                 return parent
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from probed.checks.base import Check, CheckOptions
 from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.scheduler import Scheduler
 from probed.store import Store
+from tests.servers import closed_port
+from tests.test_cli import NO_LEVELS, probed
 from tests.test_web import Client, daemon, failed, passed
 
 THREE = {
@@ -144,3 +147,24 @@ async def test_the_scheduler_does_not_run_a_child_of_a_failing_parent() -> None:
     await scheduler.stop()
     assert parent.runs >= 3 and child.runs == 0
     assert store.checks["orders"].reason is Reason.DEPENDENCY
+
+
+def test_probed_check_does_not_run_a_child_of_a_failing_parent(tmp_path: Path) -> None:
+    refused = f"http://127.0.0.1:{closed_port()}/"
+    config = tmp_path / "probed.yaml"
+    config.write_text(
+        f"""
+checks:
+  api: {{type: http, url: '{refused}'}}
+  orders: {{type: http, url: '{refused}orders', depends_on: [api]}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+"""
+    )
+    done = probed("check", "--config", str(config), "-o", "json")
+    assert done.returncode == 1
+    checks = json.loads(done.stdout)["checks"]
+    assert (checks["api"][0]["reason"], checks["orders"][0]["reason"]) == ("refused", "dependency")
+    assert checks["orders"][0]["output"] == "not run: it depends on api, which fails"
+    assert checks["disk"][0]["status"] == "pass"
+    alone = probed("check", "orders", "--config", str(config), "-o", "json")  # the parent not selected: it runs
+    assert json.loads(alone.stdout)["checks"]["orders"][0]["reason"] == "refused"
