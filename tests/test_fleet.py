@@ -158,9 +158,8 @@ def test_a_shared_outage_keeps_every_replica_ready(
             assert 'probed_check_shared_outage{check="db",type="postgres"} 1.0' in metrics
             assert re.search(r'probed_peer_requests_total\{result="answered"\} [1-9]', metrics)
             verbose = http_get(f"{r.base}/health/ready?verbose")[1]
-            assert verbose.startswith("[+]db failed: refused (shared outage") and verbose.endswith(
-                "ready check passed\n"
-            )
+            assert re.match(r"\[\+\]db failed: \w+ \(shared outage", verbose), verbose  # refused, or error
+            assert verbose.endswith("ready check passed\n")
         own_postgres.start()
         for r in replicas:
             poll(f"{r.base}/health", lambda status, body: status == 200 and json.loads(body)["status"] == "pass")
@@ -246,8 +245,9 @@ checks:
             poll(f"{r.base}/health/ready", lambda status, _: status == 503)
             assert http_get(f"{r.base}/health/startup")[0] == 200  # latched
             _, verbose = poll(f"{r.base}/health/payments?verbose", lambda _, body: "dependency" in body)
-            assert verbose.splitlines() == [
-                "[-]db failed: refused: " + verbose.splitlines()[0].split(": ", 2)[2],
+            db_line, *rest = verbose.splitlines()
+            assert re.match(r"\[-\]db failed: (refused|error): ", db_line), db_line  # error while shutting down
+            assert rest == [
                 "[-]orders failed: dependency: not run: it depends on db, which fails",
                 "payments check failed",
             ]
