@@ -135,7 +135,8 @@ def _excluded(request: web.Request, store: Store) -> frozenset[str]:
     excluded = frozenset(request.query.getall("exclude", []))
     unknown = sorted(excluded - store.checks.keys())
     if unknown:
-        raise web.HTTPBadRequest(reason=f"exclude names no configured check: {', '.join(unknown)}"[:200])
+        # repr(): a name is the caller's text, and a reason phrase must stay one line.
+        raise web.HTTPBadRequest(reason=f"exclude names no configured check: {', '.join(map(repr, unknown))}"[:200])
     return excluded
 
 

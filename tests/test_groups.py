@@ -71,7 +71,9 @@ async def test_exclude_answers_as_if_the_check_were_not_in_the_group(aiohttp_cli
     assert (await client.get("/health/ready?exclude=db&exclude=cache")).status == 200
     assert (await client.get("/health/ready?exclude=mail")).status == 503  # not a member: no effect
     typo = await client.get("/health/ready?exclude=cahce")
-    assert typo.status == 400 and await typo.json() == {"error": "exclude names no configured check: cahce"}
+    assert typo.status == 400 and await typo.json() == {"error": "exclude names no configured check: 'cahce'"}
+    crlf = await client.get("/health/ready?exclude=a%0d%0aSet-Cookie:%20x&verbose")
+    assert crlf.status == 400 and "Set-Cookie" not in crlf.headers
 
 
 async def test_verbose_lists_each_check_in_the_kubernetes_style(aiohttp_client: Client, tmp_path: Path) -> None:
