@@ -127,6 +127,9 @@ def render_group_verbose(
             continue
         mark = "-" if group.weights[name] is Status.FAIL else "+"
         lines.append(f"[{mark}]{name} {_verbose_verdict(state, details)}")
+    unmatched = sorted(excluded - store.checks.keys())
+    if unmatched:  # a typo must not pass unnoticed, nor fail the probe (as Kubernetes does)
+        lines.append(f"warn: some checks cannot be excluded: no such check {', '.join(map(repr, unmatched))}")
     outcome = "failed" if status is Status.FAIL else "passed"
     lines.append(f"{group.name} check {outcome}")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ of the store (cached by its version); readiness answers are constants.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
 from probed.report import CONTENT_TYPE, render_check, render_group_verbose, render_health
-from probed.store import LIVE, Store
+from probed.store import LIVE, READY, STARTUP, Store
 
 log = structlog.get_logger("probed.web")
 
@@ -55,11 +56,13 @@ class Handlers:
         self.cache = HealthCache()
 
     async def group(self, request: web.Request) -> web.Response:
-        """/health/ready, /health/startup, /health/live and /health/{group}.
+        """/health/{group}: any configured group."""
+        return self.answer_group(request, request.match_info["group"])
 
-        Without a query this is one lookup and a constant body; ?exclude=
-        computes from the group's cached weights, never waiting on a check."""
-        name = request.match_info["group"]
+    def answer_group(self, request: web.Request, name: str) -> web.Response:
+        """A group's answer. Without a query this is one lookup and a constant
+        body; ?exclude= computes from the group's cached weights, never
+        waiting on a check."""
         store = self.daemon.store
         group = store.groups.get(name)
         if group is None:
@@ -68,7 +71,8 @@ class Handlers:
         if not request.query:
             status = group.status if alive else Status.FAIL
             return _health_response(_STATUS_BODIES[status], http_status(status))
-        excluded = _excluded(request, store)
+        # As Kubernetes' /readyz: a name that is no check excludes nothing (verbose says so).
+        excluded = frozenset(request.query.getall("exclude", []))
         status = group.status_without(excluded) if excluded else group.status
         status = status if alive else Status.FAIL
         if "verbose" not in request.query:
@@ -130,14 +134,8 @@ class Handlers:
         return True
 
 
-def _excluded(request: web.Request, store: Store) -> frozenset[str]:
-    """?exclude=NAME, repeatable; a name that is no check is a typo worth a 400."""
-    excluded = frozenset(request.query.getall("exclude", []))
-    unknown = sorted(excluded - store.checks.keys())
-    if unknown:
-        # repr(): a name is the caller's text, and a reason phrase must stay one line.
-        raise web.HTTPBadRequest(reason=f"exclude names no configured check: {', '.join(map(repr, unknown))}"[:200])
-    return excluded
+async def _fixed_group(handlers: Handlers, name: str, request: web.Request) -> web.Response:
+    return handlers.answer_group(request, name)
 
 
 def _health_response(body: bytes, status: int) -> web.Response:
@@ -173,7 +171,9 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     handlers = Handlers(daemon, registry)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
-    app.router.add_get("/health/{group}", handlers.group)  # ready, startup, live and the configured groups
+    for name in (LIVE, READY, STARTUP):  # the probes' groups, each a route of its own
+        app.router.add_get(f"/health/{name}", functools.partial(_fixed_group, handlers, name))
+    app.router.add_get("/health/{group}", handlers.group)  # the configured groups
     app.router.add_get("/peers/checks/{name}", handlers.peer_view)
     app.router.add_get("/metrics", handlers.metrics)
     app.cleanup_ctx.append(_run_checks)
