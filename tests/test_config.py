@@ -98,6 +98,7 @@ INVALID = {
         "6: checks.e.depends_on: a cycle: e -> e",
     ],
     "invalid-peers.yaml": [
+        "1: peers: give dns (with port) or static, exactly one of them",  # reported beside the wrong keys
         "4: peers.quorum: Input should be less than or equal to 1 (got 2)",
         "5: peers.alone: Input should be 'fail' or 'pass' (got 'maybe')",
         "6: peers.resolver: resolver takes host:port with a port from 1 to 65535, got 'nowhere'",
