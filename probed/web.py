@@ -1,14 +1,18 @@
 """The aiohttp app: health endpoints and /metrics, answered from the store only.
 
 No handler awaits a check. /health bodies are rendered at most once per change
-of the store (cached by its version); readiness answers are constants.
+of the store (cached by its version) and format; readiness answers are constants.
+The format of /health and /health/checks/{name} comes from the table in
+probed/report.py, chosen by the Accept header.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -18,7 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
-from probed.report import CONTENT_TYPE, render_check, render_health
+from probed.report import CONTENT_TYPE, Format, Report, negotiate
 from probed.store import Store
 
 log = structlog.get_logger("probed.web")
@@ -31,18 +35,37 @@ def http_status(status: Status) -> int:
     return 503 if status is Status.FAIL else 200
 
 
+@dataclass(frozen=True)
+class _Body:
+    version: int
+    rendered: float  # time.monotonic()
+    body: bytes
+
+
 class HealthCache:
-    """/health bodies, rendered again only when the store (or its version) changes."""
+    """Health bodies per (check or whole report, format, details), rendered again only
+    when the store changes (its version, or a new store after a reload), or when
+    the format's lifetime has passed."""
 
     def __init__(self) -> None:
-        self._bodies: dict[bool, tuple[Store, int, bytes]] = {}
+        self._store: Store | None = None
+        self._bodies: dict[tuple[str | None, str, bool], _Body] = {}
 
-    def body(self, store: Store, details: bool) -> bytes:
-        cached = self._bodies.get(details)
-        if cached is None or cached[0] is not store or cached[1] != store.version:
-            cached = (store, store.version, render_health(store, details))
-            self._bodies[details] = cached
-        return cached[2]
+    def body(self, store: Store, form: Format, details: bool, name: str | None = None) -> bytes:
+        """`name`: one check's report (the caller knows it exists), None: the whole report."""
+        if store is not self._store:
+            self._store, self._bodies = store, {}
+        key = (name, form.name, details)
+        cached = self._bodies.get(key)
+        if cached is None or cached.version != store.version or _expired(cached, form):
+            report = Report.of_store(store, details) if name is None else Report.of_check(store.checks[name], details)
+            cached = _Body(store.version, time.monotonic(), form.render(report))
+            self._bodies[key] = cached
+        return cached.body
+
+
+def _expired(cached: _Body, form: Format) -> bool:
+    return form.lifetime is not None and time.monotonic() - cached.rendered >= form.lifetime
 
 
 class Handlers:
@@ -63,17 +86,18 @@ class Handlers:
         return _health_response(_STATUS_BODIES[status], http_status(status))
 
     async def health(self, request: web.Request) -> web.Response:
-        store = self.daemon.store
-        body = self.cache.body(store, self._details_allowed(request))
-        return _health_response(body, http_status(store.status))
+        store, form = self.daemon.store, _format(request)
+        body = self.cache.body(store, form, self._details_allowed(request))
+        return _formatted_response(body, http_status(store.status), form)
 
     async def one_check(self, request: web.Request) -> web.Response:
-        state = self.daemon.store.checks.get(request.match_info["name"])
+        store, name = self.daemon.store, request.match_info["name"]
+        state = store.checks.get(name)
         if state is None:
             raise web.HTTPNotFound(reason="no such check")
-        details = self._details_allowed(request)
-        status = state.effective or Status.FAIL
-        return _health_response(render_check(state, details), http_status(status))
+        form = _format(request)
+        body = self.cache.body(store, form, self._details_allowed(request), name)
+        return _formatted_response(body, http_status(state.effective or Status.FAIL), form)
 
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -99,6 +123,15 @@ def _health_response(body: bytes, status: int) -> web.Response:
     response = web.Response(body=body, status=status, headers=HEADERS)
     response.content_type = CONTENT_TYPE
     return response
+
+
+def _format(request: web.Request) -> Format:
+    return negotiate(request.headers.get("Accept"), verbose="verbose" in request.query)
+
+
+def _formatted_response(body: bytes, status: int, form: Format) -> web.Response:
+    headers = {**HEADERS, **form.headers, "Content-Type": form.content_type, "Vary": "Accept, Authorization"}
+    return web.Response(body=body, status=status, headers=headers)
 
 
 @web.middleware

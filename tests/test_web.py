@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Observation, Reason, Result, Status
+from probed.report import FORMATS, Format
 from probed.store import Store
 from probed.web import HealthCache, create_app
 from tests.conftest import config_from
@@ -190,14 +191,19 @@ async def test_details_token_covers_the_observed_values_on_metrics(aiohttp_clien
     assert wrong.status == 401
 
 
-async def test_health_body_is_rendered_once_per_change() -> None:
+@pytest.mark.parametrize("form", [f for f in FORMATS.values() if f.lifetime is None], ids=lambda f: f.name)
+async def test_health_body_is_rendered_once_per_change(form: Format) -> None:
     d = daemon(DISKS)
     cache = HealthCache()
-    first = cache.body(d.store, details=True)
-    assert cache.body(d.store, details=True) is first  # no change, no new rendering
+    first = cache.body(d.store, form, details=True)
+    assert cache.body(d.store, form, details=True) is first  # no change, no new rendering
+    assert cache.body(d.store, form, details=False) is not first  # each details flag its own body
+    one = cache.body(d.store, form, details=True, name="root")
+    assert one is not first and cache.body(d.store, form, details=True, name="root") is one
     d.store.record("root", passed())
-    second = cache.body(d.store, details=True)
-    assert second is not first and cache.body(d.store, details=True) is second
+    second = cache.body(d.store, form, details=True)
+    assert second is not first and cache.body(d.store, form, details=True) is second
+    assert cache.body(d.store, form, details=True, name="root") is not one
 
 
 async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:

@@ -1,0 +1,111 @@
+"""The table of formats: content negotiation for what clients really send, and each format over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from probed.report import FORMATS, negotiate
+from tests.test_web import DISKS, daemon, failed, passed
+
+Client = Callable[..., Any]
+
+CHROME = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+    "application/signed-exchange;v=b3;q=0.7"
+)
+FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/png,*/*;q=0.8"
+SAFARI = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+# (Accept header as clients send it, the format probed answers with)
+NEGOTIATION = [
+    (None, "json"),  # kubelet's httpGet probe sends no Accept; nor do HAProxy and most load balancers
+    ("", "json"),
+    ("*/*", "json"),  # curl, wget, Python's urllib, fetch() and XHR
+    ("application/json", "json"),
+    ("application/health+json", "json"),
+    ("application/json, text/plain, */*", "json"),  # axios
+    ("application/*", "json"),
+    ("text/plain", "table"),
+    ("text/html;q=0.5, text/plain;q=0.6", "table"),
+    ("text/*", "table"),  # equally good for text/plain and text/html: the table's order decides
+    ("application/json;q=0.2, text/html;q=0.1", "json"),
+    ("text/html;q=0, */*", "json"),  # q=0 means "not this one"
+    ("text/html;q=0", "json"),  # nothing acceptable: the default, not a 406 (see negotiate)
+    ("image/png", "json"),
+    ("application/xml", "json"),  # JUnit is for `probed check` only
+    ("garbage", "json"),
+    (";;;,,,//", "json"),
+    ("text/html;q=banana, text/plain", "table"),  # an unreadable q counts as 0
+]
+
+
+@pytest.mark.parametrize(("accept", "expected"), NEGOTIATION)
+def test_negotiation_for_what_clients_send(accept: str | None, expected: str) -> None:
+    assert negotiate(accept).name == expected
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", CHROME])
+def test_verbose_means_plain_text_whatever_accept_says(accept: str | None) -> None:
+    assert negotiate(accept, verbose=True).name == "table"
+
+
+def test_every_format_is_one_entry_with_a_name_type_and_renderer() -> None:
+    for name, form in FORMATS.items():
+        assert form.name == name and form.content_type and form.media_types and callable(form.render)
+    assert negotiate(None) is FORMATS["json"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "query", "content_type"),
+    [
+        ("*/*", "", "application/health+json"),
+        ("text/plain", "", "text/plain; charset=utf-8"),
+        ("application/json", "?verbose", "text/plain; charset=utf-8"),
+        ("application/json", "?verbose=1", "text/plain; charset=utf-8"),
+    ],
+)
+async def test_http_answers_in_the_negotiated_format(
+    aiohttp_client: Client, accept: str, query: str, content_type: str
+) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    for path in ("/health", "/health/checks/root"):
+        response = await client.get(path + query, headers={"Accept": accept})
+        assert response.status == 503  # the status code does not depend on the format
+        assert response.headers["Content-Type"] == content_type
+        assert response.headers["Vary"] == "Accept, Authorization"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_plain_text_report(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", passed())
+    d.store.record("scratch", failed())
+    text = await (await client.get("/health?verbose")).text()
+    lines = text.splitlines()
+    assert lines[0].split() == ["CHECK", "TYPE", "STATUS", "TIME", "REASON", "OUTPUT"]
+    assert lines[1].split() == ["root", "disk", "pass", "2ms", "-", "/:", "50%", "free"]
+    assert lines[2].split()[:6] == ["scratch", "disk", "fail", "(non-critical)", "500ms", "unexpected"]
+    assert lines[2].endswith("/: 1% free, below the fail level of 5%")
+    assert lines[-1] == "overall: warn"
+    one = await (await client.get("/health/checks/scratch", headers={"Accept": "text/plain"})).text()
+    assert one.splitlines()[1].split()[0] == "scratch" and one.splitlines()[-1] == "overall: fail"
+
+
+async def test_plain_text_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    anonymous = await (await client.get("/health?verbose")).text()
+    assert anonymous.splitlines()[0].split() == ["CHECK", "TYPE", "STATUS"]
+    assert "unexpected" not in anonymous and "1% free" not in anonymous
+    authorized = await client.get("/health?verbose", headers={"Authorization": "Bearer let-me-see"})
+    assert "1% free" in await authorized.text()
