@@ -22,7 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
-from probed.report import CONTENT_TYPE, Format, Report, negotiate
+from probed.report import CONTENT_TYPE, Format, Report, history_document, negotiate
 from probed.store import Store
 
 log = structlog.get_logger("probed.web")
@@ -99,6 +99,12 @@ class Handlers:
         body = self.cache.body(store, form, self._details_allowed(request), name)
         return _formatted_response(body, http_status(state.effective or Status.FAIL), form)
 
+    async def history(self, request: web.Request) -> web.Response:
+        state = self.daemon.store.checks.get(request.match_info["name"])
+        if state is None:
+            raise web.HTTPNotFound(reason="no such check")
+        return web.json_response(history_document(state, self._details_allowed(request)), headers=HEADERS)
+
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         registry = self.registry if self._details_allowed(request) else self.public_registry
@@ -163,6 +169,7 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     app.router.add_get("/health/ready", handlers.ready)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
+    app.router.add_get("/health/checks/{name}/history", handlers.history)
     app.router.add_get("/metrics", handlers.metrics)
     app.cleanup_ctx.append(_run_checks)
     return app

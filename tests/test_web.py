@@ -20,7 +20,7 @@ from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Observation, Reason, Result, Status
 from probed.report import FORMATS, Format
-from probed.store import Store
+from probed.store import HISTORY_LENGTH, Store
 from probed.web import HealthCache, create_app
 from tests.conftest import config_from
 
@@ -139,7 +139,10 @@ async def test_readiness_follows_critical_verdicts(aiohttp_client: Client) -> No
     assert (await client.get("/health/ready")).status == 200
 
 
-@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/health", "/health/checks/root", "/metrics"])
+@pytest.mark.parametrize(
+    "path",
+    ["/health/live", "/health/ready", "/health", "/health/checks/root", "/health/checks/root/history", "/metrics"],
+)
 async def test_head_answers_like_get_without_a_body(aiohttp_client: Client, path: str) -> None:
     d = daemon(DISKS)
     client: TestClient = await aiohttp_client(d.app)
@@ -293,3 +296,47 @@ async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: P
     assert body["checks"]["tmp"][0]["status"] == "pass"
     await asyncio.sleep(0.7)
     assert d.store.checks["tmp"].runs[Status.PASS] >= 2
+
+
+async def test_history_of_recent_runs(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    empty = await client.get("/health/checks/root/history")
+    assert empty.status == 200 and await empty.json() == {"check": "root", "status": "fail", "runs": []}
+    d.store.record("root", passed())
+    d.store.record("root", failed())
+    body = await (await client.get("/health/checks/root/history")).json()
+    assert body == {
+        "check": "root",
+        "status": "fail",
+        "runs": [  # oldest first
+            {"status": "pass", "time": "2023-11-14T22:13:20.000Z", "duration": 0.002},
+            {"status": "fail", "time": "2023-11-14T22:13:30.000Z", "duration": 0.5, "reason": "unexpected"},
+        ],
+    }
+    missing = await client.get("/health/checks/nope/history")
+    assert missing.status == 404 and await missing.json() == {"error": "no such check"}
+    assert (await client.head("/health/checks/root/history")).status == 200
+
+
+async def test_history_is_a_bounded_ring(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    for i in range(HISTORY_LENGTH + 5):
+        d.store.record("root", Result(Status.PASS, 1_700_000_000.0 + i, 0.001))
+    runs = (await (await client.get("/health/checks/root/history")).json())["runs"]
+    assert len(runs) == HISTORY_LENGTH
+    assert runs[0]["time"] == "2023-11-14T22:13:25.000Z"  # the five oldest runs are gone
+
+
+async def test_history_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    anonymous = await (await client.get("/health/checks/root/history")).json()
+    assert anonymous["runs"] == [{"status": "fail", "time": "2023-11-14T22:13:30.000Z"}]
+    authorized = await client.get("/health/checks/root/history", headers={"Authorization": "Bearer let-me-see"})
+    assert (await authorized.json())["runs"][0]["reason"] == "unexpected"
+    wrong = await client.get("/health/checks/root/history", headers={"Authorization": "Bearer guess"})
+    assert wrong.status == 401 and await wrong.json() == {"error": "invalid bearer token"}
