@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from probed import __version__
+from probed import __version__, page
 from probed.model import Status
 from probed.store import CheckState, Run, Store
 
@@ -159,6 +159,8 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("json", CONTENT_TYPE, (CONTENT_TYPE, "application/json"), render_json),
         Format("table", "text/plain; charset=utf-8", ("text/plain",), render_text),
+        # The page shows the age of each check's last run: render it again each second.
+        Format("html", "text/html; charset=utf-8", ("text/html",), page.render_page, headers=page.HEADERS, lifetime=1),
     )
 }
 DEFAULT = FORMATS["json"]

@@ -6,7 +6,9 @@
 #   prometheus and haproxy are the real clients of the integration tests;
 #   nats-server and mosquitto (with mosquitto_passwd) are the brokers of the
 #   nats and mqtt checks' tests; podman with runc builds and runs the
-#   container image, and debootstrap makes its stand-in base image.
+#   container image, and debootstrap makes its stand-in base image;
+#   chromium renders the status page in the browser tests (driven by Playwright's
+#   Python package pointed at /usr/bin/chromium: no browser download).
 set -euo pipefail
 
 packages=()
@@ -20,6 +22,7 @@ command -v mosquitto_passwd >/dev/null 2>&1 || packages+=(mosquitto)
 command -v podman >/dev/null 2>&1 || packages+=(podman slirp4netns uidmap fuse-overlayfs)
 command -v runc >/dev/null 2>&1 || packages+=(runc)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 
 if ((${#packages[@]} == 0)); then
     exit 0

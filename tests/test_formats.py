@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 from aiohttp.test_utils import TestClient
 
+from probed.model import Observation, Reason, Result, Status
 from probed.report import FORMATS, negotiate
 from tests.test_web import DISKS, daemon, failed, passed
 
@@ -32,6 +36,14 @@ NEGOTIATION = [
     ("application/*", "json"),
     ("text/plain", "table"),
     ("text/html;q=0.5, text/plain;q=0.6", "table"),
+    ("text/plain;q=0.9, text/html", "html"),
+    ("text/html, */*;q=0.1", "html"),
+    (CHROME, "html"),
+    (FIREFOX, "html"),
+    (SAFARI, "html"),
+    ("TEXT/HTML", "html"),  # media types are case-insensitive
+    ("text/html; charset=utf-8; q=1", "html"),
+    ("text/html;q=7", "html"),  # q is clamped to 1
     ("text/*", "table"),  # equally good for text/plain and text/html: the table's order decides
     ("application/json;q=0.2, text/html;q=0.1", "json"),
     ("text/html;q=0, */*", "json"),  # q=0 means "not this one"
@@ -67,6 +79,7 @@ def test_every_format_is_one_entry_with_a_name_type_and_renderer() -> None:
         ("text/plain", "", "text/plain; charset=utf-8"),
         ("application/json", "?verbose", "text/plain; charset=utf-8"),
         ("application/json", "?verbose=1", "text/plain; charset=utf-8"),
+        ("text/html", "", "text/html; charset=utf-8"),
     ],
 )
 async def test_http_answers_in_the_negotiated_format(
@@ -109,3 +122,65 @@ async def test_plain_text_respects_details(aiohttp_client: Client, tmp_path: Pat
     assert "unexpected" not in anonymous and "1% free" not in anonymous
     authorized = await client.get("/health?verbose", headers={"Authorization": "Bearer let-me-see"})
     assert "1% free" in await authorized.text()
+
+
+HOSTILE_OUTPUTS = [
+    "<script>alert(1)</script>",
+    "\"'><img src=x onerror=alert(1)>",
+    "</pre></section><h1>owned</h1>",
+    "&lt;already escaped&gt; & ampersands",
+    "a" * 5000,  # one long unbroken word
+    "line one\nline two\ttabbed",
+]
+
+
+async def test_page_escapes_hostile_outputs(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    for hostile in HOSTILE_OUTPUTS:
+        observed = {"<b>key</b>": Observation(hostile, "\"unit'")}
+        d.store.record("root", Result(Status.FAIL, 1_700_000_000.0, 0.1, hostile, Reason.UNEXPECTED, observed))
+        response = await client.get("/health", headers={"Accept": "text/html"})
+        assert response.status == 503 and response.headers["Content-Type"] == "text/html; charset=utf-8"
+        document = lxml.html.fromstring(await response.read())
+        assert document.xpath("//script | //img | //h1[text()='owned'] | //*[@onerror]") == []
+        [output] = document.get_element_by_id("check-root").find_class("output")
+        assert output.text_content() == hostile  # shown exactly, as text
+        [key] = document.xpath("//*[@id='check-root']//dl/dt")
+        assert key.text_content() == "<b>key</b>"
+        assert document.xpath("//*[@id='check-root']//dl/dd")[0].text_content() == f"{hostile} \"unit'"
+
+
+async def test_page_is_self_contained_under_its_csp(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    response = await client.get("/health", headers={"Accept": "text/html"})
+    policy = response.headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'; ") and "unsafe" not in policy
+    document = lxml.html.fromstring(await response.read())
+    [style] = document.xpath("//style")
+    digest = base64.b64encode(hashlib.sha256(style.text.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in policy  # the one inline style sheet, allowed by its hash
+    assert document.xpath("//script | //*[@style] | //link[@rel='stylesheet'] | //iframe") == []
+    assert [link.get("href") for link in document.xpath("//link")] == ["data:,"]  # no /favicon.ico request
+    assert document.xpath("//meta[@name='viewport']")
+    assert document.xpath("//meta[@http-equiv='refresh']/@content") == ["10"]  # the checks' interval
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    # Pending checks say so, in words and a shape, not only in colour.
+    assert document.get_element_by_id("check-root").find_class("badge")[0].text_content() == "\u25cb pending"
+
+
+async def test_page_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    html = {"Accept": "text/html"}
+    anonymous = await (await client.get("/health", headers=html)).text()
+    assert "1% free" not in anonymous and "unexpected" not in anonymous and "500 ms" not in anonymous
+    assert 'id="details-hidden"' in anonymous and 'class="strip"' in anonymous
+    authorized = await client.get("/health", headers={**html, "Authorization": "Bearer let-me-see"})
+    text = await authorized.text()
+    assert "1% free" in text and "reason: unexpected" in text and 'id="details-hidden"' not in text
+    one = await client.get("/health/checks/root", headers=html)
+    assert one.status == 503 and 'id="check-root"' in await one.text() and 'id="check-scratch"' not in await one.text()
