@@ -13,7 +13,10 @@ check is keyed by its name and holds a one-element array; probed adds
 from __future__ import annotations
 
 import json
+import re
+import socket
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,6 +150,59 @@ def _text_row(state: CheckState, details: bool) -> tuple[str, ...]:
     return (state.name, state.type, status, took, reason, state.output)
 
 
+# -- JUnit XML ------------------------------------------------------------------------------
+
+
+def render_junit(report: Report) -> bytes:
+    """One testcase per check, as Jenkins, GitLab and GitHub Actions read JUnit reports
+    (the Ant format; tests/junit.xsd). A failed check is a <failure> with its reason
+    and output, non-critical ones included (`probed check` still exits 0 for those);
+    a warning passes with its output in <system-out>."""
+    cases = [_testcase(state, report.details) for state in report.checks]
+    failures = sum(1 for case in cases if case.find("failure") is not None)
+    took = f"{sum(state.last.duration for state in report.checks if state.last):.6f}"
+    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "time": took}
+    suites = ET.Element("testsuites", {"name": "probed", **counts})
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        {
+            "name": "probed",
+            **counts,
+            "skipped": "0",
+            "timestamp": datetime.fromtimestamp(report.rendered_at, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "hostname": socket.gethostname(),
+        },
+    )
+    suite.extend(cases)
+    ET.indent(suites)
+    xml: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return xml + b"\n"
+
+
+def _testcase(state: CheckState, details: bool) -> ET.Element:
+    took = f"{state.last.duration:.6f}" if state.last else "0"
+    case = ET.Element("testcase", name=state.name, classname=f"probed.{state.type}", time=took)
+    status = published_status(state)
+    if status is Status.FAIL:
+        reason = state.reason.value if state.reason else "fail"
+        output = xml_text(state.output) if details else ""
+        label = reason if state.critical else f"{reason} (non-critical)"
+        message = f"{label}: {output}" if output else label
+        ET.SubElement(case, "failure", message=message, type=reason).text = output
+    elif status is Status.WARN and details:
+        ET.SubElement(case, "system-out").text = xml_text(f"warn: {state.output}")
+    return case
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """Characters XML 1.0 cannot carry even escaped (NUL, most control characters) replaced."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def iso_time(timestamp: float) -> str:
     moment = datetime.fromtimestamp(timestamp, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -161,6 +217,8 @@ FORMATS: dict[str, Format] = {
         Format("table", "text/plain; charset=utf-8", ("text/plain",), render_text),
         # The page shows the age of each check's last run: render it again each second.
         Format("html", "text/html; charset=utf-8", ("text/html",), page.render_page, headers=page.HEADERS, lifetime=1),
+        # JUnit is for CI jobs running `probed check`; a daemon has no test run to report.
+        Format("junit", "application/xml", ("application/xml",), render_junit, served=False),
     )
 }
 DEFAULT = FORMATS["json"]
