@@ -136,9 +136,10 @@ def fmt(value: float, digits: int = 1) -> str:
 # -- 1. endpoints under load ------------------------------------------------------------------
 
 
-def wrk(url: str, seconds: int) -> dict[str, float]:
+def wrk(url: str, seconds: int, accept: str | None = None) -> dict[str, float]:
+    headers = ["-H", f"Accept: {accept}"] if accept else []
     done = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", *headers, url], capture_output=True, text=True, check=True
     )
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -203,6 +204,82 @@ def endpoints(work: Path) -> Section:
         f"at {results['probed /health']['rps'] / ceiling:.2f}x the ceiling although the body is larger."
     )
     return section
+
+
+def formats(work: Path) -> Section:
+    """/health in every format the HTTP API serves, chosen by Accept as clients choose them."""
+    sys.path.insert(0, str(ROOT))
+    from probed.report import SERVED
+    from probed.store import HISTORY_LENGTH
+
+    seconds = 5 if QUICK else 10
+    section = Section(
+        "/health per format",
+        f"`wrk -t2 -c32 -d{seconds}s --latency -H 'Accept: ...'` against `/health` of probed with 50 disk checks "
+        f"on a 1 s interval, measured once every check has run {HISTORY_LENGTH} times: the page's worst case, "
+        "with every strip of recent runs full and the state changing 50 times a second. One row per format of "
+        "the table in probed/report.py. The ceiling for each is the bare aiohttp app answering a constant body "
+        "of the same size, measured right after in the same run.",
+        header=[
+            "format (Accept)",
+            "body bytes",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "bare aiohttp, same size: requests/s",
+            "vs bare aiohttp",
+        ],
+    )
+    probed_port = free_port()
+    config = write_config(
+        work,
+        "formats.yaml",
+        {
+            "checks": disk_checks(50, tempfile.gettempdir()),
+            "defaults": {"interval": "1s", "timeout": "500ms"},
+            "server": {"listen": f"127.0.0.1:{probed_port}"},
+        },
+    )
+    url = f"http://127.0.0.1:{probed_port}/health"
+    measured: list[tuple[str, int, dict[str, float]]] = []
+    with process([*PROBED, "serve", "--config", config, "--log-level", "warning"], url):
+        wait_http(f"http://127.0.0.1:{probed_port}/health/ready", status=200)
+        time.sleep(HISTORY_LENGTH + 2)  # every strip full
+        for form in SERVED:
+            accept = form.media_types[0]
+            measured.append((f"{form.name} (`{accept}`)", len(http_body(url, accept)), wrk(url, seconds, accept)))
+    for label, size, figures in measured:
+        bare_port = free_port()
+        bare = f"http://127.0.0.1:{bare_port}/health"
+        with process([PYTHON, "bench/apps.py", "bare", str(bare_port), str(size)], bare):
+            ceiling = wrk(bare, seconds)
+        section.rows.append(
+            [
+                label,
+                fmt(size, 0),
+                fmt(figures["rps"], 0),
+                fmt(figures["p50"], 2),
+                fmt(figures["p99"], 2),
+                fmt(ceiling["rps"], 0),
+                f"{figures['rps'] / ceiling['rps']:.2f}x",
+            ]
+        )
+    section.notes.append(
+        "Bodies come from a cache: health+json and text are rendered once per change of state, the page "
+        "once a second (it shows ages, and its strips make it the costliest to render). What is left is "
+        "mostly the cost of the body's size, which the same-size ceiling shows. Browsers refresh the page "
+        "every few seconds: each viewer costs well under one request a second."
+    )
+    return section
+
+
+def http_body(url: str, accept: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return bytes(error.read())
 
 
 # -- 2. scheduler scale --------------------------------------------------------------------------
@@ -650,6 +727,7 @@ def main() -> None:
     with process([PYTHON, "bench/apps.py", "target", str(target_port)], target):
         steps: list[tuple[str, Callable[[], Section]]] = [
             ("endpoints", lambda: endpoints(work)),
+            ("formats", lambda: formats(work)),
             ("scheduler scale", lambda: scheduler_scale(target)),
             ("transitions", transitions),
             ("history", history_memory),
@@ -691,6 +769,10 @@ def update_sections(sections: list[Section]) -> None:
     text = path.read_text()
     closing = (ROOT / "bench" / "before-after.md").read_text().splitlines()[0]
     for section in sections:
+        section.notes.append(
+            f"Measured on {time.strftime('%Y-%m-%d')} by `bench/run.py` for this section alone, not in the run "
+            "the rest of this file comes from: compare it with its own baselines only."
+        )
         title = f"## {section.title}\n"
         if title in text:
             start = text.index(title)

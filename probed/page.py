@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
@@ -148,17 +147,21 @@ def _details(state: CheckState) -> list[str]:
 
 def _strip(history: Iterable[Run], details: bool) -> str:
     """The recent runs, oldest first: one symbol each, its colour, shape and title saying how it ended."""
-    marks = []
-    for run in history:
-        status = run.status.value
-        title = f"{status} at {_clock(run.started_at)} UTC"
-        if details:
-            title += f" in {_duration(run.duration)}" + (f": {run.reason.value}" if run.reason else "")
-        marks.append(f'<li class="{status}" title="{escape(title)}">{SYMBOLS[status]}</li>')
+    marks = [_mark(run, details) for run in history]
     if not marks:
         return '<p class="note">no runs yet</p>'
-    label = f'<p class="note">last {len(marks)} runs, oldest first</p>'
+    label = f'<p class="note">last {len(marks)} runs, oldest first (hover for time UTC, duration, reason)</p>'
     return f'{label}<ol class="strip" aria-label="last {len(marks)} runs, oldest first">{"".join(marks)}</ol>'
+
+
+def _mark(run: Run, details: bool) -> str:
+    # The hot loop of the page (checks x runs): the title holds only a fixed status
+    # and reason word and numbers, so it needs no escaping.
+    status = run.status.value
+    title = f"{status} {_clock(run.started_at)}"
+    if details:
+        title += f", {_duration(run.duration)}" + (f", {run.reason.value}" if run.reason else "")
+    return f'<li class="{status}" title="{title}">{SYMBOLS[status]}</li>'
 
 
 def _details_note(details: bool) -> str:
@@ -221,7 +224,9 @@ def _value(value: object) -> str:
 
 
 def _clock(timestamp: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(timestamp))
+    """HH:MM:SS in UTC (arithmetic: several times faster than strftime, and called per run)."""
+    second = int(timestamp) % 86400
+    return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
 
 
 def _iso(timestamp: float) -> str:

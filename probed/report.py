@@ -59,9 +59,10 @@ class Format:
     render: Renderer
     served: bool = True  # offered by HTTP content negotiation
     headers: Mapping[str, str] = field(default_factory=dict)  # extra response headers
-    # Seconds a cached body stays good when the store did not change (None: until
-    # it changes); a page showing the age of each run must not freeze it.
-    lifetime: float | None = None
+    # None: a cached body is good until the store changes. A number: the body is
+    # rendered again every so many seconds instead, changes or not: for a page that
+    # shows ages (which must not freeze) and costs too much to render per change.
+    fresh_for: float | None = None
 
 
 def published_status(state: CheckState) -> Status:
@@ -215,8 +216,10 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("json", CONTENT_TYPE, (CONTENT_TYPE, "application/json"), render_json),
         Format("table", "text/plain; charset=utf-8", ("text/plain",), render_text),
-        # The page shows the age of each check's last run: render it again each second.
-        Format("html", "text/html; charset=utf-8", ("text/html",), page.render_page, headers=page.HEADERS, lifetime=1),
+        # Rendered once a second: the page shows ages, and with thousands of runs in its
+        # strips, rendering it per change of state (up to hundreds a second) would cost
+        # the event loop more than the page is worth. Browsers refresh it every 2 s or more.
+        Format("html", "text/html; charset=utf-8", ("text/html",), page.render_page, headers=page.HEADERS, fresh_for=1),
         # JUnit is for CI jobs running `probed check`; a daemon has no test run to report.
         Format("junit", "application/xml", ("application/xml",), render_junit, served=False),
     )

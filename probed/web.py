@@ -38,16 +38,17 @@ def http_status(status: Status) -> int:
 @dataclass(frozen=True)
 class _Body:
     version: int
-    rendered: float  # time.monotonic()
+    rendered: float  # the cache's clock: time.monotonic()
     body: bytes
 
 
 class HealthCache:
     """Health bodies per (check or whole report, format, details), rendered again only
-    when the store changes (its version, or a new store after a reload), or when
-    the format's lifetime has passed."""
+    when the store changes (its version, or a new store after a reload), or for a
+    format with `fresh_for`, when that many seconds have passed."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._store: Store | None = None
         self._bodies: dict[tuple[str | None, str, bool], _Body] = {}
 
@@ -57,15 +58,16 @@ class HealthCache:
             self._store, self._bodies = store, {}
         key = (name, form.name, details)
         cached = self._bodies.get(key)
-        if cached is None or cached.version != store.version or _expired(cached, form):
+        if cached is None or self._outdated(cached, form, store.version):
             report = Report.of_store(store, details) if name is None else Report.of_check(store.checks[name], details)
-            cached = _Body(store.version, time.monotonic(), form.render(report))
+            cached = _Body(store.version, self._clock(), form.render(report))
             self._bodies[key] = cached
         return cached.body
 
-
-def _expired(cached: _Body, form: Format) -> bool:
-    return form.lifetime is not None and time.monotonic() - cached.rendered >= form.lifetime
+    def _outdated(self, cached: _Body, form: Format, version: int) -> bool:
+        if form.fresh_for is None:
+            return cached.version != version
+        return self._clock() - cached.rendered >= form.fresh_for
 
 
 class Handlers:

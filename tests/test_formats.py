@@ -134,21 +134,21 @@ HOSTILE_OUTPUTS = [
 ]
 
 
-async def test_page_escapes_hostile_outputs(aiohttp_client: Client) -> None:
+@pytest.mark.parametrize("hostile", HOSTILE_OUTPUTS, ids=range(len(HOSTILE_OUTPUTS)))
+async def test_page_escapes_hostile_outputs(aiohttp_client: Client, hostile: str) -> None:
     d = daemon(DISKS)
     client: TestClient = await aiohttp_client(d.app)
-    for hostile in HOSTILE_OUTPUTS:
-        observed = {"<b>key</b>": Observation(hostile, "\"unit'")}
-        d.store.record("root", Result(Status.FAIL, 1_700_000_000.0, 0.1, hostile, Reason.UNEXPECTED, observed))
-        response = await client.get("/health", headers={"Accept": "text/html"})
-        assert response.status == 503 and response.headers["Content-Type"] == "text/html; charset=utf-8"
-        document = lxml.html.fromstring(await response.read())
-        assert document.xpath("//script | //img | //h1[text()='owned'] | //*[@onerror]") == []
-        [output] = document.get_element_by_id("check-root").find_class("output")
-        assert output.text_content() == hostile  # shown exactly, as text
-        [key] = document.xpath("//*[@id='check-root']//dl/dt")
-        assert key.text_content() == "<b>key</b>"
-        assert document.xpath("//*[@id='check-root']//dl/dd")[0].text_content() == f"{hostile} \"unit'"
+    observed = {"<b>key</b>": Observation(hostile, "\"unit'")}
+    d.store.record("root", Result(Status.FAIL, 1_700_000_000.0, 0.1, hostile, Reason.UNEXPECTED, observed))
+    response = await client.get("/health", headers={"Accept": "text/html"})
+    assert response.status == 503 and response.headers["Content-Type"] == "text/html; charset=utf-8"
+    document = lxml.html.fromstring(await response.read())
+    assert document.xpath("//script | //img | //h1[text()='owned'] | //*[@onerror]") == []
+    [output] = document.get_element_by_id("check-root").find_class("output")
+    assert output.text_content() == hostile  # shown exactly, as text
+    [key] = document.xpath("//*[@id='check-root']//dl/dt")
+    assert key.text_content() == "<b>key</b>"
+    assert document.xpath("//*[@id='check-root']//dl/dd")[0].text_content() == f"{hostile} \"unit'"
 
 
 async def test_page_is_self_contained_under_its_csp(aiohttp_client: Client) -> None:

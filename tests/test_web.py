@@ -194,7 +194,7 @@ async def test_details_token_covers_the_observed_values_on_metrics(aiohttp_clien
     assert wrong.status == 401
 
 
-@pytest.mark.parametrize("form", [f for f in FORMATS.values() if f.lifetime is None], ids=lambda f: f.name)
+@pytest.mark.parametrize("form", [f for f in FORMATS.values() if f.fresh_for is None], ids=lambda f: f.name)
 async def test_health_body_is_rendered_once_per_change(form: Format) -> None:
     d = daemon(DISKS)
     cache = HealthCache()
@@ -207,6 +207,23 @@ async def test_health_body_is_rendered_once_per_change(form: Format) -> None:
     second = cache.body(d.store, form, details=True)
     assert second is not first and cache.body(d.store, form, details=True) is second
     assert cache.body(d.store, form, details=True, name="root") is not one
+
+
+async def test_page_is_rendered_at_most_once_a_second_however_often_state_changes() -> None:
+    now = [100.0]
+    d = daemon(DISKS)
+    cache, page = HealthCache(clock=lambda: now[0]), FORMATS["html"]
+    first = cache.body(d.store, page, details=True)
+    d.store.record("root", passed())
+    now[0] += 0.9
+    assert cache.body(d.store, page, details=True) is first  # a change alone does not render the page again
+    now[0] += 0.1
+    second = cache.body(d.store, page, details=True)
+    assert second is not first and b"pass" in second
+    now[0] += 5
+    assert cache.body(d.store, page, details=True) is not second  # nothing changed, but the ages it shows did
+    reloaded = daemon(DISKS)  # a config reload brings a new store: rendered at once
+    assert cache.body(reloaded.store, page, details=True) is not second
 
 
 async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:
