@@ -90,7 +90,7 @@ class Watched:
 
 
 def open_page(browser: Browser, url: str, width: int = 1100, headers: dict[str, str] | None = None) -> Watched:
-    context = browser.new_context(viewport={"width": width, "height": 900}, extra_http_headers=headers or {})
+    context = browser.new_context(viewport={"width": width, "height": 480}, extra_http_headers=headers or {})
     page = context.new_page()
     watched = Watched(page)
 
@@ -128,33 +128,33 @@ def test_page_follows_a_flip_without_being_reloaded(browser: Browser, tmp_path: 
     app, state = switch_app()
     with app_in_thread(app) as dependency:
         checks = (
-            f"  app: {{type: http, url: '{dependency}/health'}}\n"
-            f"  scratch: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}\n"
-            f"  home: {{type: http, url: '{dependency}/', expect_body_contains: says hi}}\n"
+            f"  payments-api: {{type: http, url: '{dependency}/health'}}\n"
+            f"  uploads: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}\n"
+            f"  homepage: {{type: http, url: '{dependency}/', expect_body_contains: says hi, critical: false}}\n"
         )
         with probed_serve(tmp_path, checks) as base:
-            poll(f"{base}/health/checks/app/history", lambda _, body: len(json.loads(body)["runs"]) >= 3)
+            poll(f"{base}/health/checks/payments-api/history", lambda _, body: len(json.loads(body)["runs"]) >= 3)
             watched = open_page(browser, f"{base}/health")
             page = watched.page
             assert page.locator("#overall").inner_text().endswith("PASS")
-            app_card = page.locator("#check-app")
+            app_card = page.locator("#check-payments-api")
             assert "pass" in app_card.locator(".badge").inner_text()
             assert app_card.locator(".strip li").count() >= 3  # the strip of recent runs
             assert "\u2714" in app_card.locator(".strip").inner_text()  # pass marks have a shape too
             screenshot(page, "status-page-healthy.png")
 
             state["status"] = 500
-            page.wait_for_selector("#check-app.fail", timeout=WAIT_MS)  # the page refreshes itself
+            page.wait_for_selector("#check-payments-api.fail", timeout=WAIT_MS)  # the page refreshes itself
             assert watched.loads >= 2  # a meta refresh, not the test, loaded it again
-            app_card = page.locator("#check-app")
+            app_card = page.locator("#check-payments-api")
             assert app_card.locator(".reason").inner_text() == "reason: unexpected"
             assert "answered 500" in app_card.locator(".output").inner_text()
-            page.wait_for_selector("#check-app .strip li.fail", timeout=WAIT_MS)
+            page.wait_for_selector("#check-payments-api .strip li.fail", timeout=WAIT_MS)
             assert "\u2716" in app_card.locator(".strip").inner_text()
             assert page.locator("#overall").inner_text().endswith("FAIL")
-            assert page.locator("main .check").first.get_attribute("id") == "check-app"  # failures come first
+            assert page.locator("main .check").first.get_attribute("id") == "check-payments-api"  # failures come first
             screenshot(page, "status-page-failing.png")
-            page.set_viewport_size({"width": 390, "height": 844})
+            page.set_viewport_size({"width": 390, "height": 480})
             screenshot(page, "status-page-phone.png")
 
             assert watched.problems == []  # no console error, no CSP violation, no failed load
