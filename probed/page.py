@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 # Shapes as well as colours: a check mark, a triangle, a cross, a hollow circle.
 SYMBOLS = {"pass": "\u2714", "warn": "\u25b2", "fail": "\u2716", "pending": "\u25cb"}
 MIN_REFRESH, MAX_REFRESH = 2, 30  # seconds; the page follows the fastest check within these
+# Checks shown in full; the rest (passing ones last) are listed by name, each a link
+# to its own page. Keeps the page readable and its rendering short (a few tens of
+# milliseconds of the event loop) with thousands of checks, even when all fail.
+MAX_CARDS = 100
 DOT = " \u00b7 "
 
 STYLE = """
@@ -39,7 +43,11 @@ font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,
 header{background:var(--c);color:#fff;padding:.8rem 1rem}
 header h1{margin:0;font-size:1.5rem;letter-spacing:.02em}
 header p{margin:.2rem 0 0;opacity:.95}
-main,.groups,footer{padding:.8rem;max-width:80rem;margin:0 auto}
+main,.groups,.more,footer{padding:.8rem;max-width:80rem;margin:0 auto}
+.more h2{font-size:1.05rem;margin:0}
+.more ul{list-style:none;padding:0;margin:.3rem 0;display:grid;gap:.1rem .8rem;
+grid-template-columns:repeat(auto-fill,minmax(min(100%,16rem),1fr))}
+.more a{color:var(--c);overflow-wrap:anywhere}
 main{display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(min(100%,24rem),1fr))}
 .groups{display:flex;flex-wrap:wrap;gap:.5rem;padding-bottom:0}
 .check{background:var(--card);border:1px solid var(--line);border-left:.4rem solid var(--c);
@@ -56,7 +64,7 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 .strip{display:flex;flex-wrap:wrap;gap:2px;list-style:none;margin:0;padding:0}
 .strip li{color:var(--c);font-size:.85rem;line-height:1.1;width:.95rem;text-align:center}
 footer{color:var(--muted);font-size:.85rem}
-@media (max-width:30rem){body{font-size:14px}main,.groups,footer{padding:.5rem}}
+@media (max-width:30rem){body{font-size:14px}main,.groups,.more,footer{padding:.5rem}}
 """
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -97,8 +105,9 @@ def render_page(report: Report) -> bytes:
         f" \u00b7 refreshes every {refresh} s</p>",
         "</header>",
         "<main>",
-        *(_check_card(state, report) for state in checks),
+        *(_check_card(state, report) for state in checks[:MAX_CARDS]),
         "</main>",
+        _more(checks[MAX_CARDS:]),
         "<footer>",
         _details_note(report.details),
         f"<p>probed {escape(__version__)} \u00b7 "
@@ -128,6 +137,20 @@ def _check_card(state: CheckState, report: Report) -> str:
     lines.append(_strip(state.history, report.details))
     lines.append("</section>")
     return "\n".join(lines)
+
+
+def _more(states: list[CheckState]) -> str:
+    if not states:
+        return ""
+    items = "".join(
+        f'<li class="{_status(state)}"><a href="health/checks/{escape(state.name)}">'
+        f'<span aria-hidden="true">{SYMBOLS[_status(state)]}</span> {_status(state)} {escape(state.name)}</a></li>'
+        for state in states
+    )
+    return (
+        f'<section class="more" id="more"><h2>{len(states)} more checks</h2>'
+        f'<p class="note">Listed by name only; each links to its own page.</p><ul>{items}</ul></section>'
+    )
 
 
 def _details(state: CheckState) -> list[str]:

@@ -12,8 +12,12 @@ import lxml.html
 import pytest
 from aiohttp.test_utils import TestClient
 
+from probed.checks import create_check
 from probed.model import Observation, Reason, Result, Status
-from probed.report import FORMATS, negotiate
+from probed.page import MAX_CARDS
+from probed.report import FORMATS, Report, negotiate
+from probed.store import Store
+from tests.conftest import config_from
 from tests.test_web import DISKS, daemon, failed, passed
 
 Client = Callable[..., Any]
@@ -184,3 +188,18 @@ async def test_page_respects_details(aiohttp_client: Client, tmp_path: Path) -> 
     assert "1% free" in text and "reason: unexpected" in text and 'id="details-hidden"' not in text
     one = await client.get("/health/checks/root", headers=html)
     assert one.status == 503 and 'id="check-root"' in await one.text() and 'id="check-scratch"' not in await one.text()
+
+
+def test_page_shows_the_first_hundred_checks_in_full_and_lists_the_rest() -> None:
+    config = config_from({f"disk-{i:03}": {"type": "disk", "path": "/"} for i in range(130)})
+    store = Store([create_check(name, opts) for name, opts in config.checks.items()])
+    for i, name in enumerate(config.checks):
+        failing = i >= 110  # the last 20 fail: they must be among the cards
+        store.record(name, failed() if failing else passed())
+    document = lxml.html.fromstring(FORMATS["html"].render(Report.of_store(store, details=True)))
+    cards = [card.get("id") for card in document.find_class("check")]
+    assert len(cards) == MAX_CARDS and cards[:20] == [f"check-disk-{i:03}" for i in range(110, 130)]
+    listed = document.xpath("//*[@id='more']//li")
+    assert len(listed) == 130 - MAX_CARDS
+    assert [li.text_content() for li in listed[:2]] == ["\u2714 pass disk-080", "\u2714 pass disk-081"]
+    assert listed[0].xpath("a/@href") == ["health/checks/disk-080"]  # relative: works behind a path prefix
