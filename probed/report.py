@@ -12,6 +12,7 @@ check is keyed by its name and holds a one-element array; probed adds
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -232,6 +233,7 @@ SERVED = tuple(f for f in FORMATS.values() if f.served)
 # -- content negotiation ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)  # clients send a handful of distinct Accept headers, again and again
 def negotiate(accept: str | None, verbose: bool = False) -> Format:
     """The served format the Accept header prefers (RFC 9110 §12.5.1).
 
@@ -260,7 +262,7 @@ def _media_ranges(accept: str) -> list[MediaRange]:
         media, *params = item.strip().lower().split(";")
         kind, slash, subtype = media.strip().partition("/")
         if not slash or not kind or not subtype:
-            continue  # not a media range: ignore it, as browsers' junk is ignored elsewhere
+            continue  # not a media range: skip it
         quality = 1.0
         for param in params:
             name, _, value = param.strip().partition("=")
