@@ -18,6 +18,7 @@ from probed.page import MAX_CARDS
 from probed.report import FORMATS, Report, negotiate
 from probed.store import Store
 from tests.conftest import config_from
+from tests.test_cli import mixed_config, probed
 from tests.test_web import DISKS, daemon, failed, passed
 
 Client = Callable[..., Any]
@@ -203,3 +204,11 @@ def test_page_shows_the_first_hundred_checks_in_full_and_lists_the_rest() -> Non
     assert len(listed) == 130 - MAX_CARDS
     assert [li.text_content() for li in listed[:2]] == ["\u2714 pass disk-080", "\u2714 pass disk-081"]
     assert listed[0].xpath("a/@href") == ["health/checks/disk-080"]  # relative: works behind a path prefix
+
+
+def test_check_command_prints_the_page_too(tmp_path: Path) -> None:
+    done = probed("check", "--config", mixed_config(tmp_path), "--output", "html")
+    assert done.returncode == 0, done.stderr
+    document = lxml.html.fromstring(done.stdout)
+    assert document.get_element_by_id("overall").text_content().endswith("WARN")
+    assert document.get_element_by_id("check-api").find_class("reason")[0].text_content() == "reason: refused"
