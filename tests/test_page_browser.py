@@ -119,6 +119,10 @@ def open_page(browser: Browser, url: str, width: int = 1100, headers: dict[str, 
     return watched
 
 
+def header_colour(page: Page) -> str:
+    return str(page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor"))
+
+
 def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -137,6 +141,7 @@ def test_page_follows_a_flip_without_being_reloaded(browser: Browser, tmp_path: 
             watched = open_page(browser, f"{base}/health")
             page = watched.page
             assert page.locator("#overall").inner_text().endswith("PASS")
+            assert header_colour(page) == "rgb(26, 127, 55)"  # the style sheet applies: its hash let it in
             app_card = page.locator("#check-payments-api")
             assert "pass" in app_card.locator(".badge").inner_text()
             assert app_card.locator(".strip li").count() >= 3  # the strip of recent runs
@@ -152,6 +157,7 @@ def test_page_follows_a_flip_without_being_reloaded(browser: Browser, tmp_path: 
             page.wait_for_selector("#check-payments-api .strip li.fail", timeout=WAIT_MS)
             assert "\u2716" in app_card.locator(".strip").inner_text()
             assert page.locator("#overall").inner_text().endswith("FAIL")
+            assert header_colour(page) == "rgb(207, 34, 46)"
             assert page.locator("main .check").first.get_attribute("id") == "check-payments-api"  # failures come first
             screenshot(page, "status-page-failing.png")
             page.set_viewport_size({"width": 390, "height": 480})
