@@ -99,6 +99,9 @@ async def test_http_answers_in_the_negotiated_format(
         assert response.headers["Content-Type"] == content_type
         assert response.headers["Vary"] == "Accept, Authorization"
         assert response.headers["Cache-Control"] == "no-store"
+        assert len(await response.read()) > 0
+        head = await client.head(path + query, headers={"Accept": accept})
+        assert head.status == 503 and head.headers["Content-Type"] == content_type and await head.read() == b""
 
 
 async def test_plain_text_report(aiohttp_client: Client) -> None:
