@@ -43,13 +43,12 @@ font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,
 header{background:var(--c);color:#fff;padding:.8rem 1rem}
 header h1{margin:0;font-size:1.5rem;letter-spacing:.02em}
 header p{margin:.2rem 0 0;opacity:.95}
-main,.groups,.more,footer{padding:.8rem;max-width:80rem;margin:0 auto}
+main,.more,footer{padding:.8rem;max-width:80rem;margin:0 auto}
 .more h2{font-size:1.05rem;margin:0}
 .more ul{list-style:none;padding:0;margin:.3rem 0;display:grid;gap:.1rem .8rem;
 grid-template-columns:repeat(auto-fill,minmax(min(100%,16rem),1fr))}
 .more a{color:var(--c);overflow-wrap:anywhere}
 main{display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(min(100%,24rem),1fr))}
-.groups{display:flex;flex-wrap:wrap;gap:.5rem;padding-bottom:0}
 .check{background:var(--card);border:1px solid var(--line);border-left:.4rem solid var(--c);
 border-radius:.4rem;padding:.6rem .8rem;min-width:0}
 .check h2{margin:0 0 .2rem;font-size:1.05rem;display:flex;gap:.5rem;align-items:baseline;flex-wrap:wrap}
@@ -64,7 +63,7 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 .strip{display:flex;flex-wrap:wrap;gap:2px;list-style:none;margin:0;padding:0}
 .strip li{color:var(--c);font-size:.85rem;line-height:1.1;width:.95rem;text-align:center}
 footer{color:var(--muted);font-size:.85rem}
-@media (max-width:30rem){body{font-size:14px}main,.groups,.more,footer{padding:.5rem}}
+@media (max-width:30rem){body{font-size:14px}main,.more,footer{padding:.5rem}}
 """
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
