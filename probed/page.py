@@ -172,7 +172,7 @@ def _strip(history: Iterable[Run], details: bool) -> str:
     marks = [_mark(run, details) for run in history]
     if not marks:
         return '<p class="note">no runs yet</p>'
-    label = f'<p class="note">last {len(marks)} runs, oldest first (hover for time UTC, duration, reason)</p>'
+    label = f'<p class="note">last {len(marks)} runs, oldest first</p>'
     return f'{label}<ol class="strip" aria-label="last {len(marks)} runs, oldest first">{"".join(marks)}</ol>'
 
 
