@@ -1,6 +1,6 @@
 """Servers the benchmarks measure probed against, each run as its own process.
 
-python bench/apps.py bare PORT              constant body: the aiohttp ceiling
+python bench/apps.py bare PORT [BYTES]      constant body: the aiohttp ceiling (of that size)
 python bench/apps.py inline PORT CONFIG     runs every check inside each request
 python bench/apps.py target PORT            an HTTP dependency answering 200 "ok"
 """
@@ -18,8 +18,8 @@ from probed.config import load_config
 from probed.runner import run_once
 
 
-def bare_app() -> web.Application:
-    body = json.dumps({"status": "pass"}).encode()
+def bare_app(size: int | None = None) -> web.Application:
+    body = json.dumps({"status": "pass"}).encode() if size is None else b"x" * size
 
     async def ready(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/health+json")
@@ -61,8 +61,12 @@ def target_app() -> web.Application:
 
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
-    app = {"bare": bare_app, "target": target_app}.get(kind)
-    built = app() if app else inline_app(sys.argv[3])
+    if kind == "bare":
+        built = bare_app(int(sys.argv[3]) if len(sys.argv) > 3 else None)
+    elif kind == "target":
+        built = target_app()
+    else:
+        built = inline_app(sys.argv[3])
     web.run_app(built, host="127.0.0.1", port=port, access_log=None, print=None)
 
 

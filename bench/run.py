@@ -136,9 +136,10 @@ def fmt(value: float, digits: int = 1) -> str:
 # -- 1. endpoints under load ------------------------------------------------------------------
 
 
-def wrk(url: str, seconds: int) -> dict[str, float]:
+def wrk(url: str, seconds: int, accept: str | None = None) -> dict[str, float]:
+    headers = ["-H", f"Accept: {accept}"] if accept else []
     done = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", *headers, url], capture_output=True, text=True, check=True
     )
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -203,6 +204,96 @@ def endpoints(work: Path) -> Section:
         f"at {results['probed /health']['rps'] / ceiling:.2f}x the ceiling although the body is larger."
     )
     return section
+
+
+def formats(work: Path) -> Section:
+    """/health in every format the HTTP API serves, chosen by Accept as clients choose them."""
+    sys.path.insert(0, str(ROOT))
+    from probed.report import SERVED
+    from probed.store import HISTORY_LENGTH
+
+    seconds, rounds = (3, 3) if QUICK else (4, 5)
+    section = Section(
+        "/health per format",
+        f"`wrk -t2 -c32 -d{seconds}s --latency -H 'Accept: ...'` (medians of {rounds} rounds) against `/health` of "
+        f"probed with 50 disk checks on a 1 s interval, measured once every check has run {HISTORY_LENGTH} "
+        "times: the page's worst case, with every strip of recent runs full and the state changing 50 times "
+        "a second. One row per format of the table in probed/report.py. The ceiling for each is the bare "
+        "aiohttp app answering a constant body of the same size, measured in rounds alternating with "
+        "probed's; the ratio is the median of the rounds' ratios.",
+        header=[
+            "format (Accept)",
+            "body bytes",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "bare aiohttp, same size: requests/s",
+            "vs bare aiohttp",
+            "rounds' ratios",
+        ],
+    )
+    probed_port = free_port()
+    config = write_config(
+        work,
+        "formats.yaml",
+        {
+            "checks": disk_checks(50, tempfile.gettempdir()),
+            "defaults": {"interval": "1s", "timeout": "500ms"},
+            "server": {"listen": f"127.0.0.1:{probed_port}"},
+        },
+    )
+    url = f"http://127.0.0.1:{probed_port}/health"
+    loads = [os.getloadavg()[0]]
+    with process([*PROBED, "serve", "--config", config, "--log-level", "warning"], url):
+        wait_http(f"http://127.0.0.1:{probed_port}/health/ready", status=200)
+        time.sleep(HISTORY_LENGTH + 2)  # every strip full
+        for form in SERVED:
+            accept = form.media_types[0]
+            size = len(http_body(url, accept))
+            bare_port = free_port()
+            bare = f"http://127.0.0.1:{bare_port}/health"
+            with process([PYTHON, "bench/apps.py", "bare", str(bare_port), str(size)], bare):
+                # Alternated rounds, so that load from elsewhere on the machine weighs on both alike.
+                pairs = [(wrk(url, seconds, accept), wrk(bare, seconds)) for _ in range(rounds)]
+            loads.append(os.getloadavg()[0])
+            probed_rps = statistics.median(p["rps"] for p, _ in pairs)
+            bare_rps = statistics.median(b["rps"] for _, b in pairs)
+            ratios = [p["rps"] / b["rps"] for p, b in pairs]
+            section.rows.append(
+                [
+                    f"{form.name} (`{accept}`)",
+                    fmt(size, 0),
+                    fmt(probed_rps, 0),
+                    fmt(statistics.median(p["p50"] for p, _ in pairs), 2),
+                    fmt(statistics.median(p["p99"] for p, _ in pairs), 2),
+                    fmt(bare_rps, 0),
+                    f"{statistics.median(ratios):.2f}x",
+                    f"{min(ratios):.2f} to {max(ratios):.2f}",
+                ]
+            )
+    section.notes.append(
+        "Bodies come from a cache: health+json and text are rendered once per change of state (here 50 a "
+        "second), the page at most once a second (it shows ages, and its strips make it the costliest to "
+        "render). Browsers refresh the page every few seconds: each viewer costs well under one request a "
+        "second."
+    )
+    section.notes.append(
+        f"Load average of the machine during this section: {min(loads):.1f} to {max(loads):.1f} "
+        f"({os.cpu_count()} cores). Alternating rounds and taking medians is meant to cancel other work on "
+        "the machine; the last column shows how far it did: on a busy machine, single rounds differ by 2x "
+        "or more, and the ratios are rough. Rerun `bench/run.py formats` on a quiet machine for sharper "
+        "figures."
+    )
+    return section
+
+
+def http_body(url: str, accept: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return bytes(error.read())
 
 
 # -- 2. scheduler scale --------------------------------------------------------------------------
@@ -339,6 +430,35 @@ def driver_imports() -> Section:
     )
     for name, row in sorted(figures.items(), key=lambda item: item[1]["ms"]):
         section.rows.append([name, ", ".join(row["modules"]), fmt(row["ms"], 1)])
+    return section
+
+
+def history_memory() -> Section:
+    checks = 5000
+    sys.path.insert(0, str(ROOT))
+    from probed.store import HISTORY_LENGTH
+
+    section = Section(
+        "Run history memory",
+        f"What the in-memory history of recent runs holds at {checks:,} checks (`bench/history.py`): Python "
+        "memory in use with every check's ring full, minus the same without the rings (tracemalloc). Each "
+        "run is kept as status, reason, start time and duration; outputs and observed values are not kept.",
+        header=["runs kept per check", "MiB at 5,000 checks", "KiB / check", "bytes / run"],
+    )
+    for length in sorted({HISTORY_LENGTH, 60, 120}):
+        done = subprocess.run(
+            [PYTHON, "bench/history.py", str(checks), str(length)], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        figures = json.loads(done.stdout)
+        label = f"**{length}** (probed's)" if length == HISTORY_LENGTH else str(length)
+        section.rows.append(
+            [label, fmt(figures["mib"], 1), fmt(figures["kib_per_check"], 1), fmt(figures["bytes_per_run"], 0)]
+        )
+    section.notes.append(
+        f"probed keeps {HISTORY_LENGTH} runs: 5 minutes at the default 10 s interval, a strip that fits a "
+        "phone's width on the status page, for less memory than the rest of a check's state (compare RSS "
+        "KiB / check under Scheduler scale); twice the length costs twice the memory for a strip too wide to show."
+    )
     return section
 
 
@@ -673,8 +793,12 @@ def machine() -> str:
 
 
 def main() -> None:
+    """`bench/run.py` runs every section; `bench/run.py NAME...` runs those sections only and
+    replaces them in docs/benchmarks.md (names as printed while running)."""
     sys.path.insert(0, str(ROOT))
     from bench.services import dependency_services
+
+    only = set(sys.argv[1:])
 
     work = Path(tempfile.mkdtemp(prefix="probed-bench-"))
     sections = []
@@ -683,8 +807,10 @@ def main() -> None:
     with process([PYTHON, "bench/apps.py", "target", str(target_port)], target):
         steps: list[tuple[str, Callable[[], Section]]] = [
             ("endpoints", lambda: endpoints(work)),
+            ("formats", lambda: formats(work)),
             ("scheduler scale", lambda: scheduler_scale(target)),
             ("transitions", transitions),
+            ("history", history_memory),
             ("cost per run", lambda: with_services(work, target, dependency_services)),
             ("driver imports", driver_imports),
             ("soak", soak),
@@ -693,7 +819,9 @@ def main() -> None:
             ("blackbox_exporter", lambda: against_blackbox(work, target)),
             ("fleet", lambda: fleet(target)),
         ]
-        only = sys.argv[1:]  # `bench/run.py fleet`: run these steps, replace their sections
+        unknown = only - {name for name, _ in steps}
+        if unknown:
+            raise SystemExit(f"bench: no section {', '.join(sorted(unknown))}")
         for name, step in steps:
             if only and name not in only:
                 continue
@@ -702,7 +830,7 @@ def main() -> None:
             print(section.markdown(), flush=True)
             sections.append(section)
     if only:
-        _replace_sections(sections)
+        update_sections(sections)
         shutil.rmtree(work, ignore_errors=True)
         return
     header = (
@@ -716,20 +844,24 @@ def main() -> None:
     print("bench: wrote docs/benchmarks.md", file=sys.stderr)
 
 
-def _replace_sections(sections: list[Section]) -> None:
-    """Put fresh sections into docs/benchmarks.md in place of (or before
-    "What the measurements changed", in addition to) the old ones."""
+def update_sections(sections: list[Section]) -> None:
+    """Replace sections of the same title in docs/benchmarks.md; new ones go before the closing notes."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text()
-    tail = "## What the measurements changed"
+    closing = (ROOT / "bench" / "before-after.md").read_text().splitlines()[0]
     for section in sections:
+        section.notes.append(
+            f"Measured on {time.strftime('%Y-%m-%d')} by `bench/run.py` for this section alone, not in the run "
+            "the rest of this file comes from: compare it with its own baselines only."
+        )
         title = f"## {section.title}\n"
         if title in text:
             start = text.index(title)
             end = text.find("\n## ", start + len(title))
             text = text[:start] + section.markdown() + (text[end:] if end != -1 else "")
         else:
-            text = text.replace(tail, section.markdown() + "\n" + tail, 1)
+            start = text.index(closing)
+            text = text[:start] + section.markdown() + "\n" + text[start:]
     path.write_text(text)
     print("bench: updated docs/benchmarks.md", file=sys.stderr)
 

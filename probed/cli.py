@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -24,7 +23,7 @@ from probed.daemon import Daemon
 from probed.logs import configure_logging
 from probed.metrics import create_registry
 from probed.model import Status
-from probed.report import health_document, render_table
+from probed.report import FORMATS, Report
 from probed.runner import run_once
 from probed.store import CheckState, Store
 from probed.web import create_app
@@ -59,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", parents=[common], help="run the checks on schedule and serve the health endpoints")
     check = commands.add_parser("check", parents=[common], help="run the checks once and print the verdicts")
     check.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
-    check.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    check.add_argument("--output", "-o", choices=list(FORMATS), default="table", help="default: table")
     commands.add_parser("validate", parents=[common], help="check the config file and exit")
     commands.add_parser("schema", help="print the JSON Schema of the config file")
     probe = commands.add_parser("probe", help="GET a URL: exit 0 on 2xx/3xx, else 1 (for HEALTHCHECK, no curl)")
@@ -114,10 +113,8 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         # One line and the shell's convention (128 + signal number), never a traceback.
         print(f"probed: interrupted by {stop.signal.name}", file=sys.stderr)
         return 128 + stop.signal.value
-    if output == "json":
-        print(json.dumps(health_document(store, details=True), indent=2))
-    else:
-        sys.stdout.write(render_table(store))
+    body = FORMATS[output].render(Report.of_store(store, details=True))
+    sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
     return EXIT_FAIL if store.status is Status.FAIL else EXIT_OK
 
 

@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from probed.checks.base import AnyCheck, Gauge
 from probed.model import Fleet, Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Runs each check remembers: 5 minutes at the default 10 s interval, and a strip
+# that fits a phone's width. About 5 KiB per check, 24 MiB at 5,000 checks
+# (bench/history.py measures it; docs/benchmarks.md has the figures).
+HISTORY_LENGTH = 30
+
+
+class Run(NamedTuple):
+    """One past run as the history keeps it: no output, no observed values,
+    so that thousands of checks can keep a strip each."""
+
+    status: Status
+    reason: Reason | None
+    started_at: float  # wall clock
+    duration: float
 
 
 @dataclass
@@ -54,6 +69,7 @@ class CheckState:
     failures: Counter[Reason] = field(default_factory=Counter)
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
+    history: deque[Run] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))  # oldest first
 
     @property
     def effective(self) -> Status | None:
@@ -103,6 +119,7 @@ class CheckState:
     def record(self, result: Result, finished: float) -> None:
         self.last, self.last_finished, self.stale, self.held_by = result, finished, False, None
         self.runs[result.status] += 1
+        self.history.append(Run(result.status, result.reason, result.started_at, result.duration))
         self._observe_duration(result.duration)
         if result.status is Status.FAIL:
             if self.consecutive_failures == 0:

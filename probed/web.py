@@ -1,7 +1,9 @@
 """The aiohttp app: health endpoints and /metrics, answered from the store only.
 
 No handler awaits a check. /health bodies are rendered at most once per change
-of the store (cached by its version); readiness answers are constants.
+of the store (cached by its version) and format; readiness answers are constants.
+The format of /health and /health/checks/{name} comes from the table in
+probed/report.py, chosen by the Accept header.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -19,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
-from probed.report import CONTENT_TYPE, render_check, render_group_verbose, render_health
+from probed.report import CONTENT_TYPE, Format, Report, history_document, negotiate, render_group_verbose
 from probed.store import LIVE, READY, STARTUP, Store
 
 log = structlog.get_logger("probed.web")
@@ -32,18 +36,39 @@ def http_status(status: Status) -> int:
     return 503 if status is Status.FAIL else 200
 
 
+@dataclass(frozen=True)
+class _Body:
+    version: int
+    rendered: float  # the cache's clock: time.monotonic()
+    body: bytes
+
+
 class HealthCache:
-    """/health bodies, rendered again only when the store (or its version) changes."""
+    """Health bodies per (check or whole report, format, details), rendered again only
+    when the store changes (its version, or a new store after a reload), or for a
+    format with `fresh_for`, when that many seconds have passed."""
 
-    def __init__(self) -> None:
-        self._bodies: dict[bool, tuple[Store, int, bytes]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._store: Store | None = None
+        self._bodies: dict[tuple[str | None, str, bool], _Body] = {}
 
-    def body(self, store: Store, details: bool) -> bytes:
-        cached = self._bodies.get(details)
-        if cached is None or cached[0] is not store or cached[1] != store.version:
-            cached = (store, store.version, render_health(store, details))
-            self._bodies[details] = cached
-        return cached[2]
+    def body(self, store: Store, form: Format, details: bool, name: str | None = None) -> bytes:
+        """`name`: one check's report (the caller knows it exists), None: the whole report."""
+        if store is not self._store:
+            self._store, self._bodies = store, {}
+        key = (name, form.name, details)
+        cached = self._bodies.get(key)
+        if cached is None or self._outdated(cached, form, store.version):
+            report = Report.of_store(store, details) if name is None else Report.of_check(store.checks[name], details)
+            cached = _Body(store.version, self._clock(), form.render(report))
+            self._bodies[key] = cached
+        return cached.body
+
+    def _outdated(self, cached: _Body, form: Format, version: int) -> bool:
+        if form.fresh_for is None:
+            return cached.version != version
+        return self._clock() - cached.rendered >= form.fresh_for
 
 
 class Handlers:
@@ -81,17 +106,24 @@ class Handlers:
         return web.Response(text=text, status=http_status(status), headers=HEADERS, content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
-        store = self.daemon.store
-        body = self.cache.body(store, self._details_allowed(request))
-        return _health_response(body, http_status(store.status))
+        store, form = self.daemon.store, _format(request)
+        body = self.cache.body(store, form, self._details_allowed(request))
+        return _formatted_response(body, http_status(store.status), form)
 
     async def one_check(self, request: web.Request) -> web.Response:
+        store, name = self.daemon.store, request.match_info["name"]
+        state = store.checks.get(name)
+        if state is None:
+            raise web.HTTPNotFound(reason="no such check")
+        form = _format(request)
+        body = self.cache.body(store, form, self._details_allowed(request), name)
+        return _formatted_response(body, http_status(state.effective or Status.FAIL), form)
+
+    async def history(self, request: web.Request) -> web.Response:
         state = self.daemon.store.checks.get(request.match_info["name"])
         if state is None:
             raise web.HTTPNotFound(reason="no such check")
-        details = self._details_allowed(request)
-        status = state.effective or Status.FAIL
-        return _health_response(render_check(state, details), http_status(status))
+        return web.json_response(history_document(state, self._details_allowed(request)), headers=HEADERS)
 
     async def peer_view(self, request: web.Request) -> web.Response:
         """What the other replicas ask while a shared check fails for them
@@ -144,6 +176,15 @@ def _health_response(body: bytes, status: int) -> web.Response:
     return response
 
 
+def _format(request: web.Request) -> Format:
+    return negotiate(request.headers.get("Accept"), verbose="verbose" in request.query)
+
+
+def _formatted_response(body: bytes, status: int, form: Format) -> web.Response:
+    headers = {**HEADERS, **form.headers, "Content-Type": form.content_type, "Vary": "Accept, Authorization"}
+    return web.Response(body=body, status=status, headers=headers)
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -171,6 +212,7 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     handlers = Handlers(daemon, registry)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
+    app.router.add_get("/health/checks/{name}/history", handlers.history)
     for name in (LIVE, READY, STARTUP):  # the probes' groups, each a route of its own
         app.router.add_get(f"/health/{name}", functools.partial(_fixed_group, handlers, name))
     app.router.add_get("/health/{group}", handlers.group)  # the configured groups

@@ -9,6 +9,8 @@
 #   container image, and debootstrap makes its stand-in base image;
 #   dnsmasq answers the peer name of the fleet tests on a port of its own
 #   (run by the tests with --no-resolv --no-hosts, never as a service).
+#   chromium renders the status page in the browser tests (driven by Playwright's
+#   Python package pointed at /usr/bin/chromium: no browser download).
 set -euo pipefail
 
 packages=()
@@ -23,6 +25,7 @@ command -v podman >/dev/null 2>&1 || packages+=(podman slirp4netns uidmap fuse-o
 command -v runc >/dev/null 2>&1 || packages+=(runc)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 
 if ((${#packages[@]} == 0)); then
     exit 0

@@ -28,3 +28,13 @@ def test_readme_quick_start_is_two_commands() -> None:
     commands = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
     assert commands == ["make run", "make test"]
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+def test_readme_documents_every_format() -> None:
+    from probed.report import FORMATS
+
+    formats = README.split("### Formats", 1)[1].split("###", 1)[0]
+    for form in FORMATS.values():
+        assert f"`{form.name}`" in formats and f"`{form.content_type}`" in formats, form.name
+    synopsis = README.split("probed check    [NAME...] [--output ", 1)[1].split("]", 1)[0]
+    assert set(synopsis.split("|")) == set(FORMATS)

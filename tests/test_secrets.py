@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from probed.checks import create_check
+from probed.report import FORMATS, SERVED
 from probed.secrets import redact
 from tests.conftest import config_from, run_check
 from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, target_app
@@ -104,7 +105,7 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
         config = secret_config(tmp_path, target, port)
         env = {"API_TOKEN": ENV_TOKEN}
 
-        for output in ("table", "json"):
+        for output in FORMATS:
             done = probed("check", "--config", config, "--output", output, env=env)
             assert done.returncode == 1
             assert "answered 500" in done.stdout and "***" in done.stdout  # the failures are really reported
@@ -126,6 +127,17 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
             assert 'JSON field headers.Authorization is "Basic ***"' in echoed
             answers = {path: http_get(base + path)[1] for path in ["/health", "/metrics", "/health/ready"]}
             answers |= {name: http_get(f"{base}/health/checks/{name}")[1] for name in report["checks"]}
+            answers |= {
+                f"{name} history": http_get(f"{base}/health/checks/{name}/history")[1] for name in report["checks"]
+            }
+            for form in SERVED:  # every format of the table, the status page included
+                accept = {"Accept": form.media_types[0]}
+                answers[f"/health as {form.name}"] = http_get(f"{base}/health", headers=accept)[1]
+                answers |= {
+                    f"{name} as {form.name}": http_get(f"{base}/health/checks/{name}", headers=accept)[1]
+                    for name in report["checks"]
+                }
+            assert "<!DOCTYPE html>" in answers["/health as html"] and "***" in answers["/health as html"]
             for path, body in answers.items():
                 assert_no_secret(path, body)
         finally:

@@ -173,3 +173,16 @@ def test_incremental_aggregate_matches_the_rule_through_random_histories() -> No
             store.record(name, rng.choice([PASS, WARN, FAIL]), finished=now)
         assert store.status is brute_force_status(store), step
         assert store.ready is (store.status is not Status.FAIL)
+
+
+def test_history_keeps_every_run_as_it_ended_not_the_published_verdict() -> None:
+    store = make_store(db={"failure_threshold": 3})
+    for run in (PASS, FAIL, WARN):
+        store.record("db", run)
+    state = store.checks["db"]
+    assert state.effective is Status.WARN
+    assert [(run.status, run.reason) for run in state.history] == [
+        (Status.PASS, None),
+        (Status.FAIL, Reason.REFUSED),  # the threshold held the verdict at pass; the history shows the failure
+        (Status.WARN, None),
+    ]

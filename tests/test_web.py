@@ -19,7 +19,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Observation, Reason, Result, Status
-from probed.store import Store
+from probed.report import FORMATS, Format
+from probed.store import HISTORY_LENGTH, Store
 from probed.web import HealthCache, create_app
 from tests.conftest import config_from
 
@@ -138,7 +139,10 @@ async def test_readiness_follows_critical_verdicts(aiohttp_client: Client) -> No
     assert (await client.get("/health/ready")).status == 200
 
 
-@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/health", "/health/checks/root", "/metrics"])
+@pytest.mark.parametrize(
+    "path",
+    ["/health/live", "/health/ready", "/health", "/health/checks/root", "/health/checks/root/history", "/metrics"],
+)
 async def test_head_answers_like_get_without_a_body(aiohttp_client: Client, path: str) -> None:
     d = daemon(DISKS)
     client: TestClient = await aiohttp_client(d.app)
@@ -190,14 +194,36 @@ async def test_details_token_covers_the_observed_values_on_metrics(aiohttp_clien
     assert wrong.status == 401
 
 
-async def test_health_body_is_rendered_once_per_change() -> None:
+@pytest.mark.parametrize("form", [f for f in FORMATS.values() if f.fresh_for is None], ids=lambda f: f.name)
+async def test_health_body_is_rendered_once_per_change(form: Format) -> None:
     d = daemon(DISKS)
     cache = HealthCache()
-    first = cache.body(d.store, details=True)
-    assert cache.body(d.store, details=True) is first  # no change, no new rendering
+    first = cache.body(d.store, form, details=True)
+    assert cache.body(d.store, form, details=True) is first  # no change, no new rendering
+    assert cache.body(d.store, form, details=False) is not first  # each details flag its own body
+    one = cache.body(d.store, form, details=True, name="root")
+    assert one is not first and cache.body(d.store, form, details=True, name="root") is one
     d.store.record("root", passed())
-    second = cache.body(d.store, details=True)
-    assert second is not first and cache.body(d.store, details=True) is second
+    second = cache.body(d.store, form, details=True)
+    assert second is not first and cache.body(d.store, form, details=True) is second
+    assert cache.body(d.store, form, details=True, name="root") is not one
+
+
+async def test_page_is_rendered_at_most_once_a_second_however_often_state_changes() -> None:
+    now = [100.0]
+    d = daemon(DISKS)
+    cache, page = HealthCache(clock=lambda: now[0]), FORMATS["html"]
+    first = cache.body(d.store, page, details=True)
+    d.store.record("root", passed())
+    now[0] += 0.9
+    assert cache.body(d.store, page, details=True) is first  # a change alone does not render the page again
+    now[0] += 0.1
+    second = cache.body(d.store, page, details=True)
+    assert second is not first and b"pass" in second
+    now[0] += 5
+    assert cache.body(d.store, page, details=True) is not second  # nothing changed, but the ages it shows did
+    reloaded = daemon(DISKS)  # a config reload brings a new store: rendered at once
+    assert cache.body(reloaded.store, page, details=True) is not second
 
 
 async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:
@@ -287,3 +313,47 @@ async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: P
     assert body["checks"]["tmp"][0]["status"] == "pass"
     await asyncio.sleep(0.7)
     assert d.store.checks["tmp"].runs[Status.PASS] >= 2
+
+
+async def test_history_of_recent_runs(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    empty = await client.get("/health/checks/root/history")
+    assert empty.status == 200 and await empty.json() == {"check": "root", "status": "fail", "runs": []}
+    d.store.record("root", passed())
+    d.store.record("root", failed())
+    body = await (await client.get("/health/checks/root/history")).json()
+    assert body == {
+        "check": "root",
+        "status": "fail",
+        "runs": [  # oldest first
+            {"status": "pass", "time": "2023-11-14T22:13:20.000Z", "duration": 0.002},
+            {"status": "fail", "time": "2023-11-14T22:13:30.000Z", "duration": 0.5, "reason": "unexpected"},
+        ],
+    }
+    missing = await client.get("/health/checks/nope/history")
+    assert missing.status == 404 and await missing.json() == {"error": "no such check"}
+    assert (await client.head("/health/checks/root/history")).status == 200
+
+
+async def test_history_is_a_bounded_ring(aiohttp_client: Client) -> None:
+    d = daemon(DISKS)
+    client: TestClient = await aiohttp_client(d.app)
+    for i in range(HISTORY_LENGTH + 5):
+        d.store.record("root", Result(Status.PASS, 1_700_000_000.0 + i, 0.001))
+    runs = (await (await client.get("/health/checks/root/history")).json())["runs"]
+    assert len(runs) == HISTORY_LENGTH
+    assert runs[0]["time"] == "2023-11-14T22:13:25.000Z"  # the five oldest runs are gone
+
+
+async def test_history_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("let-me-see\n")
+    d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
+    client: TestClient = await aiohttp_client(d.app)
+    d.store.record("root", failed())
+    anonymous = await (await client.get("/health/checks/root/history")).json()
+    assert anonymous["runs"] == [{"status": "fail", "time": "2023-11-14T22:13:30.000Z"}]
+    authorized = await client.get("/health/checks/root/history", headers={"Authorization": "Bearer let-me-see"})
+    assert (await authorized.json())["runs"][0]["reason"] == "unexpected"
+    wrong = await client.get("/health/checks/root/history", headers={"Authorization": "Bearer guess"})
+    assert wrong.status == 401 and await wrong.json() == {"error": "invalid bearer token"}
