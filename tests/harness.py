@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,22 @@ def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) ->
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def pause_process(pid: int) -> None:
+    """SIGSTOP, and wait until the kernel has stopped every thread: kill()
+    returns before a process running on another core has stopped, and a
+    server may still answer one more request in between."""
+    os.kill(pid, signal.SIGSTOP)
+    tasks = Path(f"/proc/{pid}/task")
+    wait_until(lambda: all(_task_state(task) == "T" for task in tasks.iterdir()), f"process {pid} to stop", seconds=10)
+
+
+def _task_state(task: Path) -> str:
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # a thread that ended meanwhile
+        return "T"
 
 
 def port_open(port: int) -> bool:
@@ -287,7 +304,7 @@ class RedisServer:
     def pause(self) -> None:
         """SIGSTOP: the port still accepts connections, nothing answers."""
         assert self.process is not None
-        os.kill(self.process.pid, 19)
+        pause_process(self.process.pid)
 
     def resume(self) -> None:
         assert self.process is not None
@@ -430,7 +447,7 @@ class NatsServer:
     def pause(self) -> None:
         """SIGSTOP: the port still accepts connections, nothing answers."""
         assert self.process is not None
-        os.kill(self.process.pid, 19)
+        pause_process(self.process.pid)
 
     def resume(self) -> None:
         assert self.process is not None
@@ -501,7 +518,7 @@ class MosquittoServer:
 
     def pause(self) -> None:
         assert self.process is not None
-        os.kill(self.process.pid, 19)
+        pause_process(self.process.pid)
 
     def resume(self) -> None:
         assert self.process is not None

