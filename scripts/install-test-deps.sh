@@ -7,10 +7,13 @@
 #   nats-server and mosquitto (with mosquitto_passwd) are the brokers of the
 #   nats and mqtt checks' tests; podman with runc builds and runs the
 #   container image, and debootstrap makes its stand-in base image;
-#   dnsmasq answers the peer name of the fleet tests on a port of its own
-#   (run by the tests with --no-resolv --no-hosts, never as a service).
+#   dnsmasq answers the dns check's tests and the peer name of the fleet
+#   tests on a port of its own (run by the tests with --no-resolv --no-hosts,
+#   never as a service);
 #   chromium renders the status page in the browser tests (driven by Playwright's
-#   Python package pointed at /usr/bin/chromium: no browser download).
+#   Python package pointed at /usr/bin/chromium: no browser download);
+#   the Nagios plugins (monitoring-plugins-basic: check_tcp, check_disk,
+#   check_http...) are what the command check's tests run.
 set -euo pipefail
 
 packages=()
@@ -26,6 +29,7 @@ command -v runc >/dev/null 2>&1 || packages+=(runc)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+[ -x /usr/lib/nagios/plugins/check_tcp ] || packages+=(monitoring-plugins-basic)
 
 if ((${#packages[@]} == 0)); then
     exit 0

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.servers import free_port
@@ -556,8 +556,11 @@ class GrpcServer:
 
 
 class DnsServer:
-    """dnsmasq on a free UDP port of 127.0.0.1, answering only from a hosts file
-    the test writes (no upstream, no /etc/hosts, never the system's service)."""
+    """dnsmasq on a free port of 127.0.0.1 (UDP and TCP), answering only what
+    the test gives it: `records` (name -> addresses) in a hosts file and any
+    other dnsmasq options (`mx-host=...`, `txt-record=...`, `srv-host=...`,
+    `cname=...`, `server=/zone/...`) in a generated config file. No upstream,
+    no /etc/hosts, never the system's service."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -565,7 +568,7 @@ class DnsServer:
         self.hosts = directory / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, records: dict[str, list[str]]) -> None:
+    def start(self, records: dict[str, list[str]], options: list[str] | tuple[str, ...] = ()) -> None:
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(binary):
             raise RuntimeError("dnsmasq not found: run scripts/install-test-deps.sh (Debian package dnsmasq-base)")
@@ -573,10 +576,12 @@ class DnsServer:
         self.hosts.write_text(
             "".join(f"{address} {name}\n" for name, addresses in records.items() for address in addresses)
         )
+        config = self.directory / "dnsmasq.conf"
+        config.write_text("".join(f"{option}\n" for option in options))
         args = [
             binary,
             "--keep-in-foreground",
-            "--conf-file=/dev/null",
+            f"--conf-file={config}",
             f"--port={self.port}",
             "--listen-address=127.0.0.1",
             "--bind-interfaces",
@@ -673,3 +678,44 @@ class TcpProxy:
 
     def heal(self) -> None:
         self.start()
+
+
+@contextlib.contextmanager
+def silent_udp_port() -> Iterator[int]:
+    """A UDP port that takes every datagram and never answers (a DNS server that hangs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+class RcodeServer:
+    """A UDP DNS server of a few lines that answers every query with one
+    rcode (SERVFAIL, REFUSED...), built with dnspython's message API."""
+
+    def __init__(self, rcode: str) -> None:
+        self.rcode = rcode
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> RcodeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+
+        while True:
+            try:
+                data, peer = self._sock.recvfrom(4096)
+            except OSError:
+                return  # closed
+            response = dns.message.make_response(dns.message.from_wire(data))
+            response.set_rcode(dns.rcode.from_text(self.rcode))
+            self._sock.sendto(response.to_wire(), peer)

@@ -28,6 +28,7 @@ TYPES: dict[str, str] = {
     "grpc": "probed.checks.grpc:GrpcCheck",
     "tcp": "probed.checks.tcp:TcpCheck",
     "tls": "probed.checks.tls:TlsCheck",
+    "dns": "probed.checks.dns:DnsCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
