@@ -29,6 +29,7 @@ TYPES: dict[str, str] = {
     "tcp": "probed.checks.tcp:TcpCheck",
     "tls": "probed.checks.tls:TlsCheck",
     "dns": "probed.checks.dns:DnsCheck",
+    "command": "probed.checks.command:CommandCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
