@@ -71,6 +71,10 @@ class ServerOptions(ProbedModel):
     )
     token: SecretStr | None = Field(None, description="bearer token that unlocks details")
     token_file: Path | None = Field(None, description="file holding the bearer token")
+    heartbeat_token: SecretStr | None = Field(
+        None, description="bearer token for POST /heartbeat/{name}, for heartbeat checks without a token of their own"
+    )
+    heartbeat_token_file: Path | None = Field(None, description="file holding the heartbeat token")
 
     @field_validator("listen")
     @classmethod
@@ -389,6 +393,8 @@ class _Reader:
         self._check_dependencies(checks, raw_checks)
         groups = self._groups(data.get("groups"), checks, raw_checks)
         peers = self._section(PeersOptions, data, "peers") if data.get("peers") is not None else None
+        if server is not None:
+            self._heartbeats_have_tokens(checks, server)
         if server is None or scheduler is None or self.problems:
             return None
         return Config(server, scheduler, checks, self.source, groups, peers)
@@ -429,6 +435,14 @@ class _Reader:
                     self.problem(path, f"unknown check {parent!r} (configured: {', '.join(known)})")
         for cycle in _cycles({name: options.depends_on for name, options in checks.items()}):
             self.problem(("checks", cycle[0], "depends_on"), f"a cycle: {' -> '.join(cycle + [cycle[0]])}")
+
+    def _heartbeats_have_tokens(self, checks: dict[str, CheckOptions], server: ServerOptions) -> None:
+        """A heartbeat nobody may send would fail its check for good."""
+        for name, options in checks.items():
+            if options.type == "heartbeat" and getattr(options, "token", None) is None and not server.heartbeat_token:
+                self.problem(
+                    ("checks", name, "type"), "a heartbeat check needs token, token_file or server.heartbeat_token"
+                )
 
     def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
         value = data.get(key)

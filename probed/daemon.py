@@ -19,6 +19,7 @@ import structlog
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
+from probed.checks.heartbeat import Heartbeats
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
@@ -42,6 +43,9 @@ class Daemon:
         self.loaded_at = self.config_load.timestamp  # of the config in use
         self._on_transition = on_transition
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
+        # Written by POST /heartbeat/{name}, read by the heartbeat checks; kept across reloads.
+        self.heartbeats = Heartbeats()
+        self.heartbeats.serve(self.checks)
         self.store = Store(self.checks, on_transition, groups=config.groups, peers=config.peers is not None)
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
@@ -126,6 +130,7 @@ class Daemon:
         await self.scheduler.stop()
         retired = [check for check in self.checks if check.name not in kept]
         self.checks, self.store = checks, store
+        self.heartbeats.serve(checks)
         self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run, phase=None)
         await self.scheduler.start()
         await _close(retired)

@@ -20,10 +20,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
 from probed.daemon import Daemon
 from probed.metrics import create_registry
 from probed.model import Status
 from probed.report import CONTENT_TYPE, Format, Report, history_document, negotiate, render_group_verbose
+from probed.secrets import redact
 from probed.store import LIVE, READY, STARTUP, Store
 
 log = structlog.get_logger("probed.web")
@@ -146,6 +148,32 @@ class Handlers:
         }
         return web.json_response(answer, headers=HEADERS)
 
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        """A job's "I ran" (or "I failed"), written into the daemon's book; the
+        heartbeat check reads it on its next run."""
+        name = request.match_info["name"]
+        check = self.daemon.heartbeats.checks.get(name)
+        if check is None:
+            raise web.HTTPNotFound(reason="no heartbeat check of that name")
+        token = check.options.token or self.server.heartbeat_token
+        expected = f"Bearer {token.get_secret_value() if token else ''}"
+        if not token or not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+            log.warning("heartbeat_refused", check=name, reason="invalid bearer token")
+            raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if (request.content_length or 0) > MAX_REPORT_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_REPORT_BYTES, request.content_length or 0)
+        body = await request.read()  # past the app's client_max_size, aiohttp answers 413 itself
+        if len(body) > MAX_REPORT_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_REPORT_BYTES, len(body))
+        try:
+            status, output = parse_report(body)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason=str(exc)) from None
+        output = redact(output, {token.get_secret_value()})  # a job that prints its own token
+        self.daemon.heartbeats.record(name, Beat(time.monotonic(), status, output))
+        log.info("heartbeat_received", check=name, status=status.value)
+        return web.json_response({"check": name, "status": status.value}, headers=HEADERS)
+
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         registry = self.registry if self._details_allowed(request) else self.public_registry
@@ -218,6 +246,7 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     app.router.add_get("/health/{group}", handlers.group)  # the configured groups
     app.router.add_get("/peers/checks/{name}", handlers.peer_view)
     app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_post("/heartbeat/{name}", handlers.heartbeat)
     app.cleanup_ctx.append(_run_checks)
     return app
 

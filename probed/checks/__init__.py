@@ -30,6 +30,7 @@ TYPES: dict[str, str] = {
     "tls": "probed.checks.tls:TlsCheck",
     "dns": "probed.checks.dns:DnsCheck",
     "command": "probed.checks.command:CommandCheck",
+    "heartbeat": "probed.checks.heartbeat:HeartbeatCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"

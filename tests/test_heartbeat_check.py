@@ -1,0 +1,240 @@
+"""The heartbeat check: real requests to a `probed serve` subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probed.config import ConfigError
+from probed.model import Status
+from tests.conftest import config_from, run_check
+from tests.servers import free_port, poll
+
+OWN_TOKEN = "beat-own-7f3a9c"
+SERVER_TOKEN = "beat-server-2b8e41"
+TIMING = "interval: 300ms, timeout: 100ms"
+CONFIG = f"""\
+server:
+  listen: 127.0.0.1:PORT
+  heartbeat_token: {SERVER_TOKEN}
+checks:
+  backup: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}
+  report: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}
+  nightly: {{type: heartbeat, ttl: 1h, {TIMING}}}
+  cron: {{type: heartbeat, ttl: 1s, token: {OWN_TOKEN}, {TIMING}}}
+  quiet: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}
+  root: {{type: disk, path: /, {TIMING}}}
+"""
+
+
+@dataclass
+class Probed:
+    base: str
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    answers: list[str] = field(default_factory=list)  # every body and header seen, for the leak test
+
+    def post(self, name: str, body: bytes = b"", token: str | None = OWN_TOKEN, **headers: str) -> tuple[int, Any]:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.request("POST", f"/heartbeat/{name}", body, headers)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status, raw, got = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, raw, got = error.code, error.read(), error.headers
+        self.answers += [raw.decode(), str(got)]
+        return status, json.loads(raw) if raw else None
+
+    def check(self, name: str, until: Any) -> dict[str, Any]:
+        """Poll /health/checks/{name} until `until(report)`."""
+        _, body = poll(f"{self.base}/health/checks/{name}", lambda _, text: until(json.loads(text)["checks"][name][0]))
+        self.answers.append(body)
+        report: dict[str, Any] = json.loads(body)["checks"][name][0]
+        return report
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
+    directory = tmp_path_factory.mktemp("heartbeat")
+    port = free_port()
+    config, log = directory / "probed.yaml", directory / "probed.log"
+    config.write_text(CONFIG.replace("PORT", str(port)))
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "probed", "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    server = Probed(f"http://127.0.0.1:{port}", config, log, process)
+    try:
+        poll(f"{server.base}/health/live", lambda status, _: status == 200)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+
+
+def test_before_the_first_heartbeat_the_ttl_counts_from_start(probed: Probed) -> None:
+    report = probed.check("quiet", lambda r: r["status"] != "fail")
+    assert report["status"] == "pass" and "age" not in report["observed"]  # a pass shows no output
+
+
+def test_a_heartbeat_on_time_passes(probed: Probed) -> None:
+    assert probed.post("backup") == (200, {"check": "backup", "status": "pass"})
+    report = probed.check("backup", lambda r: "age" in r.get("observed", {}))
+    assert report["status"] == "pass"
+    assert report["observed"]["age"]["unit"] == "s" and report["observed"]["age"]["value"] < 3600
+    _, metrics = poll(f"{probed.base}/metrics", lambda _, text: 'probed_heartbeat_age_seconds{check="backup"' in text)
+    probed.answers.append(metrics)
+
+
+def test_a_late_heartbeat_fails_and_the_next_one_recovers(probed: Probed) -> None:
+    # ttl 1s: without a heartbeat since start, the check fails.
+    late = probed.check("cron", lambda r: r["status"] == "fail")
+    assert late["reason"] == "unexpected"
+    assert "no heartbeat in the" in late["output"] and "since the check started (ttl 1s)" in late["output"]
+
+    assert probed.post("cron", b'{"status": "pass", "output": "42 rows"}')[0] == 200
+    on_time = probed.check("cron", lambda r: r["status"] == "pass")
+    assert on_time["observed"]["age"]["value"] < 1
+
+    late_again = probed.check("cron", lambda r: r["status"] == "fail")
+    assert late_again["reason"] == "unexpected"
+    assert "over the ttl of 1s; the last one said pass: 42 rows" in late_again["output"]
+
+
+def test_a_failure_report_fails_with_its_output(probed: Probed) -> None:
+    body = json.dumps({"status": "fail", "output": f"disk full (token {OWN_TOKEN})"}).encode()
+    assert probed.post("report", body, **{"Content-Type": "application/json"}) == (
+        200,
+        {"check": "report", "status": "fail"},
+    )
+    report = probed.check("report", lambda r: r["status"] == "fail")
+    assert report["reason"] == "error"
+    assert "the job reported failure" in report["output"] and report["output"].endswith("disk full (token ***)")
+
+    assert probed.post("report", b'{"status": "warn", "output": "slow"}')[0] == 200
+    assert probed.check("report", lambda r: r["status"] == "warn")["output"].endswith(": slow")
+    assert probed.post("report")[0] == 200  # an empty body is a pass
+    assert probed.check("report", lambda r: r["status"] == "pass")
+
+
+def test_the_server_wide_token_serves_checks_without_their_own(probed: Probed) -> None:
+    assert probed.post("nightly", token=SERVER_TOKEN)[0] == 200
+    assert probed.post("nightly", token=OWN_TOKEN)[0] == 401
+    # A check's own token replaces the server-wide one.
+    assert probed.post("backup", token=SERVER_TOKEN)[0] == 401
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", f"Bearer {OWN_TOKEN}x", f"bearer {OWN_TOKEN}", OWN_TOKEN, f"Basic {OWN_TOKEN}", "Bearer "],
+)
+def test_a_wrong_or_missing_token_is_401(probed: Probed, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    status, body = probed.post("backup", token=None, **headers)
+    assert (status, body) == (401, {"error": "invalid bearer token"})
+
+
+def test_unknown_names_and_other_checks_are_404(probed: Probed) -> None:
+    assert probed.post("nosuch") == (404, {"error": "no heartbeat check of that name"})
+    assert probed.post("root", token=SERVER_TOKEN) == (404, {"error": "no heartbeat check of that name"})
+
+
+def test_a_body_too_large_is_413(probed: Probed) -> None:
+    status, body = probed.post("backup", b'{"output": "' + b"x" * 70_000 + b'"}')
+    assert status == 413 and "error" in body
+    status, _ = probed.post("backup", b"x" * 2_000_000)
+    assert status == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not json", "the body must be empty or a JSON object"),
+        (b"[1, 2]", "the body must be a JSON object"),
+        (b'{"status": "ok"}', 'status must be "pass", "warn" or "fail"'),
+        (b'{"output": 3}', "output must be a string"),
+        (b'{"status": "pass", "token": "x"}', "unknown key 'token' (expected status, output)"),
+        (b"\xff\xfe", "the body must be empty or a JSON object"),
+    ],
+)
+def test_a_bad_body_is_400(probed: Probed, body: bytes, problem: str) -> None:
+    status, answer = probed.post("backup", body)
+    assert status == 400 and problem in answer["error"]
+
+
+def test_other_methods_are_405(probed: Probed) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        request = urllib.request.Request(f"{probed.base}/heartbeat/backup", method=method)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 405 and caught.value.headers["Allow"] == "POST"
+        assert json.loads(caught.value.read())["error"]
+
+
+def test_heartbeats_survive_a_config_reload(probed: Probed) -> None:
+    assert probed.post("backup", b'{"output": "before reload"}')[0] == 200
+    before = probed.check("backup", lambda r: r["observed"]["age"]["value"] < 1)["observed"]["age"]["value"]
+    probed.config.write_text(
+        probed.config.read_text() + f"  added: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}\n"
+    )
+    probed.process.send_signal(signal.SIGHUP)
+    poll(f"{probed.base}/health/checks/added", lambda status, _: status == 200)
+    kept = probed.check("backup", lambda r: r["observed"]["age"]["value"] > before)
+    assert kept["status"] == "pass"  # the same heartbeat, older: not forgotten, not renewed
+    assert probed.post("added")[0] == 200
+
+
+def test_no_token_in_any_answer_or_log_line(probed: Probed) -> None:
+    _, health = probed.request("GET", "/health")
+    _, metrics = poll(f"{probed.base}/metrics", lambda *_: True)
+    seen = "\n".join([*probed.answers, json.dumps(health), metrics, probed.log.read_text()])
+    assert "heartbeat_received" in seen and "heartbeat_refused" in seen  # the log was written
+    for token in (OWN_TOKEN, SERVER_TOKEN):
+        assert token not in seen
+
+
+async def test_a_new_check_gives_the_job_one_ttl_of_grace() -> None:
+    """What a start of probed (or `probed check`, which receives no heartbeats) sees."""
+    result = await run_check({"type": "heartbeat", "ttl": "1h", "token": OWN_TOKEN})
+    assert result.status is Status.PASS and result.observed == {}
+    assert result.output in (
+        "/heartbeat/t: no heartbeat yet, 1h of the first ttl left",
+        "/heartbeat/t: no heartbeat yet, 59m59s of the first ttl left",
+    )
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_a_heartbeat_check_needs_a_token_from_somewhere() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from({"job": {"type": "heartbeat", "ttl": "1h"}})
+    assert "checks.job.type: a heartbeat check needs token, token_file or server.heartbeat_token" in str(caught.value)
+    config_from({"job": {"type": "heartbeat", "ttl": "1h"}}, server={"heartbeat_token": "t"})
+
+
+def test_ttl_is_required_and_tokens_come_from_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from({"job": {"type": "heartbeat", "token": "t"}})
+    assert "checks.job.ttl: required key is missing" in str(caught.value)
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    config = config_from({"job": {"type": "heartbeat", "ttl": "1h", "token_file": str(token_file)}})
+    assert config.checks["job"].token.get_secret_value() == "from-a-file"  # type: ignore[attr-defined]
