@@ -393,8 +393,8 @@ class _Reader:
         self._check_dependencies(checks, raw_checks)
         groups = self._groups(data.get("groups"), checks, raw_checks)
         peers = self._section(PeersOptions, data, "peers") if data.get("peers") is not None else None
-        if server is not None:
-            self._heartbeats_have_tokens(checks, server)
+        if server is not None and server.heartbeat_token is not None:
+            checks = _with_server_heartbeat_token(checks, server.heartbeat_token)
         if server is None or scheduler is None or self.problems:
             return None
         return Config(server, scheduler, checks, self.source, groups, peers)
@@ -435,14 +435,6 @@ class _Reader:
                     self.problem(path, f"unknown check {parent!r} (configured: {', '.join(known)})")
         for cycle in _cycles({name: options.depends_on for name, options in checks.items()}):
             self.problem(("checks", cycle[0], "depends_on"), f"a cycle: {' -> '.join(cycle + [cycle[0]])}")
-
-    def _heartbeats_have_tokens(self, checks: dict[str, CheckOptions], server: ServerOptions) -> None:
-        """A heartbeat nobody may send would fail its check for good."""
-        for name, options in checks.items():
-            if options.type == "heartbeat" and getattr(options, "token", None) is None and not server.heartbeat_token:
-                self.problem(
-                    ("checks", name, "type"), "a heartbeat check needs token, token_file or server.heartbeat_token"
-                )
 
     def _section(self, model: type[ProbedModel], data: dict[str, Any], key: str) -> Any:
         value = data.get(key)
@@ -593,6 +585,16 @@ def _cycles(edges: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
     for name in edges:
         visit(name, [])
     return found
+
+
+def _with_server_heartbeat_token(checks: dict[str, CheckOptions], token: SecretStr) -> dict[str, CheckOptions]:
+    """Heartbeat checks without a token of their own take the server-wide one."""
+    return {
+        name: options.model_copy(update={"token": token})
+        if options.type == "heartbeat" and getattr(options, "token", None) is None
+        else options
+        for name, options in checks.items()
+    }
 
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

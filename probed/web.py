@@ -155,7 +155,7 @@ class Handlers:
         check = self.daemon.heartbeats.checks.get(name)
         if check is None:
             raise web.HTTPNotFound(reason="no heartbeat check of that name")
-        token = check.options.token or self.server.heartbeat_token
+        token = check.options.token  # its own, or server.heartbeat_token
         expected = f"Bearer {token.get_secret_value() if token else ''}"
         if not token or not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
             log.warning("heartbeat_refused", check=name, reason="invalid bearer token")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from probed.config import ConfigError
-from probed.model import Status
+from probed.model import Reason, Status
 from tests.conftest import config_from, run_check
 from tests.servers import free_port, poll
 
@@ -223,11 +223,12 @@ async def test_a_new_check_gives_the_job_one_ttl_of_grace() -> None:
 # -- configuration ----------------------------------------------------------------------------
 
 
-def test_a_heartbeat_check_needs_a_token_from_somewhere() -> None:
-    with pytest.raises(ConfigError) as caught:
-        config_from({"job": {"type": "heartbeat", "ttl": "1h"}})
-    assert "checks.job.type: a heartbeat check needs token, token_file or server.heartbeat_token" in str(caught.value)
-    config_from({"job": {"type": "heartbeat", "ttl": "1h"}}, server={"heartbeat_token": "t"})
+async def test_without_any_token_the_check_fails_at_once() -> None:
+    result = await run_check({"type": "heartbeat", "ttl": "1h", "token": "${UNSET_TOKEN:-}"})
+    assert (result.status, result.reason) == (Status.FAIL, Reason.ERROR)
+    assert result.output == "/heartbeat/t: no token to accept heartbeats with (set token or server.heartbeat_token)"
+    config = config_from({"job": {"type": "heartbeat", "ttl": "1h"}}, server={"heartbeat_token": "server-wide"})
+    assert config.checks["job"].token.get_secret_value() == "server-wide"  # type: ignore[attr-defined]
 
 
 def test_ttl_is_required_and_tokens_come_from_files(tmp_path: Path) -> None:

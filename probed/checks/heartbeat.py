@@ -30,7 +30,8 @@ _REPORT_KEYS = {"status", "output"}
 
 
 class HeartbeatOptions(CheckOptions):
-    """The bearer token is the check's own `token`, else the server-wide `server.heartbeat_token`."""
+    """The bearer token is the check's own `token`, else the server-wide
+    `server.heartbeat_token` (the config loader fills it in)."""
 
     type: Literal["heartbeat"]
     optional_levels = frozenset({"age"})  # no heartbeat yet: no age to judge
@@ -84,6 +85,10 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         self.since = time.monotonic()  # the ttl of the first heartbeat counts from here
 
     async def run(self) -> Outcome:
+        if self.options.token is None:  # every heartbeat is refused: say so now, not after a ttl
+            raise CheckFailed(
+                f"{self.target}: no token to accept heartbeats with (set token or server.heartbeat_token)"
+            )
         now = time.monotonic()
         ttl = self.options.ttl
         beat = self.book.last(self.name)
