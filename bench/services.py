@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.harness import (
     ENCODED_PASSWORD,
+    DnsServer,
     MosquittoServer,
     NatsServer,
     PostgresServer,
@@ -42,6 +43,8 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     nats.start()
     mqtt = MosquittoServer(work / "mqtt")
     mqtt.start()
+    dns = DnsServer(work / "dns")
+    dns.start({"www.bench.test": ["192.0.2.10", "192.0.2.11"]})
     smtp_port, s3_port, grpc_port = free_port(), free_port(), free_port()
     grpc = subprocess.Popen([sys.executable, "-m", "tests.grpc_server", str(grpc_port)])
     smtp = subprocess.Popen(
@@ -115,6 +118,12 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
                 "mqtt (connect)": {"type": "mqtt", "host": "127.0.0.1", "port": mqtt.port},
                 "mqtt (QoS 1 round trip)": {"type": "mqtt", "host": "127.0.0.1", "port": mqtt.port, "round_trip": True},
                 "grpc": {"type": "grpc", "target": f"127.0.0.1:{grpc_port}"},
+                "dns": {"type": "dns", "name": "www.bench.test", "server": "127.0.0.1", "port": dns.port},
+                "command (check_tcp; probed's side only)": {
+                    "type": "command",
+                    "command": ["/usr/lib/nagios/plugins/check_tcp", "-H", "127.0.0.1", "-p", str(redis.port)],
+                },
+                "heartbeat": {"type": "heartbeat", "ttl": "1h", "token": "bench"},
             }
         }
     finally:
@@ -123,6 +132,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
             proc.wait(10)
         nats.stop()
         mqtt.stop()
+        dns.stop()
         redis.stop()
         redis_tls.stop()
         postgres.stop("immediate")
