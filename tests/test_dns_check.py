@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from probed.config import ConfigError
 from probed.model import Reason, Status
@@ -31,6 +37,10 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
             'txt-record=example.test,"v=spf1 -all"',
             "srv-host=_http._tcp.example.test,www.example.test,8080,0,5",
             "cname=alias.example.test,www.example.test",
+            # Authoritative for example.test: its NS records.
+            "auth-zone=example.test",
+            "auth-server=ns1.example.test,127.0.0.1",
+            "auth-sec-servers=ns2.example.test",
         ],
     )
     yield server
@@ -68,6 +78,13 @@ async def test_every_record_type_answers_in_the_form_people_write(
     assert result.status is Status.PASS, result.output
     assert result.observed["answer_count"].value == 1
     assert expected in result.output
+
+
+async def test_ns_records(dns_server: DnsServer) -> None:
+    options = dns(dns_server, "example.test", record_type="NS", expect_exact=["ns2.example.test", "NS1.example.test."])
+    result = await run_check(options)
+    assert result.status is Status.PASS, result.output
+    assert result.observed["answer_count"].value == 2
 
 
 async def test_names_and_addresses_compare_in_any_spelling(dns_server: DnsServer) -> None:
@@ -204,3 +221,34 @@ def test_config_mistakes_are_reported(options: dict[str, Any], problem: str) -> 
     with pytest.raises(ConfigError) as caught:
         config_from({"lookup": {"type": "dns", "name": "www.example.test", **options}})
     assert problem in str(caught.value)
+
+
+def test_the_system_resolver_reads_resolv_conf(tmp_path: Path) -> None:
+    """No `server`: the nameserver of /etc/resolv.conf answers. Proved in a network
+    and mount namespace of the test's own, where dnsmasq serves port 53 on its
+    loopback and a resolv.conf naming it is mounted over the real one."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip for a network namespace of its own")
+    (tmp_path / "hosts").write_text("192.0.2.77 db.example.test\n")
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    checks = {
+        "found": {"type": "dns", "name": "db.example.test", "expect_exact": ["192.0.2.77"]},
+        "gone": {"type": "dns", "name": "gone.example.test", "expect_rcode": "NXDOMAIN"},
+    }
+    (tmp_path / "probed.yaml").write_text(yaml.safe_dump({"checks": checks}))
+    script = f"""
+set -e
+ip link set lo up
+mount --bind {tmp_path / "resolv.conf"} /etc/resolv.conf
+/usr/sbin/dnsmasq --conf-file=/dev/null --port=53 --listen-address=127.0.0.1 --bind-interfaces \\
+    --no-resolv --no-hosts --addn-hosts={tmp_path / "hosts"} --local=/test/ --user=root \\
+    --pid-file={tmp_path / "dnsmasq.pid"}
+trap 'kill $(cat {tmp_path / "dnsmasq.pid"})' EXIT
+{sys.executable} -m probed check --config {tmp_path / "probed.yaml"} --output json
+"""
+    done = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], capture_output=True, text=True)
+    if done.returncode not in (0, 1) or not done.stdout.startswith("{"):
+        pytest.skip(f"no namespace here: {done.stderr.strip()[-300:]}")
+    report = json.loads(done.stdout)["checks"]
+    assert report["found"][0]["status"] == "pass", report
+    assert report["gone"][0]["status"] == "pass", report
