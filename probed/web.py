@@ -156,8 +156,8 @@ class Handlers:
         if check is None:
             raise web.HTTPNotFound(reason="no heartbeat check of that name")
         token = check.options.token  # its own, or server.heartbeat_token
-        expected = f"Bearer {token.get_secret_value() if token else ''}"
-        if not token or not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+        sent = request.headers.get("Authorization", "").encode()
+        if token is None or not hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}".encode()):
             log.warning("heartbeat_refused", check=name, reason="invalid bearer token")
             raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         if (request.content_length or 0) > MAX_REPORT_BYTES:

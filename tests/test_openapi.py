@@ -42,7 +42,8 @@ def test_every_route_is_documented_and_every_documented_path_is_served() -> None
 
 @pytest.fixture(scope="module")
 def live_probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """probed serve with a passing, a failing and a non-critical check, details behind a token."""
+    """probed serve with a passing, a failing and a non-critical check, a heartbeat
+    check, details behind a token (the heartbeat's token too)."""
     directory = tmp_path_factory.mktemp("openapi")
     port = free_port()
     config = directory / "probed.yaml"
@@ -53,6 +54,7 @@ defaults: {{interval: 1s, timeout: 500ms}}
 checks:
   disk: {{type: disk, path: '{directory}'}}
   missing: {{type: disk, path: '{directory}/missing', critical: false}}
+  nightly-backup: {{type: heartbeat, ttl: 1h, token: {TOKEN}, critical: false}}
 """
     )
     server = subprocess.Popen([sys.executable, "-m", "probed", "serve", "--config", str(config)],
