@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ from tests.conftest import check_from, config_from, run_check
 from tests.servers import closed_port, silent_listener
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def plugin(name: str) -> str:
@@ -196,6 +198,26 @@ async def test_a_hanging_program_times_out_and_its_whole_group_dies(tmp_path: Pa
     started = [int(pid) for pid in await wait_for_file(pids, 3)]
     await wait_until_gone(started)
     await check.close()
+
+
+@pytest.fixture
+def adopter() -> Iterator[None]:
+    """This process adopts orphans, as probed does when it is PID 1 in a container."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) is not allowed here")
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+async def test_orphans_handed_to_probed_are_reaped(tmp_path: Path, adopter: None) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 300 & echo $! >> {pids}; (sleep 300 & echo $! >> {pids}; wait) & wait"
+    check = check_from(sh(script, timeout="1s", interval="5s"))
+    assert (await run_once(check)).reason is Reason.TIMEOUT
+    started = [int(pid) for pid in await wait_for_file(pids, 2)]
+    await check.close()  # the run in flight has ended: its orphans are reaped, not zombies
+    assert not [pid for pid in started if Path(f"/proc/{pid}").exists()]
 
 
 async def test_a_program_that_ignores_sigterm_dies_all_the_same(tmp_path: Path) -> None:

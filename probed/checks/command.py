@@ -5,7 +5,8 @@ reason error. The first line of output is the check's output; the
 performance data after `|` become observed values.
 
 A run must leave nothing behind: the program starts in a session of its own,
-and when it exits or times out its whole process group is killed. Output is
+and when it exits or times out its whole process group is killed (and, where
+probed is PID 1, the orphans it is handed are reaped). Output is
 read as it comes (a full pipe would block the program) and kept up to a
 bound. At most one run of a check is in flight: while a previous run has not
 ended (its process cannot be killed, or a process that left its group still
@@ -113,6 +114,7 @@ class CommandCheck(Check[CommandOptions]):
         self._in_flight: asyncio.Task[Finished] | None = None
         self._transport: asyncio.SubprocessTransport | None = None  # of the run in flight
         self._closed = False
+        self._unreaped: set[int] = set()  # process groups with orphans probed adopted and could not reap yet
 
     def secrets(self) -> set[str]:
         found = super().secrets()
@@ -124,6 +126,7 @@ class CommandCheck(Check[CommandOptions]):
         if self._in_flight is not None and not self._in_flight.done():
             # A process that cannot be killed, or that left the group and holds the output open.
             raise CheckFailed(f"{self.target}: the previous run has not ended yet", Reason.TIMEOUT)
+        self._unreaped = {pgid for pgid in self._unreaped if not _reap_now(pgid)}
         self._in_flight = asyncio.ensure_future(self._execute())
         self._in_flight.add_done_callback(_retrieve)
         # Shielded: when the runner gives up on this run, the run still kills and reaps its processes.
@@ -158,6 +161,8 @@ class CommandCheck(Check[CommandOptions]):
         finally:
             self._transport = None
             transport.close()
+        if not await _reap_orphans(transport.get_pid()):
+            self._unreaped.add(transport.get_pid())  # one stuck in the kernel: try again next run
         if not exited:
             message = f"{self.target}: timed out after {format_duration(opts.timeout)}, its process group was killed"
             raise CheckFailed(message, Reason.TIMEOUT)
@@ -234,6 +239,30 @@ def _kill_group(pid: int) -> None:
     # The group is the program's own session (start_new_session): pgid == pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):  # everyone in it has exited
         os.killpg(pid, signal.SIGKILL)
+
+
+async def _reap_orphans(pgid: int) -> bool:
+    """Reap the killed group's processes that were handed to probed; True when
+    none is left. When probed is PID 1 (a container without an init) the
+    children of a killed program become probed's own and would stay zombies
+    for good, one set per run. Called once the program itself was reaped
+    (asyncio's watcher waits for it), so only those orphans can match; they
+    may take a moment to die. Anywhere else none is probed's: one call."""
+    for _ in range(100):
+        if _reap_now(pgid):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def _reap_now(pgid: int) -> bool:
+    """Reap what of the group has exited; True when none of it is probed's any more."""
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        return True
+    return False
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
