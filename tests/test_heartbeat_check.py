@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.servers import free_port, poll
 
 OWN_TOKEN = "beat-own-7f3a9c"
 SERVER_TOKEN = "beat-server-2b8e41"
+NEW_SERVER_TOKEN = "beat-server-new-5d0c77"
 TIMING = "interval: 300ms, timeout: 100ms"
 CONFIG = f"""\
 server:
@@ -201,12 +203,23 @@ def test_heartbeats_survive_a_config_reload(probed: Probed) -> None:
     assert probed.post("added")[0] == 200
 
 
+def test_a_new_server_token_takes_effect_on_reload(probed: Probed) -> None:
+    probed.config.write_text(probed.config.read_text().replace(SERVER_TOKEN, NEW_SERVER_TOKEN))
+    probed.process.send_signal(signal.SIGHUP)
+    for _ in range(200):  # the reload takes effect between two requests
+        if probed.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200:
+            break
+        time.sleep(0.05)
+    assert probed.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200
+    assert probed.post("nightly", token=SERVER_TOKEN)[0] == 401
+
+
 def test_no_token_in_any_answer_or_log_line(probed: Probed) -> None:
     _, health = probed.request("GET", "/health")
     _, metrics = poll(f"{probed.base}/metrics", lambda *_: True)
     seen = "\n".join([*probed.answers, json.dumps(health), metrics, probed.log.read_text()])
     assert "heartbeat_received" in seen and "heartbeat_refused" in seen  # the log was written
-    for token in (OWN_TOKEN, SERVER_TOKEN):
+    for token in (OWN_TOKEN, SERVER_TOKEN, NEW_SERVER_TOKEN):
         assert token not in seen
 
 
