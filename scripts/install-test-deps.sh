@@ -13,7 +13,9 @@
 #   chromium renders the status page in the browser tests (driven by Playwright's
 #   Python package pointed at /usr/bin/chromium: no browser download);
 #   the Nagios plugins (monitoring-plugins-basic: check_tcp, check_disk,
-#   check_http...) are what the command check's tests run.
+#   check_http...) are what the command check's tests run;
+#   mariadbd and rabbitmq-server are the throwaway servers of the mysql and
+#   amqp checks (started by the tests as their own nodes, never the services).
 set -euo pipefail
 
 packages=()
@@ -30,6 +32,8 @@ command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 [ -x /usr/lib/nagios/plugins/check_tcp ] || packages+=(monitoring-plugins-basic)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
+compgen -G "/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server" >/dev/null || packages+=(rabbitmq-server)
 
 if ((${#packages[@]} == 0)); then
     exit 0

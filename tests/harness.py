@@ -719,3 +719,254 @@ class RcodeServer:
             response = dns.message.make_response(dns.message.from_wire(data))
             response.set_rcode(dns.rcode.from_text(self.rcode))
             self._sock.sendto(response.to_wire(), peer)
+
+
+# -- MariaDB ----------------------------------------------------------------------------
+
+
+def _mariadb_binary(name: str) -> str:
+    binary = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if binary is None:
+        raise RuntimeError(f"{name} not found: run scripts/install-test-deps.sh (Debian package mariadb-server)")
+    return binary
+
+
+def _process_state(process: subprocess.Popen[bytes] | None) -> str:
+    """R, S, T (stopped), ... from /proc."""
+    assert process is not None
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("State:"):
+            return line.split()[1]
+    return "?"
+
+
+class MariaDbServer:
+    """A MariaDB server of its own on a free port and socket, with real grants:
+    root logs in over the socket without a password (for setup), the user
+    `probe` (PASSWORD) owns database `app`, `repl` may replicate."""
+
+    def __init__(self, base: Path, server_id: int = 1) -> None:
+        self.base = base
+        self.data_dir = base / "data"
+        self.socket = base / "mysqld.sock"
+        self.port = free_port()
+        self.server_id = server_id
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def create(cls, base: Path) -> MariaDbServer:
+        """A stopped server with the users and database the tests log in with."""
+        base.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                _mariadb_binary("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={base / 'data'}",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--innodb-log-file-size=4M",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        server = cls(base)
+        server.start()
+        escaped = PASSWORD.replace("'", "''")
+        server.sql(
+            f"CREATE USER probe@'%' IDENTIFIED BY '{escaped}'; CREATE DATABASE app;"
+            "GRANT ALL ON app.* TO probe@'%'; GRANT SLAVE MONITOR, PROCESS ON *.* TO probe@'%';"
+            f"CREATE USER repl@'%' IDENTIFIED BY '{escaped}'; GRANT REPLICATION SLAVE ON *.* TO repl@'%';"
+            "CREATE USER plain@'%' IDENTIFIED BY 'plain'; RESET MASTER;"
+        )
+        server.stop()
+        return server
+
+    def copy(self, base: Path, server_id: int = 1) -> MariaDbServer:
+        """A new server from this stopped one's files: faster than installing one."""
+        base.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.data_dir, base / "data", symlinks=True)
+        (base / "data" / "auto.cnf").unlink(missing_ok=True)
+        return MariaDbServer(base, server_id)
+
+    def start(self, *extra: str) -> None:
+        args = [
+            _mariadb_binary("mariadbd"),
+            "--no-defaults",
+            f"--datadir={self.data_dir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.base / 'mysqld.pid'}",
+            f"--log-error={self.base / 'error.log'}",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=4M",
+            "--max-connections=30",
+            f"--server-id={self.server_id}",
+            f"--log-bin={self.data_dir / 'binlog'}",
+            "--skip-slave-start",
+            *(["--user=root"] if os.geteuid() == 0 else []),
+            *extra,
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.socket.exists() and port_open(self.port), f"mariadbd on port {self.port}", 60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, 18)  # SIGCONT: a paused server cannot shut down
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, 19)
+        wait_until(lambda: _process_state(self.process) == "T", "mariadbd to stop")  # signals are asynchronous
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, 18)
+
+    def sql(self, statements: str) -> str:
+        done = subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B", "-e", statements],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
+
+    def dsn(self, user: str = "probe", password: str = ENCODED_PASSWORD, database: str = "app") -> str:
+        return f"mysql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def replicate_from(self, primary: MariaDbServer) -> None:
+        """Make this running server a replica of `primary`, from its current binlog position."""
+        log_file, position = primary.sql("SHOW MASTER STATUS").split()[:2]
+        escaped = PASSWORD.replace("'", "''")
+        self.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, MASTER_USER='repl', "
+            f"MASTER_PASSWORD='{escaped}', MASTER_LOG_FILE='{log_file}', MASTER_LOG_POS={position}, "
+            "MASTER_CONNECT_RETRY=1; START SLAVE"
+        )
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------
+
+
+def rabbitmq_sbin(name: str) -> str:
+    """The broker's own scripts: /usr/sbin's wrappers switch to the `rabbitmq`
+    user and its HOME (the machine's cookie); these run as us, in our HOME."""
+    found = sorted(glob.glob(f"/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/{name}"))
+    if not found:
+        raise RuntimeError(f"{name} not found: run scripts/install-test-deps.sh (Debian package rabbitmq-server)")
+    return found[-1]
+
+
+def rabbitmq_password_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    import base64
+    import hashlib
+
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+class RabbitMqServer:
+    """A RabbitMQ node of its own: node name probed-test-<random>@localhost, its
+    own AMQP, distribution and epmd ports, data, logs, config and Erlang cookie
+    under `base`, no plugins. Users, vhosts and queues come from a definitions
+    file loaded at boot: user `probe` (PASSWORD) on vhost `app` with queue `work`."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.node = f"probed-test-{os.urandom(4).hex()}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+        base.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        import json
+
+        definitions = {
+            "users": [
+                {"name": "probe", "password_hash": rabbitmq_password_hash(PASSWORD), "tags": ""},
+                {"name": "stranger", "password_hash": rabbitmq_password_hash("stranger"), "tags": ""},
+            ],
+            "vhosts": [{"name": "/"}, {"name": "app"}, {"name": "other"}],
+            "permissions": [
+                {"user": "probe", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+                for vhost in ("/", "app")
+            ],
+            "queues": [
+                {"name": "work", "vhost": "app", "durable": True, "auto_delete": False, "arguments": {}},
+            ],
+        }
+        (self.base / "definitions.json").write_text(json.dumps(definitions))
+        (self.base / "enabled_plugins").write_text("[].\n")
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+            f"load_definitions = {self.base / 'definitions.json'}\n"
+            "log.console = false\n"
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HOME": str(self.base),  # its own .erlang.cookie, never the machine's
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),  # an epmd of its own, stopped with the node
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.base / "rabbitmq.pid"),
+        }
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [rabbitmq_sbin("rabbitmq-server")],
+            env=self.env(),
+            cwd=self.base,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        # A cold Erlang VM on a busy machine can take a minute.
+        wait_until(lambda: port_open(self.port), f"rabbitmq-server on port {self.port}", 180)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # the script's trap stops the node cleanly
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(10)
+            self.process = None
+        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+        subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], check=False, capture_output=True)
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(
+            [rabbitmq_sbin("rabbitmqctl"), "-n", self.node, "-q", *args],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout.strip()
+
+    def url(self, user: str = "probe", password: str = ENCODED_PASSWORD, vhost: str = "app") -> str:
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"

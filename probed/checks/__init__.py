@@ -31,6 +31,7 @@ TYPES: dict[str, str] = {
     "dns": "probed.checks.dns:DnsCheck",
     "command": "probed.checks.command:CommandCheck",
     "heartbeat": "probed.checks.heartbeat:HeartbeatCheck",
+    "mysql": "probed.checks.mysql:MysqlCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
