@@ -880,9 +880,11 @@ class RabbitMqServer:
     under `base`, no plugins. Users, vhosts and queues come from a definitions
     file loaded at boot: user `probe` (PASSWORD) on vhost `app` with queue `work`."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, tls: tuple[Path, Path] | None = None) -> None:
         self.base = base
         self.port = free_port()
+        self.tls = tls  # (certificate, key): also serve amqps on self.tls_port
+        self.tls_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
         self.node = f"probed-test-{os.urandom(4).hex()}@localhost"
@@ -909,12 +911,20 @@ class RabbitMqServer:
         }
         (self.base / "definitions.json").write_text(json.dumps(definitions))
         (self.base / "enabled_plugins").write_text("[].\n")
-        (self.base / "rabbitmq.conf").write_text(
+        config = (
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
             f"load_definitions = {self.base / 'definitions.json'}\n"
             "log.console = false\n"
         )
+        if self.tls:
+            cert, key = self.tls
+            config += (
+                f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}\n"
+                f"ssl_options.certfile = {cert}\nssl_options.keyfile = {key}\nssl_options.cacertfile = {cert}\n"
+                "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
+            )
+        (self.base / "rabbitmq.conf").write_text(config)
 
     def env(self) -> dict[str, str]:
         return {
@@ -944,6 +954,8 @@ class RabbitMqServer:
         )
         # A cold Erlang VM on a busy machine can take a minute.
         wait_until(lambda: port_open(self.port), f"rabbitmq-server on port {self.port}", 180)
+        if self.tls:
+            wait_until(lambda: port_open(self.tls_port), f"rabbitmq-server TLS on port {self.tls_port}", 60)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -968,5 +980,11 @@ class RabbitMqServer:
         )
         return done.stdout.strip()
 
-    def url(self, user: str = "probe", password: str = ENCODED_PASSWORD, vhost: str = "app") -> str:
+    def url(self, user: str = "probe", password: str = ENCODED_PASSWORD, vhost: str = "app", tls: bool = False) -> str:
+        if tls:
+            return f"amqps://{user}:{password}@localhost:{self.tls_port}/{vhost}"
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+
+    def connection_names(self) -> list[str]:
+        """Client-named connections the broker has open (rabbitmqctl takes a few seconds)."""
+        return [line for line in self.ctl("list_connections", "client_properties").splitlines() if "probed" in line]

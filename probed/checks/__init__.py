@@ -32,6 +32,7 @@ TYPES: dict[str, str] = {
     "command": "probed.checks.command:CommandCheck",
     "heartbeat": "probed.checks.heartbeat:HeartbeatCheck",
     "mysql": "probed.checks.mysql:MysqlCheck",
+    "amqp": "probed.checks.amqp:AmqpCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
