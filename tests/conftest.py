@@ -14,7 +14,16 @@ from probed.checks.base import AnyCheck
 from probed.config import Config, parse_config
 from probed.model import Result
 from probed.runner import run_once
-from tests.harness import PASSWORD, PostgresServer, RedisServer, S3Server, SmtpServer, temp_dir
+from tests.harness import (
+    PASSWORD,
+    MariaDbServer,
+    PostgresServer,
+    RabbitMqServer,
+    RedisServer,
+    S3Server,
+    SmtpServer,
+    temp_dir,
+)
 from tests.servers import Certificate, self_signed_certificate, serve_app, target_app
 
 
@@ -129,3 +138,56 @@ def s3_server() -> Iterator[S3Server]:
     server.create_bucket("app-media")
     yield server
     server.stop()
+
+
+# -- MariaDB and RabbitMQ (the mysql and amqp checks) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def mariadb_template() -> Iterator[MariaDbServer]:
+    """An installed, stopped server with its users; tests copy it."""
+    base = temp_dir("probed-mariadb-")
+    yield MariaDbServer.create(base / "template")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _running_mariadb(template: MariaDbServer, name: str, server_id: int = 1) -> Iterator[MariaDbServer]:
+    base = temp_dir(f"probed-mariadb-{name}-")
+    server = template.copy(base, server_id)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb(mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
+    """A running server shared by the tests that do not break it."""
+    yield from _running_mariadb(mariadb_template, "shared")
+
+
+@pytest.fixture
+def own_mariadb(mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
+    """A running server for one test, which may stop, pause or reconfigure it."""
+    yield from _running_mariadb(mariadb_template, "own")
+
+
+@pytest.fixture(scope="session")
+def mariadb_replica(mariadb: MariaDbServer, mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
+    """A replica of `mariadb`, replicating."""
+    for server in _running_mariadb(mariadb_template, "replica", server_id=2):
+        server.replicate_from(mariadb)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tls_certificate: Certificate) -> Iterator[RabbitMqServer]:
+    """One node for the session (a cold start takes 5 to 60 s): tests must not stop it."""
+    base = temp_dir("probed-rabbitmq-")
+    server = RabbitMqServer(base, tls=(tls_certificate.cert_file, tls_certificate.key_file))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,17 +18,6 @@ from tests.servers import Certificate, closed_port, silent_listener
 pytest.importorskip("aiormq", reason="the amqp extra is not installed: pip install 'probed[amqp]'")
 
 WRONG = "n0t-th3-p4ss"
-
-
-@pytest.fixture(scope="session")
-def rabbitmq(tls_certificate: Certificate) -> Iterator[RabbitMqServer]:
-    """One node for the session (a cold start takes 5 to 60 s): tests must not stop it."""
-    base = temp_dir("probed-rabbitmq-")
-    server = RabbitMqServer(base, tls=(tls_certificate.cert_file, tls_certificate.key_file))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from probed.model import Reason, Status
 from probed.runner import run_once
+from probed.store import Store
 from tests.conftest import check_from, run_check
-from tests.harness import ENCODED_PASSWORD, PASSWORD, MariaDbServer, temp_dir
+from tests.harness import ENCODED_PASSWORD, PASSWORD, MariaDbServer
 from tests.servers import Certificate, closed_port, silent_listener
 
 pytest.importorskip("asyncmy", reason="the mysql extra is not installed: pip install 'probed[mysql]'")
-
-
-@pytest.fixture(scope="session")
-def mariadb_template() -> Iterator[MariaDbServer]:
-    """An installed, stopped server with its users; tests copy it."""
-    base = temp_dir("probed-mariadb-")
-    yield MariaDbServer.create(base / "template")
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def _running(template: MariaDbServer, name: str, server_id: int = 1) -> Iterator[MariaDbServer]:
-    base = temp_dir(f"probed-mariadb-{name}-")
-    server = template.copy(base, server_id)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def mariadb(mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
-    """A running server shared by the tests that do not break it."""
-    yield from _running(mariadb_template, "shared")
-
-
-@pytest.fixture
-def own_mariadb(mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
-    """A running server for one test, which may stop, pause or reconfigure it."""
-    yield from _running(mariadb_template, "own")
-
-
-@pytest.fixture(scope="session")
-def mariadb_replica(mariadb: MariaDbServer, mariadb_template: MariaDbServer) -> Iterator[MariaDbServer]:
-    """A replica of `mariadb`, replicating."""
-    for server in _running(mariadb_template, "replica", server_id=2):
-        server.replicate_from(mariadb)
-        yield server
 
 
 async def test_passes_against_a_healthy_server(mariadb: MariaDbServer) -> None:
@@ -291,3 +251,22 @@ async def test_password_never_in_output(mariadb: MariaDbServer) -> None:
         result = await run_check({"type": "mysql", "dsn": dsn, "query": "SELECT 1/0 FROM nowhere"})
         for secret in (PASSWORD, ENCODED_PASSWORD, "p@ss:wrong", "p%40ss%3Awrong"):
             assert secret not in result.output
+
+
+async def test_outage_with_thresholds_then_recovery(own_mariadb: MariaDbServer) -> None:
+    check = check_from({"type": "mysql", "dsn": own_mariadb.dsn(), "failure_threshold": 2, "success_threshold": 2})
+    store = Store([check])
+    state = store.checks[check.name]
+
+    async def run() -> Status | None:
+        store.record(check.name, await run_once(check))
+        return state.effective
+
+    assert await run() is Status.PASS, state.output
+    own_mariadb.stop()
+    assert await run() is Status.PASS  # one failure is below the threshold
+    assert state.last is not None and state.last.reason is Reason.REFUSED
+    assert await run() is Status.FAIL
+    own_mariadb.start()
+    assert await run() is Status.FAIL  # one success is below the threshold
+    assert await run() is Status.PASS
