@@ -485,6 +485,11 @@ def cost_per_run(work: Path, services: dict[str, Any]) -> Section:
         )
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         section.rows.append([name, fmt(results[name]["cpu_us"], 0), fmt(results[name]["wall_ms"], 2)])
+    mysql_fresh, mysql_kept = results["mysql (fresh connection)"], results["mysql (kept connection)"]
+    section.notes.append(
+        f"A kept mysql connection costs {mysql_kept['cpu_us'] / mysql_fresh['cpu_us']:.2f}x the CPU of a fresh one; "
+        "an amqp run always opens and closes its connection (AMQP's handshake is three round trips)."
+    )
     fresh, kept = results["postgres (fresh connection)"], results["postgres (kept connection)"]
     section.notes.append(
         f"A kept postgres connection costs {kept['cpu_us'] / fresh['cpu_us']:.2f}x the CPU of a fresh "
@@ -894,8 +899,10 @@ def update_sections(sections: list[Section]) -> None:
 
 
 def with_services(work: Path, target: str, dependency_services: Any) -> Section:
-    with dependency_services(work, target) as services:
-        return cost_per_run(work, services)
+    from bench.mq_services import mq_services
+
+    with dependency_services(work, target) as services, mq_services() as optional_types:
+        return cost_per_run(work, {**services, "configs": {**services["configs"], **optional_types}})
 
 
 if __name__ == "__main__":
