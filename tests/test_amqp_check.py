@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +43,8 @@ async def test_passes_and_opens_a_channel(rabbitmq: RabbitMqServer) -> None:
     assert float(result.observed["connect_time"].value) > 0
 
 
-async def test_default_vhost_and_credentials_as_fields(rabbitmq: RabbitMqServer, tmp_path: object) -> None:
-    from pathlib import Path
-
-    secret = Path(str(tmp_path)) / "amqp-password"
+async def test_default_vhost_and_credentials_as_fields(rabbitmq: RabbitMqServer, tmp_path: Path) -> None:
+    secret = tmp_path / "amqp-password"
     secret.write_text(PASSWORD + "\n")
     url = f"amqp://127.0.0.1:{rabbitmq.port}/%2F"
     result = await run_check({"type": "amqp", "url": url, "username": "probe", "password_file": str(secret)})
@@ -181,3 +180,22 @@ async def test_outage_with_thresholds_then_recovery() -> None:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_password_never_in_output(rabbitmq: RabbitMqServer) -> None:
+    closed = closed_port()
+    urls = [
+        rabbitmq.url(),
+        rabbitmq.url(vhost="nope"),
+        rabbitmq.url(password=ENCODED_PASSWORD + "x"),
+        f"amqp://probe:{ENCODED_PASSWORD}@127.0.0.1:{closed}/app",
+    ]
+    for url in urls:
+        for queue in (None, "nope"):
+            result = await run_check({"type": "amqp", "url": url, **({"queue": queue} if queue else {})})
+            for secret in (PASSWORD, ENCODED_PASSWORD):
+                assert secret not in result.output
+    as_field = await run_check(
+        {"type": "amqp", "url": f"amqp://127.0.0.1:{closed}/", "username": "probe", "password": PASSWORD}
+    )
+    assert PASSWORD not in as_field.output and as_field.output.startswith(f"amqp://127.0.0.1:{closed}/")

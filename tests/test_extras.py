@@ -25,3 +25,41 @@ def test_a_missing_driver_is_one_config_line_naming_the_extra(
     assert done.stderr.splitlines() == [
         f"{config}:3: checks.broker.type: check type {type_name!r} needs {driver}: pip install 'probed[{extra}]'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("{type: mysql}", "checks.db: give one of dsn (or dsn_file), host or socket"),
+        (
+            "{type: mysql, host: db, socket: /run/mysqld.sock}",
+            "checks.db: give one of dsn (or dsn_file), host or socket",
+        ),
+        ("{type: mysql, dsn: 'postgres://u:s3cr3t@db/app'}", "checks.db.dsn: must start with mysql:// or mariadb://"),
+        (
+            "{type: mysql, dsn: 'mysql://u:s3cr3t@db/app?sslmode=on'}",
+            "checks.db.dsn: unknown parameter sslmode (known: socket, tls)",
+        ),
+        (
+            "{type: mysql, dsn: 'mysql://u:s3cr3t@db:port/app'}",
+            "checks.db.dsn: not a valid URL (mysql://user:password@host:port/database)",
+        ),
+        (
+            "{type: mysql, socket: /run/mysqld.sock, tls: true}",
+            "checks.db.tls: not over a Unix socket (the server does not offer it there)",
+        ),
+        ("{type: amqp, url: 'http://u:s3cr3t@mq/'}", "checks.db.url: url must start with amqp:// or amqps://"),
+        ("{type: amqp, max_messages: 10}", "checks.db.max_messages: needs queue"),
+        (
+            "{type: amqp, queue: q, warn_messages: 10, max_messages: 5}",
+            "checks.db: warn_messages must not be above max_messages",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_without_the_secret(tmp_path: Path, entry: str, problem: str) -> None:
+    from probed.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"checks:\n  db: {entry}\n", "probed.yaml")
+    assert caught.value.problems == [f"probed.yaml:2: {problem}"]
+    assert "s3cr3t" not in caught.value.problems[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -198,11 +199,14 @@ async def test_kept_connection_is_reused_and_replaced_when_it_breaks(own_mariadb
 
 async def test_fresh_connection_by_default_and_none_left_open(mariadb: MariaDbServer) -> None:
     check = check_from({"type": "mysql", "dsn": mariadb.dsn(), "query": "SELECT CONNECTION_ID()"})
+    await run_once(check)
     before = int(mariadb.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'probe'"))
-    results = [await run_once(check) for _ in range(30)]
-    assert len({r.observed["value"].value for r in results}) == 30
+    fds = len(os.listdir("/proc/self/fd"))
+    results = [await run_once(check) for _ in range(100)]
+    assert len({r.observed["value"].value for r in results}) == 100
     after = int(mariadb.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'probe'"))
     assert after <= before
+    assert len(os.listdir("/proc/self/fd")) <= fds
 
 
 async def test_stopped_then_restarted_server(own_mariadb: MariaDbServer) -> None:
