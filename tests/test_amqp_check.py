@@ -199,3 +199,9 @@ async def test_password_never_in_output(rabbitmq: RabbitMqServer) -> None:
         {"type": "amqp", "url": f"amqp://127.0.0.1:{closed}/", "username": "probe", "password": PASSWORD}
     )
     assert PASSWORD not in as_field.output and as_field.output.startswith(f"amqp://127.0.0.1:{closed}/")
+
+
+async def test_unresolvable_host() -> None:
+    result = await run_check({"type": "amqp", "url": "amqp://probe@mq.invalid/"})
+    assert result.status is Status.FAIL
+    assert result.reason is Reason.DNS, result.output

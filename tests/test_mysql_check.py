@@ -274,3 +274,11 @@ async def test_outage_with_thresholds_then_recovery(own_mariadb: MariaDbServer) 
     own_mariadb.start()
     assert await run() is Status.FAIL  # one success is below the threshold
     assert await run() is Status.PASS
+
+
+async def test_tls_field_or_dsn_parameter(own_mariadb: MariaDbServer) -> None:
+    """tls: true applies to a dsn too; a server without TLS then fails the check instead of talking in clear."""
+    in_field = await run_check({"type": "mysql", "dsn": own_mariadb.dsn(), "tls": True})
+    in_dsn = await run_check({"type": "mysql", "dsn": own_mariadb.dsn() + "?tls=true"})
+    for result in (in_field, in_dsn):
+        assert result.status is Status.FAIL and result.reason is Reason.TLS, result.output

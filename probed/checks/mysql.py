@@ -106,10 +106,11 @@ class MysqlOptions(CheckOptions, Levels, Credentials, TlsOptions):
         return {**args, "user": user, "password": password or ""}
 
     def wants_tls(self) -> bool:
-        if self.dsn is not None:
-            query = dict(parse_qsl(urlsplit(self.dsn.get_secret_value()).query))
-            return _truthy(query.get("tls", query.get("ssl", "false")))
-        return self.tls
+        """tls: true, or ?tls=true (or ssl=) in the dsn."""
+        if self.tls or self.dsn is None:
+            return self.tls
+        query = dict(parse_qsl(urlsplit(self.dsn.get_secret_value()).query))
+        return _truthy(query.get("tls", query.get("ssl", "false")))
 
 
 class MysqlCheck(Check[MysqlOptions]):
