@@ -11,11 +11,36 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import GrpcServer, MosquittoServer, NatsServer, PostgresServer, RedisServer, S3Server, SmtpServer
+from tests.harness import (
+    GrpcServer,
+    MariaDbServer,
+    MosquittoServer,
+    NatsServer,
+    PostgresServer,
+    RabbitMqServer,
+    RedisServer,
+    S3Server,
+    SmtpServer,
+)
 from tests.servers import app_in_thread, free_port, issue_certificate, poll, target_app
 from tests.test_cli import NO_LEVELS, probed
 
-CHECKS = ["disk", "web", "db", "cache", "mail", "media", "events", "broker", "inventory", "port", "cert", "config"]
+CHECKS = [
+    "disk",
+    "web",
+    "db",
+    "cache",
+    "mail",
+    "media",
+    "events",
+    "broker",
+    "inventory",
+    "port",
+    "cert",
+    "config",
+    "orders",
+    "jobs",
+]
 
 
 @pytest.fixture
@@ -25,6 +50,8 @@ def every_type(
     redis_server: RedisServer,
     smtp_server: SmtpServer,
     s3_server: S3Server,
+    mariadb: MariaDbServer,
+    rabbitmq: RabbitMqServer,
 ) -> Iterator[tuple[str, int]]:
     """A config with a check of every type, each against a real server; (path, port)."""
     nats, mqtt, grpc = NatsServer(tmp_path / "nats"), MosquittoServer(tmp_path / "mqtt"), GrpcServer()
@@ -56,6 +83,8 @@ checks:
          send: 'GET /ok HTTP/1.0\\r\\n\\r\\n', expect: all good}}
   cert: {{type: tls, file: '{certificate.cert_file}'}}
   config: {{type: file, path: '{tmp_path}', max_age: 1h}}
+  orders: {{type: mysql, dsn: '{mariadb.dsn()}', expect: primary}}
+  jobs: {{type: amqp, url: '{rabbitmq.url()}', queue: work, max_messages: 100}}
 """
         )
         yield str(config), port
