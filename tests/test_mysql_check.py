@@ -282,3 +282,17 @@ async def test_tls_field_or_dsn_parameter(own_mariadb: MariaDbServer) -> None:
     in_dsn = await run_check({"type": "mysql", "dsn": own_mariadb.dsn() + "?tls=true"})
     for result in (in_field, in_dsn):
         assert result.status is Status.FAIL and result.reason is Reason.TLS, result.output
+
+
+async def test_older_servers_answer_show_slave_status(mariadb_replica: MariaDbServer) -> None:
+    """Servers before MySQL 8.0.22 / MariaDB 10.5.1 reject SHOW REPLICA STATUS as a syntax error
+    (1064): stand in for one by making the first statement one this server rejects so."""
+    check = check_from({"type": "mysql", "dsn": mariadb_replica.dsn(), "expect": "replica"})
+    check._status_statement = "SHOW REPLICA STATUS NONSENSE"  # type: ignore[attr-defined]
+    try:
+        first, second = await run_once(check), await run_once(check)
+    finally:
+        await check.close()
+    assert first.status is Status.PASS and second.status is Status.PASS, first.output
+    assert first.observed["replication_lag"].value == 0
+    assert check._status_statement == "SHOW SLAVE STATUS"  # type: ignore[attr-defined]
