@@ -973,6 +973,17 @@ class RabbitMqServer:
         epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
         subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], check=False, capture_output=True)
 
+    def _beam_pid(self) -> int:
+        """The Erlang VM's pid (the node writes it to its pid file once it runs)."""
+        return int((self.base / "rabbitmq.pid").read_text().split()[0])
+
+    def pause(self) -> None:
+        """SIGSTOP the node: the kernel still accepts connections, nothing answers."""
+        os.kill(self._beam_pid(), 19)
+
+    def resume(self) -> None:
+        os.kill(self._beam_pid(), 18)
+
     def ctl(self, *args: str) -> str:
         done = subprocess.run(
             [rabbitmq_sbin("rabbitmqctl"), "-n", self.node, "-q", *args],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -157,7 +158,7 @@ async def test_many_runs_leave_no_connection_open(rabbitmq: RabbitMqServer, work
 
 
 async def test_outage_with_thresholds_then_recovery() -> None:
-    """Its own node: stopped (refused, fail past the threshold), started again (pass past the threshold)."""
+    """Its own node: stopped (refused, fail past the threshold), started again (pass), paused and resumed."""
     base = temp_dir("probed-rabbitmq-outage-")
     server = RabbitMqServer(base)
     server.start()
@@ -177,6 +178,22 @@ async def test_outage_with_thresholds_then_recovery() -> None:
         assert await run() is Status.FAIL
         server.start()
         assert await run() is Status.PASS, state.output
+
+        # Paused (SIGSTOP): the handshake never comes; each run costs its timeout, no socket is left.
+        paused = check_from({"type": "amqp", "url": server.url(), "timeout": "500ms"}, name="paused")
+        fds = _open_fds()
+        server.pause()
+        try:
+            results = [await run_once(paused) for _ in range(3)]
+        finally:
+            server.resume()
+        assert [r.reason for r in results] == [Reason.TIMEOUT] * 3, results[0].output
+        assert (await run_once(paused)).status is Status.PASS
+        for _ in range(100):  # abandoned runs get a second to say goodbye (amqp.py's _close)
+            if _open_fds() <= fds:
+                break
+            await asyncio.sleep(0.1)
+        assert _open_fds() <= fds
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
