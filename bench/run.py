@@ -899,10 +899,8 @@ def update_sections(sections: list[Section]) -> None:
 
 
 def with_services(work: Path, target: str, dependency_services: Any) -> Section:
-    from bench.mq_services import mq_services
-
-    with dependency_services(work, target) as services, mq_services() as optional_types:
-        return cost_per_run(work, {**services, "configs": {**services["configs"], **optional_types}})
+    with dependency_services(work, target) as services:
+        return cost_per_run(work, services)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.mq_services import mq_services
 from tests.harness import (
     ENCODED_PASSWORD,
     DnsServer,
@@ -57,7 +58,9 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    optional = ExitStack()
     try:
+        optional_types = optional.enter_context(mq_services())  # MariaDB and RabbitMQ
         wait_until(lambda: port_open(smtp_port) and port_open(s3_port) and port_open(grpc_port), "smtp, s3, grpc")
         import boto3
 
@@ -124,9 +127,11 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
                     "command": ["/usr/lib/nagios/plugins/check_tcp", "-H", "127.0.0.1", "-p", str(redis.port)],
                 },
                 "heartbeat": {"type": "heartbeat", "ttl": "1h", "token": "bench"},
+                **optional_types,
             }
         }
     finally:
+        optional.close()
         for proc in (smtp, s3, grpc):
             proc.terminate()
             proc.wait(10)
