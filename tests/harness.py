@@ -731,15 +731,6 @@ def _mariadb_binary(name: str) -> str:
     return binary
 
 
-def _process_state(process: subprocess.Popen[bytes] | None) -> str:
-    """R, S, T (stopped), ... from /proc."""
-    assert process is not None
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("State:"):
-            return line.split()[1]
-    return "?"
-
-
 class MariaDbServer:
     """A MariaDB server of its own on a free port and socket, with real grants:
     root logs in over the socket without a password (for setup), the user
@@ -827,8 +818,7 @@ class MariaDbServer:
     def pause(self) -> None:
         """SIGSTOP: the port still accepts connections, nothing answers."""
         assert self.process is not None
-        os.kill(self.process.pid, 19)
-        wait_until(lambda: _process_state(self.process) == "T", "mariadbd to stop")  # signals are asynchronous
+        pause_process(self.process.pid)
 
     def resume(self) -> None:
         assert self.process is not None
@@ -979,7 +969,7 @@ class RabbitMqServer:
 
     def pause(self) -> None:
         """SIGSTOP the node: the kernel still accepts connections, nothing answers."""
-        os.kill(self._beam_pid(), 19)
+        pause_process(self._beam_pid())
 
     def resume(self) -> None:
         os.kill(self._beam_pid(), 18)
