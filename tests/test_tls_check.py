@@ -315,6 +315,9 @@ async def test_expiry_gauge_is_one_family_with_the_http_check(tmp_path: Path) ->
         def alive(self) -> bool:
             return True
 
+        def peer_requests(self) -> dict[str, int]:
+            return {}
+
     text = generate_latest(create_registry(Source())).decode()
     family = "probed_tls_cert_expiry_timestamp_seconds"
     assert text.count(f"# TYPE {family} gauge") == 1
