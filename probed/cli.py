@@ -19,6 +19,7 @@ from probed import __version__
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import Config, ConfigError, config_path, load_config, schema_text
+from probed.connections import GuardedSite
 from probed.daemon import Daemon
 from probed.logs import configure_logging
 from probed.metrics import create_registry
@@ -226,7 +227,7 @@ async def serve(config: Config, path: str | None) -> int:
     await runner.setup()
     host, port = config.server.host_port
     try:
-        await web.TCPSite(runner, host, port).start()
+        await GuardedSite(runner, host, port).start()
     except OSError:
         await runner.cleanup()
         raise

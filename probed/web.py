@@ -235,7 +235,10 @@ DAEMON = web.AppKey("daemon", Daemon)
 
 def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     """The app; starting it starts the daemon's checks and cleaning it up stops them."""
-    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190})
+    # keepalive_timeout runs from accept: it bounds the wait for a request's
+    # headers as well as the idle time between kept-alive requests.
+    idle = {"keepalive_timeout": daemon.config.server.idle_timeout}
+    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190, **idle})
     app[DAEMON] = daemon
     handlers = Handlers(daemon, registry)
     app.router.add_get("/health", handlers.health)
