@@ -20,7 +20,7 @@ from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import Config, ConfigError, config_path, load_config, schema_text
 from probed.connections import GuardedSite
-from probed.daemon import Daemon
+from probed.daemon import Daemon, freeze_what_lives_forever
 from probed.logs import configure_logging
 from probed.model import Status
 from probed.report import FORMATS, Report
@@ -224,6 +224,7 @@ def serve_command(config: Config, path: str | None) -> int:
 
 
 async def serve(config: Config, path: str | None) -> int:
+    freeze_what_lives_forever()
     daemon = Daemon(config, path, on_transition=log_transition)
     app = create_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)

@@ -77,7 +77,6 @@ class Daemon:
         return self.scheduler.load()
 
     async def start(self) -> None:
-        _freeze_startup_objects()
         await self.scheduler.start()
         if self.peers is not None:
             await self.peers.start()
@@ -155,11 +154,16 @@ def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _freeze_startup_objects() -> None:
-    """Move everything start-up made (modules, config, checks, drivers' service
-    models) out of the collector's sight: a full collection then walks only
-    what changes, and its pause on the loop stays short."""
-    gc.collect()
+def freeze_what_lives_forever() -> None:
+    """Take modules, drivers' loaded data and the config out of the garbage
+    collector's sight, before any check exists (`probed serve` calls it
+    before making its Daemon): a full collection then walks only checks and
+    their runs, and its pause on the loop stays short.
+
+    Checks are not frozen: a reload retires them, and a frozen object in a
+    reference cycle (a check and its client session) is never collected.
+    """
+    gc.collect()  # before serving: the one full collection that delays no probe
     gc.freeze()
 
 
