@@ -283,7 +283,9 @@ def render(source: MetricsSource, openmetrics: bool = False, observed: bool = Tr
     and each value is read whole. `observed`: False leaves out the gauges of
     observed values (server.details: token, for callers without it)."""
     states = list(source.store.checks.values())
-    labels = [f'check="{_escape(s.name)}",type="{_escape(s.type)}"' for s in states]
+    # Labels in name order, as prometheus_client writes them: every extra
+    # label (le, reason, result, probed_check_status) sorts between the two.
+    labels = [(f'check="{_escape(s.name)}"', f'type="{_escape(s.type)}"') for s in states]
     # Written in small encoded chunks with a release of the GIL between
     # them: one big join at the end would hold the loop thread off for tens
     # of milliseconds at thousands of checks.
@@ -291,7 +293,7 @@ def render(source: MetricsSource, openmetrics: bool = False, observed: bool = Tr
     out: list[str] = []
     for family, samples in daemon_families(source):
         _header(out, family, openmetrics)
-        out += [f"{family.name}{suffix}{_labels('', extra)} {_number(value)}\n" for suffix, extra, value in samples]
+        out += [f"{family.name}{suffix}{_labels(None, extra)} {_number(value)}\n" for suffix, extra, value in samples]
     for check_family in _check_families(states, observed):
         _header(out, check_family, openmetrics)
         name, samples_of = check_family.name, check_family.samples
@@ -322,10 +324,11 @@ def _header(out: list[str], family: Family, openmetrics: bool) -> None:
     out += [f"# HELP {name} {family.help}\n", f"# TYPE {name} {kind}\n"]
 
 
-def _labels(base: str, extra: Extra) -> str:
-    if not extra.labels:
-        return f"{{{base}}}" if base else ""
-    return f"{{{base},{extra.text}}}" if base else f"{{{extra.text}}}"
+def _labels(base: tuple[str, str] | None, extra: Extra) -> str:
+    if base is None:
+        return f"{{{extra.text}}}" if extra.labels else ""
+    check, check_type = base
+    return f"{{{check},{extra.text},{check_type}}}" if extra.labels else f"{{{check},{check_type}}}"
 
 
 def _escape(value: str) -> str:

@@ -391,7 +391,7 @@ async def test_failures_by_reason_list_only_reasons_seen() -> None:
     d = daemon(DISKS)
     d.store.record("scratch", failed())
     text = render(d.daemon).decode()
-    assert 'probed_check_failures_total{check="scratch",type="disk",reason="unexpected"} 1.0' in text
+    assert 'probed_check_failures_total{check="scratch",reason="unexpected",type="disk"} 1.0' in text
     assert 'reason="timeout"' not in text  # zero series would be most of the exposition at scale
 
 
