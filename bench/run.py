@@ -805,6 +805,121 @@ def probed_runs(port: int) -> int:
     )
 
 
+# -- 8. load: scrapes, idle clients, s3 memory, reloads ------------------------------------------------
+
+
+def run_json(*args: str) -> dict[str, Any]:
+    done = subprocess.run([PYTHON, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def scrapes() -> Section:
+    seconds = 5 if QUICK else 15
+    section = Section(
+        "Probes during /metrics scrapes",
+        f"`bench/scrape.py`: `probed serve` with N disk checks; /health/live asked every 20 ms for {seconds} s "
+        "on a kept-alive connection, first alone, then while another client scrapes /metrics back to back.",
+        header=[
+            "checks",
+            "exposition KiB",
+            "scrape ms",
+            "probe p50 ms",
+            "probe p99 ms",
+            "during scrapes p50 ms",
+            "during scrapes p99 ms",
+            "during scrapes max ms",
+        ],
+    )
+    for count in (1000, 5000):
+        figures = run_json("bench/scrape.py", str(count), str(seconds))
+        section.rows.append(
+            [
+                fmt(count, 0),
+                fmt(figures["exposition_kib"], 0),
+                fmt(figures["scrape_ms"], 0),
+                fmt(figures["probe_p50_ms"], 2),
+                fmt(figures["probe_p99_ms"], 2),
+                fmt(figures["scraping_p50_ms"], 2),
+                fmt(figures["scraping_p99_ms"], 2),
+                fmt(figures["scraping_max_ms"], 2),
+            ]
+        )
+    section.notes.append(
+        "The exposition is written in a thread of its own, releasing the GIL every 100 checks of a family; "
+        "the probe figures include the machine's noise (compare the two columns of one row)."
+    )
+    return section
+
+
+def idle_clients() -> Section:
+    clients, nofile = 600, 256
+    section = Section(
+        "Idle connections",
+        f"`bench/idle.py`: `probed serve` under `RLIMIT_NOFILE` {nofile}; {clients} clients each send half a "
+        "request and wait; /health/live is asked 200 times before and during the flood (2 s timeout each).",
+        header=["phase", "probes failed", "p50 ms", "p99 ms"],
+    )
+    figures = run_json("bench/idle.py", str(clients), str(nofile))
+    for phase in ("quiet", "flooded"):
+        row = figures[phase]
+        section.rows.append([phase, fmt(row["failed"], 0), fmt(row["p50_ms"], 2), fmt(row["p99_ms"], 2)])
+    section.notes.append(
+        f"{figures['connected']} of the {clients} clients got a connection; probed closed {figures['closed']} "
+        "of them, oldest idle first, to stay under its connection limit (a quarter of the file descriptors)."
+    )
+    return section
+
+
+def s3_memory(services: dict[str, Any]) -> Section:
+    seconds = 5 if QUICK else 15
+    endpoint = services["configs"]["s3"]["endpoint_url"]
+    section = Section(
+        "s3 checks: memory and loop stalls",
+        "`bench/s3load.py`: probed's daemon in a fresh process with N s3 checks against moto's server (another "
+        f"process) at a 2 s interval; after every check has run twice, {seconds} s of a 5 ms timer on the event "
+        "loop (how late it fires is how long a probe would wait) and the garbage collector's longest pause.",
+        header=["s3 checks", "RSS MiB", "loop stall p99 ms", "longest loop stall ms", "longest GC pause ms"],
+    )
+    for count in (1, 20, 100):
+        figures = run_json("bench/s3load.py", str(count), endpoint, str(seconds))
+        section.rows.append(
+            [
+                fmt(count, 0),
+                fmt(figures["rss_mib"], 1),
+                fmt(figures["stall_p99_ms"], 1),
+                fmt(figures["stall_max_ms"], 1),
+                fmt(figures["gc_longest_ms"], 1),
+            ]
+        )
+    return section
+
+
+def reloads(work: Path, services: dict[str, Any]) -> Section:
+    count = 5 if QUICK else 20
+    checks = {}
+    for name, options in services["configs"].items():
+        options = {k: v for k, v in options.items() if not k.startswith("_")}
+        for i in range(3):
+            checks[f"{name.split()[0]}-{len(checks)}-{i}"] = {**options, "interval": "1s", "timeout": "900ms"}
+    path = write_config(work, "reloads.yaml", {"checks": checks})
+    figures = run_json("bench/reloads.py", path, str(count))
+    section = Section(
+        "Same-config reloads",
+        f"`bench/reloads.py`: `probed serve` with three checks of every type against real local servers, "
+        f"at a 1 s interval; SIGHUP {count} times, 2 s apart, RSS read before and after each.",
+        header=["RSS at start MiB", "after 2 reloads MiB", f"after {count} MiB", "slope, second half, MiB / reload"],
+        rows=[
+            [
+                fmt(figures["rss_start_mib"], 1),
+                fmt(figures["rss_after_2_mib"], 1),
+                fmt(figures["rss_end_mib"], 1),
+                fmt(figures["slope_second_half_mib_per_reload"], 3),
+            ]
+        ],
+    )
+    return section
+
+
 # -- the run --------------------------------------------------------------------------------------------------
 
 
@@ -842,7 +957,7 @@ def main() -> None:
             ("scheduler scale", lambda: scheduler_scale(target)),
             ("transitions", transitions),
             ("history", history_memory),
-            ("cost per run", lambda: with_services(work, target, dependency_services)),
+            ("cost per run", lambda: with_services(work, target, dependency_services, cost_per_run)),
             ("driver imports", driver_imports),
             ("soak", soak),
             ("command check", command_against_subprocess),
@@ -850,6 +965,10 @@ def main() -> None:
             ("detection", lambda: detection(work)),
             ("blackbox_exporter", lambda: against_blackbox(work, target)),
             ("fleet", lambda: fleet(target)),
+            ("scrapes", scrapes),
+            ("idle connections", idle_clients),
+            ("s3 memory", lambda: with_services(work, target, dependency_services, lambda _, s: s3_memory(s))),
+            ("reloads", lambda: with_services(work, target, dependency_services, reloads)),
         ]
         unknown = only - {name for name, _ in steps}
         if unknown:
@@ -898,9 +1017,11 @@ def update_sections(sections: list[Section]) -> None:
     print("bench: updated docs/benchmarks.md", file=sys.stderr)
 
 
-def with_services(work: Path, target: str, dependency_services: Any) -> Section:
+def with_services(
+    work: Path, target: str, dependency_services: Any, measure: Callable[[Path, dict[str, Any]], Section]
+) -> Section:
     with dependency_services(work, target) as services:
-        return cost_per_run(work, services)
+        return measure(work, services)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ from probed import __version__
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import Config, ConfigError, config_path, load_config, schema_text
-from probed.daemon import Daemon
+from probed.connections import GuardedSite
+from probed.daemon import Daemon, freeze_what_lives_forever
 from probed.logs import configure_logging
-from probed.metrics import create_registry
 from probed.model import Status
 from probed.report import FORMATS, Report
 from probed.runner import run_once
+from probed.scheduler import saturation_warning
 from probed.store import CheckState, Store
 from probed.web import create_app
 
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         count = len(config.checks)
         print(f"{config.source}: ok, {count} {'check' if count == 1 else 'checks'}")
+        warning = saturation_warning(config.checks.values(), config.scheduler.max_concurrency)
+        if warning:  # a valid config whose schedule cannot be kept when targets hang
+            print(f"{config.source}: warning: {warning}", file=sys.stderr)
         return EXIT_OK
     if args.command == "check":
         return check_command(config, args.names, args.output)
@@ -220,13 +224,14 @@ def serve_command(config: Config, path: str | None) -> int:
 
 
 async def serve(config: Config, path: str | None) -> int:
+    freeze_what_lives_forever()
     daemon = Daemon(config, path, on_transition=log_transition)
-    app = create_app(daemon, create_registry(daemon))
+    app = create_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     host, port = config.server.host_port
     try:
-        await web.TCPSite(runner, host, port).start()
+        await GuardedSite(runner, host, port).start()
     except OSError:
         await runner.cleanup()
         raise

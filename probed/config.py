@@ -75,6 +75,11 @@ class ServerOptions(ProbedModel):
         None, description="bearer token for POST /heartbeat/{name}, for heartbeat checks without a token of their own"
     )
     heartbeat_token_file: Path | None = Field(None, description="file holding the heartbeat token")
+    idle_timeout: Duration = Field(
+        15.0,
+        description="a client connection without a complete request for this long is closed "
+        "(a half-sent request, or kept alive between requests)",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -4,7 +4,12 @@ A reload (SIGHUP) reads the config file again. An invalid file changes
 nothing: every problem is logged and the daemon keeps its last good config.
 A valid one replaces the checks; those whose options did not change keep
 their Check object, their history and their cadence, so a reload never makes
-a healthy service look pending. New and changed checks run at once.
+a healthy service look pending. New and changed checks run at once, then
+spread over their interval again (the scheduler re-phases a burst).
+
+The loop keeps answering probes during a reload: reading and validating the
+file and building the new checks (which may import a driver) run in a
+thread; only swapping the scheduler runs on the loop.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import gc
 import time
 
 import structlog
@@ -23,7 +29,7 @@ from probed.checks.heartbeat import Heartbeats
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
-from probed.scheduler import Offset, Scheduler, first_run_soon
+from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon, saturation_warning
 from probed.store import STARTUP, Store, Transition
 
 log = structlog.get_logger("probed.daemon")
@@ -58,6 +64,7 @@ class Daemon:
                 else None
             )
             self.peers = Peers(config.peers, lambda: self.store, config.server.host_port[1], self.instance, token)
+        _warn_if_saturable(config)
 
     def alive(self) -> bool:
         return self.scheduler.alive()
@@ -65,6 +72,9 @@ class Daemon:
     def peer_requests(self) -> dict[str, int]:
         """Requests sent to peers so far, by outcome (answered, unreachable)."""
         return dict(self.peers.requests) if self.peers is not None else {}
+
+    def scheduler_load(self) -> SchedulerLoad:
+        return self.scheduler.load()
 
     async def start(self) -> None:
         await self.scheduler.start()
@@ -81,7 +91,7 @@ class Daemon:
         """Load the config file again; True when the new config took effect."""
         async with self._reloading:
             try:
-                config = load_config(self.config_path)
+                config = await asyncio.to_thread(load_config, self.config_path)
             except ConfigError as exc:
                 return self._reload_failed(exc.problems)
             except Exception as exc:  # a bug in loading must not end the daemon, nor hide the failure
@@ -96,6 +106,7 @@ class Daemon:
             self.config_load = ConfigLoad(success=True, timestamp=time.time())
             self.loaded_at = self.config_load.timestamp
             log.info("config_reloaded", config=config.source, checks=len(self.checks))
+            _warn_if_saturable(config)
             return True
 
     def _reload_failed(self, problems: list[str]) -> bool:
@@ -110,7 +121,7 @@ class Daemon:
 
     async def _replace_checks(self, config: Config) -> None:
         kept = {check.name: check for check in self.checks if config.checks.get(check.name) == check.options}
-        checks = [kept.get(name) or create_check(name, options) for name, options in config.checks.items()]
+        checks = await asyncio.to_thread(_build_checks, config, kept)
         store = Store(
             checks,
             self._on_transition,
@@ -131,13 +142,39 @@ class Daemon:
         retired = [check for check in self.checks if check.name not in kept]
         self.checks, self.store = checks, store
         self.heartbeats.serve(checks)
-        self.scheduler = Scheduler(checks, store, config.scheduler.max_concurrency, next_run, phase=None)
+        late_runs = self.scheduler.load().late_runs
+        self.scheduler = Scheduler(
+            checks, store, config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs
+        )
         await self.scheduler.start()
         await _close(retired)
 
 
 def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def freeze_what_lives_forever() -> None:
+    """Take modules, drivers' loaded data and the config out of the garbage
+    collector's sight, before any check exists (`probed serve` calls it
+    before making its Daemon): a full collection then walks only checks and
+    their runs, and its pause on the loop stays short.
+
+    Checks are not frozen: a reload retires them, and a frozen object in a
+    reference cycle (a check and its client session) is never collected.
+    """
+    gc.collect()  # before serving: the one full collection that delays no probe
+    gc.freeze()
+
+
+def _build_checks(config: Config, kept: dict[str, AnyCheck]) -> list[AnyCheck]:
+    return [kept.get(name) or create_check(name, options) for name, options in config.checks.items()]
+
+
+def _warn_if_saturable(config: Config) -> None:
+    warning = saturation_warning(config.checks.values(), config.scheduler.max_concurrency)
+    if warning:
+        log.warning("scheduler_may_saturate", config=config.source, problem=warning)
 
 
 async def _close(checks: list[AnyCheck]) -> None:

@@ -2,35 +2,45 @@
 
 Counters therefore follow check runs, not scrapes, and /metrics can never
 disagree with /health. Labels are `check` and `type` (plus a fixed `state`,
-`result` or `reason` set where a family needs one): cardinality is bounded by
-the config.
+`result`, `reason` or `le` where a family needs one): cardinality is bounded
+by the config.
+
+Every family is declared once, below, as a function from a check's state (or
+the daemon) to samples. /metrics writes the text from those declarations
+directly, in a thread of its own (`Exposition`): with thousands of checks,
+building prometheus_client's objects took seconds of CPU per scrape, and on
+the event loop every probe waited for it. `create_registry` turns the same
+declarations into a prometheus_client collector, for code that wants one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-    StateSetMetricFamily,
-)
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from probed import __version__
 from probed.model import Reason, Status
+from probed.scheduler import SchedulerLoad
 from probed.store import DURATION_BUCKETS, CheckState, Store
 
-LABELS = ["check", "type"]
+LABELS = ("check", "type")
 STATES = ("pass", "warn", "fail", "pending")
 FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING, Reason.DEPENDENCY)]
+BOUNDS = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CHUNK = 100  # checks of one family rendered between two releases of the GIL (well under a millisecond)
 
 
 @dataclass
@@ -42,7 +52,7 @@ class ConfigLoad:
 
 
 class MetricsSource(Protocol):
-    """What the collector reads: the daemon, whose store a reload replaces."""
+    """What the metrics read: the daemon, whose store a reload replaces."""
 
     store: Store
     config_load: ConfigLoad
@@ -51,6 +61,317 @@ class MetricsSource(Protocol):
 
     def peer_requests(self) -> dict[str, int]: ...
 
+    def scheduler_load(self) -> SchedulerLoad: ...
+
+
+# -- the declarations ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Labels besides check and type, written out once: a scrape writes
+    millions of samples, and formatting them each time was most of its cost."""
+
+    labels: tuple[tuple[str, str], ...]
+
+    @functools.cached_property
+    def text(self) -> str:
+        return ",".join(f'{key}="{_escape(value)}"' for key, value in self.labels)
+
+
+NO_LABELS = Extra(())
+Sample = tuple[str, Extra, float]  # name suffix ("", "_total", "_bucket", ...), labels, value
+_STATE_LABELS = {s: Extra((("probed_check_status", s),)) for s in STATES}
+_RESULT_LABELS = {s: Extra((("result", s.value),)) for s in Status}
+_REASON_LABELS = {r: Extra((("reason", r.value),)) for r in FAILURE_REASONS}
+_BUCKET_LABELS = [Extra((("le", bound),)) for bound in BOUNDS]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # counters without _total, as OpenMetrics names them
+    type: str  # gauge, counter, stateset or histogram
+    help: str
+
+
+@dataclass(frozen=True)
+class CheckFamily(Family):
+    samples: Callable[[CheckState], Iterable[Sample]]
+
+
+def _gauge(value: Callable[[CheckState], float | None]) -> Callable[[CheckState], Iterable[Sample]]:
+    def samples(state: CheckState) -> Iterable[Sample]:
+        found = value(state)
+        return () if found is None else (("", NO_LABELS, found),)
+
+    return samples
+
+
+def _status(state: CheckState) -> Iterable[Sample]:
+    current = state.effective.value if state.effective else "pending"
+    return [("", _STATE_LABELS[s], 1.0 if s == current else 0.0) for s in STATES]
+
+
+def _runs(state: CheckState) -> Iterable[Sample]:
+    return [("_total", _RESULT_LABELS[status], state.runs[status]) for status in Status]
+
+
+def _failures(state: CheckState) -> Iterable[Sample]:
+    # Only reasons seen: seven zero series per check would be most of the exposition.
+    failures = state.failures
+    return [("_total", _REASON_LABELS[r], failures[r]) for r in FAILURE_REASONS if failures.get(r)]
+
+
+def _durations(state: CheckState) -> Iterable[Sample]:
+    samples: list[Sample] = []
+    cumulative = 0
+    for labels, count in zip(_BUCKET_LABELS, list(state.bucket_counts)):
+        cumulative += count
+        samples.append(("_bucket", labels, cumulative))
+    samples.append(("_count", NO_LABELS, cumulative))
+    samples.append(("_sum", NO_LABELS, state.duration_sum))
+    return samples
+
+
+def _observed(gauge_name: str) -> Callable[[CheckState], float | None]:
+    def value(state: CheckState) -> float | None:
+        last = state.last
+        gauge = next((g for g in state.gauges if g.name == gauge_name), None)
+        if gauge is None or last is None:
+            return None
+        observation = last.observed.get(gauge.observed)
+        if observation is None or not isinstance(observation.value, int | float):
+            return None
+        return float(observation.value)
+
+    return value
+
+
+def observed_families(states: list[CheckState]) -> list[CheckFamily]:
+    """The gauges each check type declares beside its code (Check.gauges).
+    Types may share a gauge (http and tls: certificate expiry): one family."""
+    helps = {gauge.name: gauge.help for state in states for gauge in state.gauges}
+    return [CheckFamily(name, "gauge", doc, _gauge(_observed(name))) for name, doc in helps.items()]
+
+
+CHECK_FAMILIES = [
+    CheckFamily(
+        "probed_check_up",
+        "gauge",
+        "1 if the check's published verdict is pass or warn, else 0.",
+        _gauge(lambda s: 1.0 if s.effective in (Status.PASS, Status.WARN) else 0.0),
+    ),
+    CheckFamily(
+        "probed_check_critical",
+        "gauge",
+        "1 if the check gates readiness, 0 if it can only warn.",
+        _gauge(lambda s: 1.0 if s.critical else 0.0),
+    ),
+    CheckFamily(
+        "probed_check_stale",
+        "gauge",
+        "1 if no run completed for over twice the interval plus the timeout.",
+        _gauge(lambda s: 1.0 if s.stale else 0.0),
+    ),
+    CheckFamily(
+        "probed_check_consecutive_failures",
+        "gauge",
+        "Failed runs in a row.",
+        _gauge(lambda s: s.consecutive_failures),
+    ),
+    CheckFamily(
+        "probed_check_interval_seconds", "gauge", "Configured interval between runs.", _gauge(lambda s: s.interval)
+    ),
+    CheckFamily(
+        "probed_check_last_duration_seconds",
+        "gauge",
+        "How long the last run took.",
+        _gauge(lambda s: s.last.duration if s.last else None),
+    ),
+    CheckFamily(
+        "probed_check_last_run_timestamp_seconds",
+        "gauge",
+        "When the last run started (Unix time).",
+        _gauge(lambda s: s.last.started_at if s.last else None),
+    ),
+    CheckFamily(
+        "probed_check_last_success_timestamp_seconds",
+        "gauge",
+        "When the last run that passed or warned ended (Unix time).",
+        _gauge(lambda s: s.last_success_at),
+    ),
+    CheckFamily("probed_check_status", "stateset", "Published verdict of each check.", _status),
+    CheckFamily("probed_check_runs", "counter", "Completed runs by result.", _runs),
+    CheckFamily("probed_check_failures", "counter", "Failed runs by reason.", _failures),
+    CheckFamily("probed_check_duration_seconds", "histogram", "Duration of check runs.", _durations),
+    CheckFamily(
+        "probed_check_shared_outage",
+        "gauge",
+        "1 if a shared check fails here and on at least the quorum of the replicas: readiness stays up.",
+        _gauge(lambda s: (1.0 if s.shared_outage else 0.0) if s.scope == "shared" else None),
+    ),
+    CheckFamily(
+        "probed_check_dependency_failing",
+        "gauge",
+        "1 if the check is not run because a check it depends on fails.",
+        _gauge(lambda s: 1.0 if s.held_by else 0.0),
+    ),
+]
+
+
+def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
+    """The process-wide families, with their samples (a handful: computed at once)."""
+    store, load, scheduler = source.store, source.config_load, source.scheduler_load()
+
+    def one(name: str, doc: str, value: float, kind: str = "gauge") -> tuple[Family, list[Sample]]:
+        return Family(name, kind, doc), [("_total" if kind == "counter" else "", NO_LABELS, value)]
+
+    statuses: list[Sample] = [
+        ("", Extra((("probed_status", s.value),)), 1.0 if s is store.status else 0.0) for s in Status
+    ]
+    build: list[Sample] = [("", Extra((("python", platform.python_version()), ("version", __version__))), 1.0)]
+    groups: list[Sample] = [
+        ("", Extra((("group", name), ("probed_group_status", s.value))), 1.0 if s is group.status else 0.0)
+        for name, group in store.groups.items()
+        for s in Status
+    ]
+    peers = source.peer_requests()
+    peer_requests: list[Sample] = [
+        ("_total", Extra((("result", result),)), peers.get(result, 0)) for result in ("answered", "unreachable")
+    ]
+    return [
+        one("probed_ready", "1 if every critical check passes (what /health/ready answers).", float(store.ready)),
+        one("probed_live", "1 if the scheduler makes progress (what /health/live answers).", float(source.alive())),
+        (Family("probed_status", "stateset", "Overall status, as /health answers it."), statuses),
+        one("probed_checks", "Number of configured checks.", len(store.checks)),
+        (Family("probed_build_info", "gauge", "probed's version, as a label."), build),
+        (Family("probed_group_status", "stateset", "Aggregate of each group, as /health/{group} answers it."), groups),
+        (
+            Family("probed_peer_requests", "counter", "Requests to peers about failing shared checks, by result."),
+            peer_requests,
+        ),
+        one("probed_config_last_load_success", "1 if the last configuration load succeeded.", float(load.success)),
+        one(
+            "probed_config_last_load_timestamp_seconds",
+            "When the configuration was last loaded.",
+            load.timestamp or time.time(),
+        ),
+        one(
+            "probed_scheduler_saturated",
+            "1 while a due check has waited over a second for a free slot.",
+            float(scheduler.saturated),
+        ),
+        one("probed_scheduler_waiting_checks", "Checks due and waiting for a free slot.", scheduler.waiting),
+        one("probed_scheduler_max_concurrency", "Checks that may run at the same time.", scheduler.max_concurrency),
+        one(
+            "probed_scheduler_late_runs",
+            "Runs that started over a second after their planned time.",
+            scheduler.late_runs,
+            "counter",
+        ),
+    ]
+
+
+# -- the text exposition ------------------------------------------------------------------
+
+
+def render(source: MetricsSource, openmetrics: bool = False, observed: bool = True) -> bytes:
+    """The exposition in Prometheus text format 0.0.4, or OpenMetrics 1.0.
+
+    Safe in a thread while the loop records results: the store's dict of
+    checks is never changed after it is built (a reload makes a new store),
+    and each value is read whole. `observed`: False leaves out the gauges of
+    observed values (server.details: token, for callers without it)."""
+    states = list(source.store.checks.values())
+    # Labels in name order, as prometheus_client writes them: every extra
+    # label (le, reason, result, probed_check_status) sorts between the two.
+    labels = [(f'check="{_escape(s.name)}"', f'type="{_escape(s.type)}"') for s in states]
+    # Written in small encoded chunks with a release of the GIL between
+    # them: one big join at the end would hold the loop thread off for tens
+    # of milliseconds at thousands of checks.
+    chunks: list[bytes] = []
+    out: list[str] = []
+    for family, samples in daemon_families(source):
+        _header(out, family, openmetrics)
+        out += [f"{family.name}{suffix}{_labels(None, extra)} {_number(value)}\n" for suffix, extra, value in samples]
+    for check_family in _check_families(states, observed):
+        _header(out, check_family, openmetrics)
+        name, samples_of = check_family.name, check_family.samples
+        for index, state in enumerate(states):
+            base = labels[index]
+            for suffix, extra, value in samples_of(state):
+                out.append(f"{name}{suffix}{_labels(base, extra)} {_number(value)}\n")
+            if index % CHUNK == CHUNK - 1:
+                chunks.append("".join(out).encode())
+                out.clear()
+                time.sleep(0)  # hand the GIL to the event loop, which may have a probe to answer
+    if openmetrics:
+        out.append("# EOF\n")
+    chunks.append("".join(out).encode())
+    return b"".join(chunks)
+
+
+def _check_families(states: list[CheckState], observed: bool) -> list[CheckFamily]:
+    return CHECK_FAMILIES + observed_families(states) if observed else CHECK_FAMILIES
+
+
+def _header(out: list[str], family: Family, openmetrics: bool) -> None:
+    if openmetrics:
+        out += [f"# HELP {family.name} {family.help}\n", f"# TYPE {family.name} {family.type}\n"]
+        return
+    name = f"{family.name}_total" if family.type == "counter" else family.name
+    kind = "gauge" if family.type == "stateset" else family.type
+    out += [f"# HELP {name} {family.help}\n", f"# TYPE {name} {kind}\n"]
+
+
+def _labels(base: tuple[str, str] | None, extra: Extra) -> str:
+    if base is None:
+        return f"{{{extra.text}}}" if extra.labels else ""
+    check, check_type = base
+    return f"{{{check},{extra.text},{check_type}}}" if extra.labels else f"{{{check},{check_type}}}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    value = float(value)
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def exposition_format(accept: str) -> tuple[bool, str]:
+    """(OpenMetrics?, content type) for a scrape's Accept header."""
+    wants_openmetrics = any(part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(","))
+    return wants_openmetrics, OPENMETRICS if wants_openmetrics else TEXT
+
+
+class Exposition:
+    """Renders /metrics in a thread of its own, so a scrape never holds the
+    event loop; scrapes that arrive while one renders share its result."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probed-metrics")
+        self._rendering: dict[tuple[bool, bool], asyncio.Future[bytes]] = {}
+
+    async def render(self, openmetrics: bool, observed: bool = True) -> bytes:
+        key = (openmetrics, observed)
+        future = self._rendering.get(key)
+        if future is None:
+            future = asyncio.wrap_future(self._thread.submit(render, self.source, openmetrics, observed))
+            self._rendering[key] = future
+            future.add_done_callback(lambda _: self._rendering.pop(key, None))
+        return await asyncio.shield(future)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+# -- the same declarations as a prometheus_client collector -------------------------------
+
 
 class ProbedCollector(Collector):
     def __init__(self, source: MetricsSource, observed: bool = True) -> None:
@@ -58,151 +379,26 @@ class ProbedCollector(Collector):
         self.observed = observed  # False: no gauges of observed values (server.details: token, no token)
 
     def collect(self) -> Iterator[Metric]:
-        store = self.source.store
-        states = list(store.checks.values())
-        yield from _daemon_metrics(store, self.source.alive(), self.source.config_load)
-        yield from _per_check_gauges(states)
-        yield _group_stateset(store)
-        yield from _fleet_gauges(states)
-        yield _peer_requests(self.source.peer_requests())
-        yield _status_stateset(states)
-        yield from _counters(states)
-        yield _duration_histogram(states)
-        if self.observed:
-            yield from _observed_gauges(states)
+        for family, samples in daemon_families(self.source):
+            yield _metric(family, ((dict(extra.labels), suffix, value) for suffix, extra, value in samples))
+        states = list(self.source.store.checks.values())
+        for check_family in _check_families(states, self.observed):
+            rows = (
+                ({"check": state.name, "type": state.type, **dict(extra.labels)}, suffix, value)
+                for state in states
+                for suffix, extra, value in check_family.samples(state)
+            )
+            yield _metric(check_family, rows)
+
+
+def _metric(family: Family, rows: Iterable[tuple[dict[str, str], str, float]]) -> Metric:
+    metric = Metric(family.name, family.help, family.type)
+    for labels, suffix, value in rows:
+        metric.add_sample(family.name + suffix, labels, float(value))
+    return metric
 
 
 def create_registry(source: MetricsSource, observed: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProbedCollector(source, observed))
     return registry
-
-
-def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=LABELS if labels is None else labels)
-
-
-def _labels(state: CheckState) -> list[str]:
-    return [state.name, state.type]
-
-
-def _per_check_gauges(states: list[CheckState]) -> Iterator[Metric]:
-    up = _gauge("probed_check_up", "1 if the check's published verdict is pass or warn, else 0.")
-    critical = _gauge("probed_check_critical", "1 if the check gates readiness, 0 if it can only warn.")
-    stale = _gauge("probed_check_stale", "1 if no run completed for over twice the interval plus the timeout.")
-    failures = _gauge("probed_check_consecutive_failures", "Failed runs in a row.")
-    interval = _gauge("probed_check_interval_seconds", "Configured interval between runs.")
-    last_duration = _gauge("probed_check_last_duration_seconds", "How long the last run took.")
-    last_run = _gauge("probed_check_last_run_timestamp_seconds", "When the last run started (Unix time).")
-    last_success = _gauge(
-        "probed_check_last_success_timestamp_seconds", "When the last run that passed or warned ended (Unix time)."
-    )
-    for state in states:
-        labels = _labels(state)
-        up.add_metric(labels, 1.0 if state.effective in (Status.PASS, Status.WARN) else 0.0)
-        critical.add_metric(labels, 1.0 if state.critical else 0.0)
-        stale.add_metric(labels, 1.0 if state.stale else 0.0)
-        failures.add_metric(labels, state.consecutive_failures)
-        interval.add_metric(labels, state.interval)
-        if state.last is not None:
-            last_duration.add_metric(labels, state.last.duration)
-            last_run.add_metric(labels, state.last.started_at)
-        if state.last_success_at is not None:
-            last_success.add_metric(labels, state.last_success_at)
-    yield from (up, critical, stale, failures, interval, last_duration, last_run, last_success)
-
-
-def _group_stateset(store: Store) -> Metric:
-    family = StateSetMetricFamily(
-        "probed_group_status", "Aggregate of each group, as /health/{group} answers it.", labels=["group"]
-    )
-    for name, group in store.groups.items():
-        family.add_metric([name], {s.value: s is group.status for s in Status})
-    return family
-
-
-def _fleet_gauges(states: list[CheckState]) -> Iterator[Metric]:
-    outage = _gauge(
-        "probed_check_shared_outage",
-        "1 if a shared check fails here and on at least the quorum of the replicas: readiness stays up.",
-    )
-    held = _gauge("probed_check_dependency_failing", "1 if the check is not run because a check it depends on fails.")
-    for state in states:
-        if state.scope == "shared":
-            outage.add_metric(_labels(state), 1.0 if state.shared_outage else 0.0)
-        held.add_metric(_labels(state), 1.0 if state.held_by else 0.0)
-    yield from (outage, held)
-
-
-def _peer_requests(counts: dict[str, int]) -> Metric:
-    family = CounterMetricFamily(
-        "probed_peer_requests", "Requests to peers about failing shared checks, by result.", labels=["result"]
-    )
-    for result in ("answered", "unreachable"):
-        family.add_metric([result], counts.get(result, 0))
-    return family
-
-
-def _status_stateset(states: list[CheckState]) -> Metric:
-    family = StateSetMetricFamily("probed_check_status", "Published verdict of each check.", labels=LABELS)
-    for state in states:
-        current = state.effective.value if state.effective else "pending"
-        family.add_metric(_labels(state), {s: s == current for s in STATES})
-    return family
-
-
-def _counters(states: list[CheckState]) -> Iterator[Metric]:
-    runs = CounterMetricFamily("probed_check_runs", "Completed runs by result.", labels=[*LABELS, "result"])
-    failed = CounterMetricFamily("probed_check_failures", "Failed runs by reason.", labels=[*LABELS, "reason"])
-    for state in states:
-        for status in Status:
-            runs.add_metric([*_labels(state), status.value], state.runs[status])
-        for reason in FAILURE_REASONS:
-            failed.add_metric([*_labels(state), reason.value], state.failures[reason])
-    yield runs
-    yield failed
-
-
-def _duration_histogram(states: list[CheckState]) -> Metric:
-    family = HistogramMetricFamily("probed_check_duration_seconds", "Duration of check runs.", labels=LABELS)
-    bounds = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
-    for state in states:
-        cumulative, buckets = 0, []
-        for bound, count in zip(bounds, state.bucket_counts):
-            cumulative += count
-            buckets.append((bound, float(cumulative)))
-        family.add_metric(_labels(state), buckets, state.duration_sum)
-    return family
-
-
-def _observed_gauges(states: list[CheckState]) -> Iterator[Metric]:
-    """The gauges each check type declares beside its code (Check.gauges).
-    Types may share a gauge (http and tls: certificate expiry): one family."""
-    families: dict[str, GaugeMetricFamily] = {}
-    for state in states:
-        for gauge in state.gauges:
-            family = families.get(gauge.name)
-            if family is None:
-                family = families[gauge.name] = _gauge(gauge.name, gauge.help)
-            observation = state.last.observed.get(gauge.observed) if state.last is not None else None
-            if observation is not None and isinstance(observation.value, int | float):
-                family.add_metric(_labels(state), float(observation.value))
-    yield from families.values()
-
-
-def _daemon_metrics(store: Store, alive: bool, load: ConfigLoad) -> Iterator[Metric]:
-    ready = _gauge("probed_ready", "1 if every critical check passes (what /health/ready answers).", [])
-    ready.add_metric([], 1.0 if store.ready else 0.0)
-    live = _gauge("probed_live", "1 if the scheduler makes progress (what /health/live answers).", [])
-    live.add_metric([], 1.0 if alive else 0.0)
-    overall = StateSetMetricFamily("probed_status", "Overall status, as /health answers it.", labels=[])
-    overall.add_metric([], {s.value: s is store.status for s in Status})
-    checks = _gauge("probed_checks", "Number of configured checks.", [])
-    checks.add_metric([], len(store.checks))
-    build = _gauge("probed_build_info", "probed's version, as a label.", ["version", "python"])
-    build.add_metric([__version__, platform.python_version()], 1.0)
-    loaded = _gauge("probed_config_last_load_success", "1 if the last configuration load succeeded.", [])
-    loaded.add_metric([], 1.0 if load.success else 0.0)
-    loaded_at = _gauge("probed_config_last_load_timestamp_seconds", "When the configuration was last loaded.", [])
-    loaded_at.add_metric([], load.timestamp or time.time())
-    yield from (ready, live, overall, checks, build, loaded, loaded_at)

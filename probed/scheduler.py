@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import structlog
 
-from probed.checks.base import AnyCheck
+from probed.checks.base import AnyCheck, CheckOptions
+from probed.model import Result
 from probed.runner import run_once
 from probed.store import Store
 
@@ -35,6 +36,34 @@ def random_phase(check: AnyCheck) -> float:
 
 WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
 LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
+LATE = 1.0  # seconds: a run that starts later than this after its plan is late
+BURST = 1.0  # seconds: a first run this close to the start is part of a burst (start-up, reload)
+
+
+@dataclass(frozen=True)
+class SchedulerLoad:
+    """Whether the schedule is kept, for /metrics."""
+
+    max_concurrency: int
+    waiting: int  # checks due and waiting for a free slot
+    saturated: bool  # a due check has waited over LATE for a slot
+    late_runs: int  # runs that started over LATE after their plan
+
+
+def hang_demand(checks: Iterable[CheckOptions]) -> float:
+    """Runs in flight at once when every target hangs: each run then lasts
+    its whole timeout, once per interval."""
+    return sum(opts.timeout / opts.interval for opts in checks)
+
+
+def saturation_warning(checks: Iterable[CheckOptions], max_concurrency: int) -> str | None:
+    demand = hang_demand(checks)
+    if demand <= max_concurrency:
+        return None
+    return (
+        f"scheduler.max_concurrency {max_concurrency} is below the {demand:.0f} runs at once "
+        "the checks need when their targets hang (the sum of timeout / interval): runs would start late"
+    )
 
 
 class Scheduler:
@@ -45,21 +74,28 @@ class Scheduler:
         max_concurrency: int = 64,
         initial_offset: Offset = first_run_soon,
         phase: Offset | None = random_phase,
+        late_runs: int = 0,
     ) -> None:
         """`phase`: where later runs fall in the interval, counted from start;
-        None keeps them one interval apart from the first (a reload's kept checks)."""
+        None keeps them one interval apart from the first (a reload's kept
+        checks), unless the first run is part of a burst (a reload's new and
+        changed checks, all run at once). `late_runs`: carried over from the
+        scheduler this one replaces."""
         self.checks = checks
         self.store = store
+        self.max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
         self._initial_offset = initial_offset
         self._phase = phase
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat: float | None = None
-        # How late each run started against its plan, in seconds: for benchmarks.
-        self.drift: deque[float] = deque(maxlen=100_000)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: dict[str, float] = {}  # check name -> when it was due
+        self._saturated = False
+        self._late_runs = late_runs
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._heartbeat = loop.time()
         self._tasks = [loop.create_task(self._run_forever(check), name=f"check:{check.name}") for check in self.checks]
         self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
@@ -75,37 +111,77 @@ class Scheduler:
 
     def alive(self) -> bool:
         """True while every check loop runs and the watchdog ticks."""
-        if not self._tasks or any(task.done() for task in self._tasks) or self._heartbeat is None:
+        tasks, loop, heartbeat = self._tasks, self._loop, self._heartbeat
+        if not tasks or any(task.done() for task in tasks) or loop is None or heartbeat is None:
             return False
-        return asyncio.get_running_loop().time() - self._heartbeat < LIVENESS_GRACE
+        # The loop's clock, read from any thread: /metrics renders in one of its own.
+        return loop.time() - heartbeat < LIVENESS_GRACE
+
+    def load(self) -> SchedulerLoad:
+        return SchedulerLoad(self.max_concurrency, len(self._waiting), self._saturated, self._late_runs)
 
     async def _run_forever(self, check: AnyCheck) -> None:
         loop = asyncio.get_running_loop()
         interval = check.options.interval
         start = loop.time()
-        planned = start + self._initial_offset(check)
+        offset = self._initial_offset(check)
+        planned = start + offset
         cadence = None if self._phase is None else start + self._phase(check)
+        if cadence is None and offset <= BURST:
+            # Run at once with many others (a reload's changed checks): the
+            # later runs spread again, or the burst would repeat for good.
+            cadence = start + random_phase(check)
         while True:
             await asyncio.sleep(max(0.0, planned - loop.time()))
             parent = self.store.failing_parent(check.name)
             if parent is not None:  # spare the dependency and the network: the parent says it all
                 self.store.hold(check.name, parent)
             else:
-                async with self._slots:
-                    self.drift.append(loop.time() - planned)
-                    result = await run_once(check)
-                self.store.record(check.name, result)
+                self.store.record(check.name, await self._run_in_a_slot(check, planned))
             if cadence is not None:  # after the first run, join the spread cadence
                 planned, cadence = _second_slot(planned, cadence, interval), None
             else:
                 planned = _next_slot(planned, interval, loop.time())
 
+    async def _run_in_a_slot(self, check: AnyCheck, planned: float) -> Result:
+        loop = asyncio.get_running_loop()
+        self._waiting[check.name] = planned
+        try:
+            async with self._slots:
+                del self._waiting[check.name]
+                self.started(check, loop.time() - planned)
+                return await run_once(check)
+        finally:
+            self._waiting.pop(check.name, None)
+
+    def started(self, check: AnyCheck, lateness: float) -> None:
+        """A run got its slot `lateness` seconds after its plan (benchmarks
+        record every value by overriding this)."""
+        if lateness > LATE:
+            self._late_runs += 1
+
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._heartbeat = loop.time()
-            self.store.mark_stale()
+            self._note_saturation(loop.time())
+            # A check waiting for a slot is late, not stuck: it is not published stale.
+            self.store.mark_stale(waiting=self._waiting)
             await asyncio.sleep(WATCHDOG_PERIOD)
+
+    def _note_saturation(self, now: float) -> None:
+        longest_wait = max((now - due for due in self._waiting.values()), default=0.0)
+        saturated = longest_wait > LATE
+        if saturated and not self._saturated:
+            log.warning(
+                "scheduler_saturated",
+                waiting=len(self._waiting),
+                max_concurrency=self.max_concurrency,
+                longest_wait=round(longest_wait, 3),
+            )
+        elif self._saturated and not saturated:
+            log.info("scheduler_caught_up", late_runs=self._late_runs)
+        self._saturated = saturated
 
 
 def _second_slot(first: float, cadence: float, interval: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -313,15 +313,16 @@ class Store:
         state.fleet, state.fleet_gates, state.fleet_counts = fleet, gates, counts
         self._changed(state, state.effective)
 
-    def mark_stale(self, now: float | None = None) -> None:
-        """Publish fail for every check whose last run is too old."""
+    def mark_stale(self, now: float | None = None, waiting: Container[str] = ()) -> None:
+        """Publish fail for every check whose last run is too old, except those
+        `waiting` for a free slot: they are late, the scheduler is not stuck."""
         now = time.monotonic() if now is None else now
         for state in self.checks.values():
             overdue = state.last_finished is not None and now - state.last_finished > state.stale_after
-            if overdue and not state.stale:
+            if overdue and not state.stale and state.name not in waiting:
                 before = state.effective
                 state.stale = True
-                self._changed(state, before)
+                self._changed(state, before)  # fail -> stale is no change of verdict: not a transition
 
     def _judge_scope(self, state: CheckState) -> None:
         """A failing shared check does not gate readiness until the peers say

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
 from probed.daemon import Daemon
-from probed.metrics import create_registry
+from probed.metrics import Exposition, exposition_format
 from probed.model import Status
 from probed.report import CONTENT_TYPE, Format, Report, history_document, negotiate, render_group_verbose
 from probed.secrets import redact
@@ -74,12 +72,10 @@ class HealthCache:
 
 
 class Handlers:
-    def __init__(self, daemon: Daemon, registry: CollectorRegistry) -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon  # read per request: a config reload replaces its store
-        self.registry = registry
+        self.exposition = Exposition(daemon)
         self.server = daemon.config.server  # server settings change only on restart
-        # server.details covers /metrics too: observed values are details, statuses are not.
-        self.public_registry = create_registry(daemon, observed=False) if self.server.details == "token" else registry
         self.cache = HealthCache()
 
     async def group(self, request: web.Request) -> web.Response:
@@ -175,9 +171,10 @@ class Handlers:
         return web.json_response({"check": name, "status": status.value}, headers=HEADERS)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        registry = self.registry if self._details_allowed(request) else self.public_registry
-        response = web.Response(body=encoder(registry), headers=HEADERS)
+        openmetrics, content_type = exposition_format(request.headers.get("Accept", ""))
+        # server.details covers /metrics too: observed values are details, statuses are not.
+        body = await self.exposition.render(openmetrics, observed=self._details_allowed(request))
+        response = web.Response(body=body, headers=HEADERS)
         response.headers["Content-Type"] = content_type
         return response
 
@@ -233,11 +230,14 @@ async def json_errors(
 DAEMON = web.AppKey("daemon", Daemon)
 
 
-def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
+def create_app(daemon: Daemon) -> web.Application:
     """The app; starting it starts the daemon's checks and cleaning it up stops them."""
-    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190})
+    # keepalive_timeout runs from accept: it bounds the wait for a request's
+    # headers as well as the idle time between kept-alive requests.
+    idle = {"keepalive_timeout": daemon.config.server.idle_timeout}
+    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190, **idle})
     app[DAEMON] = daemon
-    handlers = Handlers(daemon, registry)
+    handlers = Handlers(daemon)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/checks/{name}", handlers.one_check)
     app.router.add_get("/health/checks/{name}/history", handlers.history)
@@ -248,7 +248,12 @@ def create_app(daemon: Daemon, registry: CollectorRegistry) -> web.Application:
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_post("/heartbeat/{name}", handlers.heartbeat)
     app.cleanup_ctx.append(_run_checks)
+    app.on_cleanup.append(lambda _: _close_exposition(handlers.exposition))
     return app
+
+
+async def _close_exposition(exposition: Exposition) -> None:
+    exposition.close()
 
 
 async def _run_checks(app: web.Application) -> AsyncIterator[None]:

@@ -145,6 +145,19 @@ def test_an_interrupted_check_says_so_in_one_line(tmp_path: Path, signum: signal
     assert out == ""
 
 
+def test_validate_warns_of_a_schedule_that_cannot_be_kept(tmp_path: Path) -> None:
+    config = tmp_path / "probed.yaml"
+    checks = "".join(f"  c{i}: {{type: disk, path: /, interval: 1s, timeout: 900ms}}\n" for i in range(3))
+    config.write_text(f"scheduler: {{max_concurrency: 2}}\nchecks:\n{checks}")
+    done = probed("validate", "--config", str(config))
+    assert done.returncode == 0  # valid: it may well be fine while targets answer
+    assert done.stdout == f"{config}: ok, 3 checks\n"
+    assert done.stderr == (
+        f"{config}: warning: scheduler.max_concurrency 2 is below the 3 runs at once the checks need when "
+        "their targets hang (the sum of timeout / interval): runs would start late\n"
+    )
+
+
 def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
     done = probed("check", "--config", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2

@@ -16,7 +16,6 @@ import yaml
 
 from probed.config import parse_config
 from probed.daemon import Daemon
-from probed.metrics import create_registry
 from probed.web import create_app
 from tests.servers import free_port, poll
 
@@ -31,7 +30,7 @@ def spec_paths() -> set[tuple[str, str]]:
 
 def test_every_route_is_documented_and_every_documented_path_is_served() -> None:
     config = parse_config("checks:\n  disk: {type: disk, path: /}\n", "t.yaml")
-    app = create_app(Daemon(config), create_registry(Daemon(config)))
+    app = create_app(Daemon(config))
     served = {
         (route.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", route.resource.canonical))
         for route in app.router.routes()

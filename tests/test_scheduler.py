@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from probed.checks.base import Check, CheckOptions
-from probed.model import CheckFailed, Outcome, Reason, Status
-from probed.scheduler import FIRST_RUN_JITTER, Scheduler, _next_slot, _second_slot, first_run_soon, random_phase
+from probed.model import CheckFailed, Outcome, Reason, Result, Status
+from probed.scheduler import (
+    FIRST_RUN_JITTER,
+    Scheduler,
+    _next_slot,
+    _second_slot,
+    first_run_soon,
+    random_phase,
+    saturation_warning,
+)
 from probed.store import Store
 
 FAST = {"interval": 0.2, "timeout": 0.1}
@@ -208,3 +218,72 @@ async def test_a_published_only_reason_raised_by_a_check_becomes_an_error() -> N
     result = await run_once(make(ClaimsStale, "stale"))
     assert (result.status, result.reason) == (Status.FAIL, Reason.ERROR)
     assert "reason stale, which only probed may publish" in result.output
+
+
+class Timed(Check[CheckOptions]):
+    """Remembers when each of its runs started (loop time)."""
+
+    def __init__(self, name: str, options: CheckOptions) -> None:
+        super().__init__(name, options)
+        self.starts: list[float] = []
+
+    async def run(self) -> Outcome:
+        self.starts.append(asyncio.get_running_loop().time())
+        return Outcome()
+
+
+async def test_a_reload_burst_spreads_over_the_interval_afterwards() -> None:
+    # A reload runs its new and changed checks at once, without a phase of
+    # their own (phase=None); their later runs must not keep hitting the
+    # network in the same instant.
+    interval = 0.4
+    checks = [make(Timed, f"t{i}", interval=interval, timeout=0.1) for i in range(20)]
+    await run_scheduler(checks, seconds=3 * interval, phase=None)  # type: ignore[arg-type]
+    starts = [check.starts for check in checks]  # type: ignore[attr-defined]
+    assert all(len(runs) >= 3 for runs in starts)
+    first = [runs[0] for runs in starts]
+    third = [runs[2] for runs in starts]
+    assert max(first) - min(first) < interval / 4  # the burst
+    assert max(third) - min(third) > interval / 4  # spread again
+    for runs in starts:  # and each keeps its new cadence
+        assert runs[2] - runs[1] > interval / 2
+
+
+async def test_checks_waiting_for_a_slot_are_late_not_stale() -> None:
+    # Six hanging checks, one slot: each waits far longer than its staleness
+    # limit (2 x interval + timeout) for its turn. That is saturation, not a
+    # stuck scheduler, and says so.
+    checks = [make(Hanging, f"h{i}", interval=0.4, timeout=0.3) for i in range(6)]
+    changes: list[tuple[Status | None, Status | None]] = []
+    store = Store(checks, lambda state, before: changes.append((before, state.effective)))
+    scheduler = Scheduler(checks, store, max_concurrency=1, initial_offset=lambda check: 0.0)
+    with capture_logs() as logs:
+        await scheduler.start()
+        await asyncio.sleep(3.0)
+        load = scheduler.load()
+        states = list(store.checks.values())
+        await scheduler.stop()
+    assert load.saturated and load.waiting >= 4 and load.late_runs > 0 and load.max_concurrency == 1
+    assert not any(state.stale for state in states)
+    assert all(state.reason in (Reason.TIMEOUT, Reason.PENDING) for state in states)
+    assert [entry["event"] for entry in logs].count("scheduler_saturated") == 1
+    assert all(before is not after for before, after in changes)  # only real changes
+
+
+def test_a_failing_check_going_stale_is_no_change_of_verdict() -> None:
+    check = make(Hanging, "h")
+    changes: list[tuple[Status | None, Status | None]] = []
+    store = Store([check], lambda state, before: changes.append((before, state.effective)))
+    store.record("h", Result(Status.FAIL, 0.0, 0.1, "down", Reason.REFUSED), finished=0.0)
+    version = store.version
+    store.mark_stale(now=1000.0)
+    assert store.checks["h"].stale and store.checks["h"].reason is Reason.STALE
+    assert store.version > version  # renderers see the new reason
+    assert changes == [(None, Status.FAIL)]  # but no "from fail to fail"
+
+
+def test_saturation_is_foreseen_from_interval_timeout_and_concurrency() -> None:
+    checks = [CheckOptions(type="test", interval=10.0, timeout=2.0) for _ in range(2000)]
+    warning = saturation_warning(checks, max_concurrency=64)
+    assert warning is not None and "max_concurrency 64 is below the 400 runs at once" in warning
+    assert saturation_warning(checks, max_concurrency=400) is None

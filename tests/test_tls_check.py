@@ -18,6 +18,7 @@ from probed.config import ConfigError
 from probed.metrics import ConfigLoad, create_registry
 from probed.model import Reason, Result, Status
 from probed.runner import run_once
+from probed.scheduler import SchedulerLoad
 from probed.store import Store
 from tests.conftest import check_from, run_check
 from tests.harness import PostgresServer, SmtpServer
@@ -317,6 +318,9 @@ async def test_expiry_gauge_is_one_family_with_the_http_check(tmp_path: Path) ->
 
         def peer_requests(self) -> dict[str, int]:
             return {}
+
+        def scheduler_load(self) -> SchedulerLoad:
+            return SchedulerLoad(max_concurrency=64, waiting=0, saturated=False, late_runs=0)
 
     text = generate_latest(create_registry(Source())).decode()
     family = "probed_tls_cert_expiry_timestamp_seconds"

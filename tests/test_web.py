@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from probed.daemon import Daemon
-from probed.metrics import create_registry
+from probed.metrics import create_registry, render
 from probed.model import Observation, Reason, Result, Status
 from probed.report import FORMATS, Format
+from probed.scheduler import SchedulerLoad
 from probed.store import HISTORY_LENGTH, Store
 from probed.web import HealthCache, create_app
 from tests.conftest import config_from
@@ -42,7 +44,7 @@ def daemon(checks: dict[str, Any], offset: float = NEVER, **sections: Any) -> Ru
     config = config_from(checks, **sections)
     probed = Daemon(config, initial_offset=lambda check: offset)
     registry = create_registry(probed)
-    return Running(create_app(probed, registry), probed, registry)
+    return Running(create_app(probed), probed, registry)
 
 
 def passed(free_ratio: float = 0.5) -> Result:
@@ -357,3 +359,65 @@ async def test_history_respects_details(aiohttp_client: Client, tmp_path: Path) 
     assert (await authorized.json())["runs"][0]["reason"] == "unexpected"
     wrong = await client.get("/health/checks/root/history", headers={"Authorization": "Bearer guess"})
     assert wrong.status == 401 and await wrong.json() == {"error": "invalid bearer token"}
+
+
+def parsed_samples(families: Any) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {(s.name, tuple(sorted(s.labels.items())), s.value) for f in families for s in f.samples}
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+async def test_metrics_text_says_what_the_reference_encoder_says(openmetrics: bool) -> None:
+    """/metrics writes the text itself (for speed): it must carry exactly the
+    samples prometheus_client's own encoder writes for the same declarations."""
+    from prometheus_client import exposition, parser
+    from prometheus_client import openmetrics as reference_om
+
+    d = daemon({**DISKS, "web": {"type": "http", "url": "https://127.0.0.1:9/"}})
+    d.store.record("root", passed())
+    d.store.record("scratch", failed())
+    d.daemon.config_load.timestamp = 1_700_000_000.0
+    ours = render(d.daemon, openmetrics).decode()
+    if openmetrics:
+        reference = reference_om.exposition.generate_latest(d.registry).decode()
+        read = text_string_to_metric_families
+    else:
+        reference = exposition.generate_latest(d.registry).decode()
+        read = parser.text_string_to_metric_families
+    assert parsed_samples(read(ours)) == parsed_samples(read(reference))
+    assert {(f.name, f.type) for f in read(ours)} == {(f.name, f.type) for f in read(reference)}
+
+
+async def test_failures_by_reason_list_only_reasons_seen() -> None:
+    d = daemon(DISKS)
+    d.store.record("scratch", failed())
+    text = render(d.daemon).decode()
+    assert 'probed_check_failures_total{check="scratch",reason="unexpected",type="disk"} 1.0' in text
+    assert 'reason="timeout"' not in text  # zero series would be most of the exposition at scale
+
+
+class SlowToCount(Daemon):
+    """A daemon whose scheduler figures block until the test releases them:
+    a stand-in for an exposition that takes long to render."""
+
+    release = threading.Event()
+
+    def scheduler_load(self) -> SchedulerLoad:
+        assert self.release.wait(30), "never released"
+        return super().scheduler_load()
+
+
+async def test_probes_answer_while_a_scrape_renders(aiohttp_client: Client) -> None:
+    slow = SlowToCount(config_from(DISKS), initial_offset=lambda check: NEVER)
+    client: TestClient = await aiohttp_client(create_app(slow))
+    scrape = asyncio.ensure_future(client.get("/metrics"))
+    try:
+        await asyncio.sleep(0.1)  # the scrape is now rendering, and stuck
+        assert not scrape.done()
+        live = await asyncio.wait_for(client.get("/health/live"), 10)
+        assert live.status == 200
+        ready = await asyncio.wait_for(client.get("/health/ready"), 10)
+        assert ready.status == 503  # pending
+    finally:
+        SlowToCount.release.set()
+    metrics = await scrape
+    assert metrics.status == 200 and "probed_scheduler_waiting_checks 0.0" in await metrics.text()
