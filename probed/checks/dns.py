@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.errors import exception_text, network_failure
 from probed.checks.levels import Levels
-from probed.fields import format_duration
+from probed.fields import Regex, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class DnsOptions(CheckOptions):
         default_factory=list, description="each of these must be among the answers (in the form answers are shown)"
     )
     expect_exact: list[str] | None = Field(None, description="the answers must be exactly these, in any order")
-    expect_regex: str | None = Field(None, description="at least one answer must match this regular expression")
+    expect_regex: Regex | None = Field(None, description="at least one answer must match this regular expression")
     min_answers: int | None = Field(
         None, ge=0, description="fail with fewer answers (default: 1 when expect_rcode is NOERROR, else 0)"
     )
@@ -54,16 +54,6 @@ class DnsOptions(CheckOptions):
                 ipaddress.ip_address(value)
             except ValueError:
                 raise ValueError(f"server must be an IP address, got {value!r}") from None
-        return value
-
-    @field_validator("expect_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.levels import Levels
 from probed.checks.options import TlsOptions
-from probed.fields import ByteSize, ProbedModel
+from probed.fields import ByteSize, ProbedModel, Regex
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import SENSITIVE_NAME, display_url, header_secrets
 
@@ -51,7 +51,7 @@ class HttpOptions(CheckOptions, TlsOptions):
         [], description="status codes that mean degraded, not down: warn instead of fail (e.g. [429, 5xx])"
     )
     expect_body_contains: str | None = Field(None, description="the body must contain this text")
-    expect_body_regex: str | None = Field(None, description="the body must match this regular expression")
+    expect_body_regex: Regex | None = Field(None, description="the body must match this regular expression")
     expect_json: dict[str, Any] | None = Field(
         None, description="dotted JSON paths and the values they must equal, e.g. {status: ok, 'checks.0.up': true}"
     )
@@ -101,16 +101,6 @@ class HttpOptions(CheckOptions, TlsOptions):
         if len(given) > 1:
             raise ValueError(f"give one way to authenticate, not {' and '.join(given)}")
         return self
-
-    @field_validator("expect_body_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
 
 class HttpCheck(Check[HttpOptions]):

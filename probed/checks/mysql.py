@@ -12,8 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.levels import Levels
-from probed.checks.options import Credentials, TlsOptions
-from probed.fields import Duration
+from probed.checks.options import Credentials, DatabaseLevels, TlsOptions
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
 
@@ -34,7 +33,7 @@ CONNECTION_LOST = (2006, 2013)  # client-side: server gone away, lost during que
 DSN_PARAMETERS = {"socket", "tls", "ssl"}
 
 
-class MysqlOptions(CheckOptions, Levels, Credentials, TlsOptions):
+class MysqlOptions(CheckOptions, DatabaseLevels, Credentials, TlsOptions):
     """warn_above & co. judge the query's first number; the TLS options apply with tls: true."""
 
     type: Literal["mysql"]
@@ -55,9 +54,6 @@ class MysqlOptions(CheckOptions, Levels, Credentials, TlsOptions):
     expect: Literal["primary", "replica", "any"] = Field(
         "any", description="the role the server must have: replica = SHOW REPLICA STATUS has a row"
     )
-    max_replication_lag: Duration | None = Field(
-        None, description="on a replica, fail when it lags more (levels: {replication_lag: {fail_above: ...}})"
-    )
     keep_connection: bool = Field(False, description="reuse one connection between runs (reconnect when it breaks)")
 
     @model_validator(mode="after")
@@ -72,18 +68,7 @@ class MysqlOptions(CheckOptions, Levels, Credentials, TlsOptions):
         return self
 
     def implied_levels(self) -> dict[str, Levels]:
-        """warn_above & co. judge the query's number; max_replication_lag the lag."""
-        implied = {}
-        if self.has_levels:
-            implied["value"] = Levels(
-                warn_above=self.warn_above,
-                fail_above=self.fail_above,
-                warn_below=self.warn_below,
-                fail_below=self.fail_below,
-            )
-        if self.max_replication_lag is not None:
-            implied["replication_lag"] = Levels(fail_above=self.max_replication_lag)
-        return implied
+        return self.database_levels()
 
     def connect_arguments(self) -> dict[str, Any]:
         """asyncmy.connect's keywords from the dsn or the fields (the fields' credentials win)."""

@@ -13,7 +13,8 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from probed.fields import ProbedModel
+from probed.checks.levels import Levels
+from probed.fields import Duration, ProbedModel
 
 
 class TlsOptions(ProbedModel):
@@ -61,3 +62,26 @@ class Credentials(ProbedModel):
 
     def password_text(self) -> str | None:
         return self.password.get_secret_value() if self.password is not None else None
+
+
+class DatabaseLevels(Levels):
+    """What database types (postgres, mysql) judge, spelled as options:
+    warn_above & co. on the number the query returned (observed `value`),
+    max_replication_lag on a replica's lag (observed `replication_lag`)."""
+
+    max_replication_lag: Duration | None = Field(
+        None, description="on a replica, fail when it lags more (levels: {replication_lag: {fail_above: ...}})"
+    )
+
+    def database_levels(self) -> dict[str, Levels]:
+        implied = {}
+        if self.has_levels:
+            implied["value"] = Levels(
+                warn_above=self.warn_above,
+                fail_above=self.fail_above,
+                warn_below=self.warn_below,
+                fail_below=self.fail_below,
+            )
+        if self.max_replication_lag is not None:
+            implied["replication_lag"] = Levels(fail_above=self.max_replication_lag)
+        return implied

@@ -13,8 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.levels import Levels
-from probed.checks.options import Credentials
-from probed.fields import Duration
+from probed.checks.options import Credentials, DatabaseLevels
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url
 
@@ -28,7 +27,7 @@ SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
 """
 
 
-class PostgresOptions(CheckOptions, Levels, Credentials):
+class PostgresOptions(CheckOptions, DatabaseLevels, Credentials):
     type: Literal["postgres"]
     optional_levels = frozenset({"replication_lag"})
     dsn: SecretStr | None = Field(None, description="postgres://user:password@host:port/database?sslmode=...")
@@ -43,9 +42,6 @@ class PostgresOptions(CheckOptions, Levels, Credentials):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     ca_file: Path | None = Field(None, description="CA bundle for verify-ca / verify-full (default: the system's)")
     expect: Literal["primary", "replica", "any"] = Field("any", description="the role the server must have")
-    max_replication_lag: Duration | None = Field(
-        None, description="on a replica, fail when it lags more (levels: {replication_lag: {fail_above: ...}})"
-    )
     keep_connection: bool = Field(False, description="reuse one connection between runs (reconnect when it breaks)")
 
     @model_validator(mode="after")
@@ -55,18 +51,7 @@ class PostgresOptions(CheckOptions, Levels, Credentials):
         return self
 
     def implied_levels(self) -> dict[str, Levels]:
-        """warn_above & co. judge the query's number; max_replication_lag the lag."""
-        implied = {}
-        if self.has_levels:
-            implied["value"] = Levels(
-                warn_above=self.warn_above,
-                fail_above=self.fail_above,
-                warn_below=self.warn_below,
-                fail_below=self.fail_below,
-            )
-        if self.max_replication_lag is not None:
-            implied["replication_lag"] = Levels(fail_above=self.max_replication_lag)
-        return implied
+        return self.database_levels()
 
 
 class PostgresCheck(Check[PostgresOptions]):

@@ -22,7 +22,7 @@ from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.errors import network_failure
 from probed.checks.options import TlsOptions
 from probed.checks.threads import OneAtATime
-from probed.fields import ByteSize, format_duration
+from probed.fields import ByteSize, Regex, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 # getaddrinfo blocks, and a dead DNS server makes it block for seconds: each
@@ -53,7 +53,7 @@ class TcpOptions(CheckOptions, TlsOptions):
     send: str | None = Field(
         None, description=r"bytes to send after connecting; \r \n \t \0 \\ \xHH escapes; never shown"
     )
-    expect: str | None = Field(None, description="regular expression the answer must match (re.MULTILINE)")
+    expect: Regex | None = Field(None, description="regular expression the answer must match (re.MULTILINE)")
     max_read_bytes: ByteSize = Field(64 * 1024, ge=1, description="read at most this much while looking for expect")
 
     @field_validator("send")
@@ -61,16 +61,6 @@ class TcpOptions(CheckOptions, TlsOptions):
     def _escapes(cls, value: str | None) -> str | None:
         if value is not None:
             payload(value)
-        return value
-
-    @field_validator("expect")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
 
