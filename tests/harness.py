@@ -237,7 +237,28 @@ def temp_dir(prefix: str) -> Path:
 # -- Redis ------------------------------------------------------------------------
 
 
-class RedisServer:
+class ServerProcess:
+    """A throwaway server that runs as one child process: stop, pause, resume."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        assert self.process is not None
+        pause_process(self.process.pid)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+class RedisServer(ServerProcess):
     """redis-server on a free port, optionally with a password or as a replica."""
 
     def __init__(
@@ -294,21 +315,6 @@ class RedisServer:
             ]  # redis wants a CA file even when clients bring no certificate
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: port_open(self.port), f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the port still accepts connections, nothing answers."""
-        assert self.process is not None
-        pause_process(self.process.pid)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, 18)
 
     def url(self, password: str | None = None, db: int = 0) -> str:
         auth = f":{password}@" if password else ""
@@ -408,7 +414,7 @@ class S3Server:
 # -- NATS (nats-server) -----------------------------------------------------------------
 
 
-class NatsServer:
+class NatsServer(ServerProcess):
     """A nats-server with JetStream in a directory of its own; `auth` is a
     config fragment (users, token, nkeys), `tls` a (certificate, key) pair."""
 
@@ -438,21 +444,6 @@ class NatsServer:
         )
         wait_until(lambda: port_open(self.port), f"nats-server on port {self.port}")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the port still accepts connections, nothing answers."""
-        assert self.process is not None
-        pause_process(self.process.pid)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, 18)
-
     def url(self, credentials: str = "") -> str:
         scheme = "tls" if self.tls else "nats"
         return f"{scheme}://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
@@ -461,7 +452,7 @@ class NatsServer:
 # -- MQTT (mosquitto) ---------------------------------------------------------------------
 
 
-class MosquittoServer:
+class MosquittoServer(ServerProcess):
     """A mosquitto broker with a generated config: `users` log in with their
     passwords (anonymous otherwise), `acl` lines restrict their topics."""
 
@@ -510,25 +501,11 @@ class MosquittoServer:
         )
         wait_until(lambda: port_open(self.port), f"mosquitto on port {self.port}")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        pause_process(self.process.pid)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, 18)
-
 
 # -- gRPC (a server with the standard health servicer) ------------------------------------------
 
 
-class GrpcServer:
+class GrpcServer(ServerProcess):
     """tests/grpc_server.py in a process of its own, so tests can stop, start and pause it."""
 
     def __init__(self) -> None:
@@ -545,17 +522,11 @@ class GrpcServer:
         )
         wait_until(lambda: port_open(self.port), f"gRPC server on port {self.port}")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
 
 # -- DNS (dnsmasq) and a TCP proxy a test can cut ----------------------------------
 
 
-class DnsServer:
+class DnsServer(ServerProcess):
     """dnsmasq on a free port of 127.0.0.1 (UDP and TCP), answering only what
     the test gives it: `records` (name -> addresses) in a hosts file and any
     other dnsmasq options (`mx-host=...`, `txt-record=...`, `srv-host=...`,
@@ -611,12 +582,6 @@ class DnsServer:
                 return sock.recv(512)[:2] == b"\x12\x34"
             except OSError:
                 return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 class TcpProxy:
