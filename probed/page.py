@@ -63,6 +63,9 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 .strip{display:flex;flex-wrap:wrap;gap:2px;list-style:none;margin:0;padding:0}
 .strip li{color:var(--c);font-size:.85rem;line-height:1.1;width:.95rem;text-align:center}
 footer{color:var(--muted);font-size:.85rem}
+.groups{list-style:none;display:flex;flex-wrap:wrap;gap:.3rem .6rem;margin:.4rem 0 0;padding:0}
+.groups li{background:#fff;border-radius:1rem;padding:0 .6rem;font-size:.9rem}
+.groups a{color:var(--c);font-weight:600;text-decoration:none}.groups .count{color:var(--muted)}
 @media (max-width:30rem){body{font-size:14px}main,.more,footer{padding:.5rem}}
 """
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
@@ -102,6 +105,7 @@ def render_page(report: Report) -> bytes:
         f'<h1 id="overall"><span aria-hidden="true">{SYMBOLS[overall]}</span> {overall.upper()}</h1>',
         f"<p>{len(report.checks)} checks: {escape(summary)} \u00b7 as of {_clock(report.rendered_at)} UTC"
         f" \u00b7 refreshes every {refresh} s</p>",
+        _groups(report.groups),
         "</header>",
         "<main>",
         *(_check_card(state, report) for state in checks[:MAX_CARDS]),
@@ -117,6 +121,17 @@ def render_page(report: Report) -> bytes:
         "</html>",
     ]
     return ("\n".join(parts) + "\n").encode()
+
+
+def _groups(groups: Iterable[tuple[str, Status, int]]) -> str:
+    """Each group's verdict (ready, startup, live and the configured ones), as its endpoint answers it."""
+    items = "".join(
+        f'<li class="{status.value}"><a href="health/{escape(name)}">'
+        f'<span aria-hidden="true">{SYMBOLS[status.value]}</span> {escape(name)}: {status.value}</a>'
+        f' <span class="count">({members} checks)</span></li>'
+        for name, status, members in groups
+    )
+    return f'<ul class="groups" id="groups" aria-label="groups">{items}</ul>' if items else ""
 
 
 def _check_card(state: CheckState, report: Report) -> str:

@@ -39,10 +39,12 @@ class Report:
     checks: tuple[CheckState, ...]
     details: bool
     rendered_at: float = field(default_factory=time.time)  # wall clock, for the ages the page shows
+    groups: tuple[tuple[str, Status, int], ...] = ()  # name, status, how many checks: what the page shows
 
     @classmethod
     def of_store(cls, store: Store, details: bool) -> Report:
-        return cls(store.status, tuple(store.checks.values()), details)
+        groups = tuple((name, group.status, len(group.members)) for name, group in store.groups.items())
+        return cls(store.status, tuple(store.checks.values()), details, groups=groups)
 
     @classmethod
     def of_check(cls, state: CheckState, details: bool) -> Report:

@@ -215,3 +215,22 @@ def test_check_command_prints_the_page_too(tmp_path: Path) -> None:
     document = lxml.html.fromstring(done.stdout)
     assert document.get_element_by_id("overall").text_content().endswith("WARN")
     assert document.get_element_by_id("check-api").find_class("reason")[0].text_content() == "reason: refused"
+
+
+def test_page_shows_every_group_with_its_verdict_in_words_and_shape() -> None:
+    config = config_from(
+        {
+            "db": {"type": "disk", "path": "/"},
+            "cache": {"type": "disk", "path": "/", "critical": False},
+        },
+        groups={"payments": ["db", "cache"]},
+    )
+    store = Store([create_check(name, opts) for name, opts in config.checks.items()], groups=config.groups)
+    store.record("db", failed())
+    store.record("cache", passed())
+    document = lxml.html.fromstring(FORMATS["html"].render(Report.of_store(store, details=False)))
+    groups = {li.xpath("a/@href")[0]: li.text_content() for li in document.xpath("//*[@id='groups']/li")}
+    assert groups["health/ready"] == "\u2716 ready: fail (1 checks)"
+    assert groups["health/live"] == "\u2714 live: pass (0 checks)"
+    assert groups["health/startup"] == "\u2716 startup: fail (1 checks)"
+    assert groups["health/payments"] == "\u2716 payments: fail (2 checks)"
