@@ -20,7 +20,9 @@ COPY --from=build /opt/probed /opt/probed
 COPY config/probed.container.yaml /etc/probed/probed.yaml
 USER 65532:65532
 EXPOSE 8080
+# `probed probe` GETs /health/live where the config says probed listens
+# (${PROBED_LISTEN} in the default config), with the standard library alone.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["probed", "probe", "http://127.0.0.1:8080/health/live"]
+    CMD ["probed", "probe"]
 ENTRYPOINT ["probed"]
 CMD ["serve"]

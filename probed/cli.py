@@ -1,44 +1,72 @@
-"""probed serve | check | validate | schema; exit 0 ok, 1 a critical check fails, 2 bad config or usage."""
+"""probed serve | check | validate | schema | probe; exit 0 ok, 1 a critical check fails, 2 bad config or usage."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Sequence
-from typing import NoReturn
-
-import structlog
-from aiohttp import web
 
 from probed import __version__
-from probed.checks import create_check
-from probed.checks.base import AnyCheck
-from probed.config import Config, ConfigError, config_path, load_config, schema_text
-from probed.connections import GuardedSite
-from probed.daemon import Daemon, freeze_what_lives_forever
-from probed.logs import configure_logging
-from probed.model import Status
-from probed.report import FORMATS, Report
-from probed.runner import run_once
-from probed.scheduler import saturation_warning
-from probed.store import CheckState, Store
-from probed.web import create_app
+
+# Start-up cost follows the command: each command imports what it uses inside
+# its function (`probe` and `--version` import nothing beyond argparse; `check`
+# imports neither the HTTP server nor unselected drivers). tests/test_imports.py
+# guards this: add no application import up here. Even `typing` is for mypy only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Awaitable, Sequence
+    from typing import Any, NoReturn
+
+    from probed.checks.base import AnyCheck
+    from probed.config import Config
+    from probed.daemon import Daemon
+    from probed.model import Status
+    from probed.store import CheckState, Store
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# probed.report's FORMATS by name, written out so the parser imports no report
+# code (tests/test_imports.py checks they agree).
+_FORMAT_NAMES = ("json", "table", "html", "junit")
 SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get after SIGTERM
 
-log = structlog.get_logger("probed")
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter without `import shutil` (which brings zlib, bz2 and lzma):
+    argparse makes one for every add_argument, so every command paid for it."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         """One line, exit 2: usage errors are not worth a screenful."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> NoReturn:
+        # argparse's own version action formats through its help formatter,
+        # which imports shutil (and zlib, bz2, lzma): a tenth of the command's start-up.
+        sys.stdout.write(f"probed {__version__}\n")
+        parser.exit(EXIT_OK)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,16 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info")
 
     parser = _Parser(prog="probed", description="Health-and-dependency probe daemon.")
-    parser.add_argument("--version", action="version", version=f"probed {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, prog="probed")
     commands.add_parser("serve", parents=[common], help="run the checks on schedule and serve the health endpoints")
     check = commands.add_parser("check", parents=[common], help="run the checks once and print the verdicts")
     check.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
-    check.add_argument("--output", "-o", choices=list(FORMATS), default="table", help="default: table")
+    check.add_argument("--output", "-o", choices=list(_FORMAT_NAMES), default="table", help="default: table")
     commands.add_parser("validate", parents=[common], help="check the config file and exit")
     commands.add_parser("schema", help="print the JSON Schema of the config file")
     probe = commands.add_parser("probe", help="GET a URL: exit 0 on 2xx/3xx, else 1 (for HEALTHCHECK, no curl)")
-    probe.add_argument("url", nargs="?", default="http://127.0.0.1:8080/health/live")
+    probe.add_argument(
+        "url",
+        nargs="?",
+        help="default: /health/live on the config's server.listen (--config, $PROBED_CONFIG), "
+        "else on $PROBED_LISTEN, else on 127.0.0.1:8080",
+    )
+    probe.add_argument("--config", "-c", help="config file whose server.listen the default URL follows")
     probe.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     return parser
 
@@ -71,13 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "schema":
+        from probed.config import schema_text
+
         sys.stdout.write(schema_text())
         return EXIT_OK
     if args.command == "probe":
-        return probe_command(args.url, args.timeout)
-    # Only `serve` logs to stdout; the other commands keep stdout for their answer.
-    stream = sys.stdout if args.command == "serve" else sys.stderr
-    configure_logging(args.log_format, args.log_level, stream)
+        from probed.probe import probe_command
+
+        return probe_command(args.url, args.timeout, args.config)
+    from probed.config import ConfigError, config_path, load_config
+
+    if args.command != "validate":  # it runs nothing that logs: no need for structlog (nor rich, when installed)
+        from probed.logs import configure_logging
+
+        # Only `serve` logs to stdout; the other commands keep stdout for their answer.
+        stream = sys.stdout if args.command == "serve" else sys.stderr
+        configure_logging(args.log_format, args.log_level, stream)
     try:
         config = load_config(config_path(args.config))
     except ConfigError as exc:
@@ -87,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         count = len(config.checks)
         print(f"{config.source}: ok, {count} {'check' if count == 1 else 'checks'}")
+        from probed.scheduler import saturation_warning
+
         warning = saturation_warning(config.checks.values(), config.scheduler.max_concurrency)
         if warning:  # a valid config whose schedule cannot be kept when targets hang
             print(f"{config.source}: warning: {warning}", file=sys.stderr)
@@ -100,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_command(config: Config, names: list[str], output: str) -> int:
+    import asyncio
+    import signal
+
+    from probed.checks import create_check
+    from probed.model import Status
+    from probed.report import FORMATS, Report
+
     unknown = [name for name in names if name not in config.checks]
     if unknown:
         known = ", ".join(config.checks)
@@ -126,6 +178,11 @@ async def run_checks_once(checks: list[AnyCheck]) -> Store:
     """Every selected check once, concurrently, in waves: a check runs after
     the selected checks it depends on, and not at all when one of them failed
     (reason dependency). Thresholds do not apply to one run."""
+    import asyncio
+
+    from probed.runner import run_once
+    from probed.store import Store
+
     store = Store(checks)
     waiting = list(checks)
     try:
@@ -156,11 +213,16 @@ class _Interrupted(Exception):
 
 
 def _terminated(signum: int, frame: object) -> None:
+    import signal
+
     raise _Interrupted(signal.Signals(signum))
 
 
 async def _until_interrupted(work: Awaitable[Store]) -> Store:
     """Await `work`; SIGINT or SIGTERM cancels it (its checks are closed) and raises _Interrupted."""
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(work)
     received: list[signal.Signals] = []
@@ -179,42 +241,12 @@ async def _until_interrupted(work: Awaitable[Store]) -> Store:
         raise
 
 
-# -- probed probe ---------------------------------------------------------------------
-
-
-def probe_command(url: str, timeout: float) -> int:
-    """One GET with the standard library: starts fast, needs nothing in the image."""
-    if not url.startswith(("http://", "https://")):
-        print(f"probed: probe needs an http:// or https:// URL, got {url!r}", file=sys.stderr)
-        return EXIT_USAGE
-    request = urllib.request.Request(url, headers={"User-Agent": "probed-probe"})
-    try:
-        with _NO_REDIRECTS.open(request, timeout=timeout) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as error:
-        status = error.code
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        print(f"probed: {url}: {getattr(reason, 'strerror', None) or reason}", file=sys.stderr)
-        return EXIT_FAIL
-    if 200 <= status < 400:
-        return EXIT_OK
-    print(f"probed: {url}: answered {status}", file=sys.stderr)
-    return EXIT_FAIL
-
-
-class _KeepRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a 3xx is an answer, as for kubelet's httpGet probe
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
-
-
 # -- probed serve ---------------------------------------------------------------------
 
 
 def serve_command(config: Config, path: str | None) -> int:
+    import asyncio
+
     try:
         return asyncio.run(serve(config, path))
     except OSError as exc:
@@ -224,6 +256,13 @@ def serve_command(config: Config, path: str | None) -> int:
 
 
 async def serve(config: Config, path: str | None) -> int:
+    from aiohttp import web
+
+    from probed.connections import GuardedSite
+    from probed.daemon import Daemon, freeze_what_lives_forever
+    from probed.web import create_app
+
+    log = _logger()
     freeze_what_lives_forever()
     daemon = Daemon(config, path, on_transition=log_transition)
     app = create_app(daemon)
@@ -252,6 +291,10 @@ async def serve(config: Config, path: str | None) -> int:
 async def _until_signalled(daemon: Daemon) -> None:
     """Return on the first SIGTERM/SIGINT; a second one exits at once.
     SIGHUP reloads the config file, keeping the last good config on mistakes."""
+    import asyncio
+    import signal
+
+    log = _logger()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
@@ -275,6 +318,9 @@ async def _until_signalled(daemon: Daemon) -> None:
 
 
 def log_transition(state: CheckState, before: Status | None) -> None:
+    from probed.model import Status
+
+    log = _logger()
     after = state.effective
     event = log.warning if after is Status.FAIL else log.info
     event(
@@ -285,3 +331,10 @@ def log_transition(state: CheckState, before: Status | None) -> None:
         reason=state.reason.value if state.reason else None,
         output=state.output,
     )
+
+
+def _logger() -> Any:
+    """probed's logger; structlog is imported by the commands that log, not by `probe`."""
+    import structlog
+
+    return structlog.get_logger("probed")

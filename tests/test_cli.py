@@ -231,3 +231,51 @@ def test_probe_exit_codes(tmp_path: Path) -> None:
     refused = probed("probe", f"http://127.0.0.1:{closed_port()}/")
     assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
     assert probed("probe", "localhost:8080").returncode == 2
+
+
+def test_probe_without_url_follows_the_listen_address(tmp_path: Path) -> None:
+    """A container told to listen elsewhere stays healthy: the default URL is
+    /health/live where `probed serve` listens, a wildcard bind reached through loopback."""
+    from aiohttp import web
+
+    from tests.servers import app_in_thread
+
+    async def live(request: web.Request) -> web.Response:
+        return web.Response(text="live")
+
+    app = web.Application()
+    app.router.add_get("/health/live", live)
+    config = tmp_path / "probed.yaml"
+    with app_in_thread(app) as url:
+        port = url.rpartition(":")[2]
+        assert probed("probe", env={"PROBED_LISTEN": f"0.0.0.0:{port}"}).returncode == 0
+        config.write_text(f"server:\n  listen: ':{port}'\nchecks: {{}}\n")
+        assert probed("probe", "--config", str(config)).returncode == 0
+        config.write_text("server:\n  listen: ${PROBED_LISTEN:-0.0.0.0:8080}\n")
+        env = {"PROBED_CONFIG": str(config), "PROBED_LISTEN": f"127.0.0.1:{port}"}
+        assert probed("probe", env=env).returncode == 0
+        # the config's listen address wins over PROBED_LISTEN, as it does for serve
+        config.write_text(f"server:\n  listen: 127.0.0.1:{closed_port()}\n")
+        refused = probed("probe", env=env)
+        assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
+
+
+def test_probe_reaches_a_wildcard_bind_through_loopback() -> None:
+    from probed.probe import loopback_host_port
+
+    assert loopback_host_port("0.0.0.0:8080") == "127.0.0.1:8080"
+    assert loopback_host_port(":9000") == "127.0.0.1:9000"
+    assert loopback_host_port("[::]:9000") == "[::1]:9000"
+    assert loopback_host_port("[fd00::5]:80") == "[fd00::5]:80"
+    assert loopback_host_port("probed.internal:8080") == "probed.internal:8080"
+
+
+def test_probe_without_url_and_an_unusable_config_is_a_usage_error(tmp_path: Path) -> None:
+    missing = probed("probe", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(f"probed: {tmp_path / 'nope.yaml'}: cannot read the listen address")
+    config = tmp_path / "probed.yaml"
+    config.write_text("server:\n  listen: ${NO_SUCH_VARIABLE_HERE}\n")
+    unset = probed("probe", "--config", str(config))
+    assert unset.returncode == 2
+    assert unset.stderr == f"probed: {config}: server.listen: environment variable NO_SUCH_VARIABLE_HERE is not set\n"

@@ -1,0 +1,122 @@
+"""probed probe [URL]: one GET for a container HEALTHCHECK, with the standard library alone.
+
+Docker runs the HEALTHCHECK every interval in every container, so this module
+imports nothing of the application (no aiohttp, pydantic, structlog): keep it
+that way (tests/test_imports.py guards it). Without a URL it asks the address
+`probed serve` listens on: the config's server.listen when a config is given
+(reading it needs yaml, and only then), else PROBED_LISTEN, else port 8080.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import sys
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEFAULT_LISTEN = "0.0.0.0:8080"  # the same default as ServerOptions.listen
+DEFAULT_PATH = "/health/live"
+
+# ${NAME}, ${NAME:-default} and $$, as the config loader substitutes them.
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class ProbeUsageError(Exception):
+    """The URL cannot be made: exit 2 with this one line."""
+
+
+def probe_command(url: str | None, timeout: float, config: str | None, environ: Mapping[str, str] = os.environ) -> int:
+    try:
+        target = url or default_url(config or environ.get("PROBED_CONFIG") or None, environ)
+        status = get_status(target, timeout)
+    except ProbeUsageError as error:
+        print(f"probed: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, http.client.HTTPException) as error:
+        print(f"probed: {target}: {_describe(error)}", file=sys.stderr)
+        return EXIT_FAIL
+    if 200 <= status < 400:  # a 3xx is an answer, as for kubelet's httpGet probe: no redirect is followed
+        return EXIT_OK
+    print(f"probed: {target}: answered {status}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def get_status(url: str, timeout: float) -> int:
+    """The status of one GET. http.client rather than urllib: it imports less, follows no
+    redirect and asks no proxy (a probe must see the server itself, as kubelet's does)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProbeUsageError(f"probe needs an http:// or https:// URL, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProbeUsageError(f"probe needs a port from 1 to 65535, got {url!r}") from None
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, port, timeout=timeout)
+    try:
+        target = parts.path or "/"
+        connection.request("GET", f"{target}?{parts.query}" if parts.query else target, headers=_HEADERS)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+_HEADERS = {"User-Agent": "probed-probe", "Connection": "close"}
+
+
+def _describe(error: BaseException) -> str:
+    reason = getattr(error, "reason", None)  # ssl errors carry a short reason
+    return str(getattr(error, "strerror", None) or reason or error or type(error).__name__)
+
+
+# -- the default URL: where `probed serve` listens -----------------------------------
+
+
+def default_url(config_path: str | None, environ: Mapping[str, str]) -> str:
+    listen = config_listen(config_path, environ) if config_path else environ.get("PROBED_LISTEN") or DEFAULT_LISTEN
+    return f"http://{loopback_host_port(listen)}{DEFAULT_PATH}"
+
+
+def loopback_host_port(listen: str) -> str:
+    """'0.0.0.0:8080' -> '127.0.0.1:8080', '[::]:9000' -> '[::1]:9000': a wildcard bind
+    is reached through loopback, a named host as it is."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ProbeUsageError(f"listen must be host:port, got {listen!r}")
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def config_listen(path: str, environ: Mapping[str, str]) -> str:
+    """server.listen from the config file, with ${VAR} substituted; `probed validate`
+    reports a config's mistakes, this only needs the one value."""
+    import yaml  # only when a config is given; still far lighter than the config models
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = yaml.load(file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ProbeUsageError(f"{path}: cannot read the listen address: {_describe(error)}") from None
+    server = data.get("server") if isinstance(data, dict) else None
+    listen = server.get("listen") if isinstance(server, dict) else None
+    if listen is None:
+        return DEFAULT_LISTEN
+    return _substitute(str(listen), environ, path)
+
+
+def _substitute(text: str, environ: Mapping[str, str], path: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, default = match["name"], match["default"]
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ProbeUsageError(f"{path}: server.listen: environment variable {name} is not set")
+
+    return _VARIABLE.sub(replace, text) or DEFAULT_LISTEN
