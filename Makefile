@@ -1,29 +1,39 @@
 # Two commands a newcomer needs: `make run` and `make test`. Both set up
 # everything they need first (a virtualenv in .venv, and for the tests the
-# system binaries the suite runs for real).
+# system binaries the suite runs for real). `make run` installs only what
+# `probed serve` needs; the test tools come with the first `make test`.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: run test bench setup test-deps lint clean
 
-run: setup
+run: $(VENV)/.runtime
 	$(BIN)/probed serve
 
 test: setup test-deps lint
 	$(BIN)/pytest
 
-# Regenerates docs/benchmarks.md (about 5 minutes; BENCH_QUICK=1 for a short trial run).
+# Regenerates docs/benchmarks.md (about 8 minutes; BENCH_QUICK=1 for a short trial run).
+# `make bench BENCH=startup` runs one section and rewrites only that one.
 bench: setup
 	bench/setup.sh
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
-setup: $(VENV)/.installed
+# Everything for development: probed (editable) and the test tools.
+setup: $(VENV)/.test
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+# What `probed serve` needs: probed (editable) and its runtime dependencies.
+$(VENV)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+# The test extra on top: pytest, linters, and the Python servers the tests run.
+$(VENV)/.test: $(VENV)/.runtime
+	$(PIP) -e '.[test]'
 	touch $@
 
 test-deps:
