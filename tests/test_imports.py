@@ -12,9 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from probed.checks import TYPES
 from tests.servers import app_in_thread, closed_port, target_app
 
 ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "config" / "probed.example.yaml"
+EXAMPLE_ENV = {"PAYMENTS_TOKEN": "example", "MONITOR_PASSWORD": "example"}  # variables it needs
 
 # Runs probed's entry point as the console script does, then writes sys.modules
 # to the file named by the first argument, however the command exits.
@@ -34,10 +39,11 @@ SERVER = {"aiohttp.web", "prometheus_client", "probed.web", "probed.daemon", "pr
 DRIVERS = {"aiohttp", "asyncpg", "redis", "aiosmtplib", "boto3", "botocore", "cryptography"}
 
 
-def imported(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> set[str]:
-    """The modules `probed ARGS` imported beyond the interpreter's own start-up."""
+def imported(tmp_path: Path, *args: str, env: dict[str, str] | None = None, exit_code: int = 0) -> set[str]:
+    """The modules `probed ARGS` imported beyond the interpreter's own start-up;
+    the exit code shows the command did its work (not an early usage error)."""
     out = tmp_path / "modules.txt"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", _RUN, str(out), *args],
         capture_output=True,
         timeout=60,
@@ -45,6 +51,7 @@ def imported(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> s
         env={**os.environ, **(env or {})},
         check=False,
     )
+    assert done.returncode == exit_code, done.stderr
     return set(out.read_text().split()) - _startup_modules()
 
 
@@ -84,7 +91,7 @@ def test_probe_imports_the_standard_library_and_its_own_module_only(tmp_path: Pa
 
 
 def test_probe_of_a_closed_port_imports_no_more(tmp_path: Path) -> None:
-    modules = imported(tmp_path, "probe", f"http://127.0.0.1:{closed_port()}/health/live", "--timeout", "1")
+    modules = imported(tmp_path, "probe", f"http://127.0.0.1:{closed_port()}/health/live", exit_code=1)
     assert third_party(modules) == set()
     assert probed_modules(modules) == {"probed", "probed.cli", "probed.probe"}
 
@@ -92,7 +99,7 @@ def test_probe_of_a_closed_port_imports_no_more(tmp_path: Path) -> None:
 def test_probe_following_a_config_adds_yaml_only(tmp_path: Path) -> None:
     config = tmp_path / "probed.yaml"
     config.write_text(f"server:\n  listen: 127.0.0.1:{closed_port()}\nchecks: {{}}\n")
-    modules = imported(tmp_path, "probe", "--timeout", "1", env={"PROBED_CONFIG": str(config)})
+    modules = imported(tmp_path, "probe", env={"PROBED_CONFIG": str(config)}, exit_code=1)
     assert "yaml" in modules  # it did read the config
     assert third_party(modules) <= {"yaml", "_yaml"}
     assert probed_modules(modules) == {"probed", "probed.cli", "probed.probe"}
@@ -105,18 +112,38 @@ def test_version_imports_nothing_but_argparse(tmp_path: Path) -> None:
     assert not loaded(modules, {"asyncio", "json", "http", "urllib", "ssl", "typing"})
 
 
-def test_schema_imports_neither_the_server_nor_the_logging(tmp_path: Path) -> None:
-    modules = imported(tmp_path, "schema")
-    assert "probed.config" in modules  # the command did run
-    assert not loaded(modules, SERVER | {"structlog"})
+def test_the_example_config_has_every_type() -> None:
+    """So that the tests below, validating it, cover every type."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    assert {check["type"] for check in example["checks"].values()} == set(TYPES)
 
 
-def test_check_imports_neither_the_server_nor_other_drivers(tmp_path: Path) -> None:
-    config = tmp_path / "probed.yaml"
-    config.write_text(f"checks:\n  tmp:\n    type: disk\n    path: {tmp_path}\n")
-    modules = imported(tmp_path, "check", "--config", str(config))
-    assert "probed.checks.disk" in modules  # the check did run
+def test_validate_imports_no_driver_and_not_the_server(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "validate", "--config", str(EXAMPLE), env=EXAMPLE_ENV)
+    assert {f"probed.checks.{name}" for name in TYPES} <= modules  # every type's options were read
     assert not loaded(modules, SERVER | DRIVERS)
+
+
+def test_schema_imports_no_driver_nor_the_server_nor_the_logging(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "schema")
+    assert {f"probed.checks.{name}" for name in TYPES} <= modules  # the command did run
+    assert not loaded(modules, SERVER | DRIVERS | {"structlog"})
+
+
+def test_check_imports_the_selected_checks_drivers_only_and_not_the_server(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "check", "root-disk", "--config", str(EXAMPLE), env=EXAMPLE_ENV)
+    assert "probed.runner" in modules  # the check did run
+    assert not loaded(modules, SERVER | DRIVERS)
+
+
+def test_check_imports_the_driver_of_a_selected_check(tmp_path: Path) -> None:
+    """The other side: the guard above looks for the names drivers have."""
+    config = tmp_path / "probed.yaml"
+    port = closed_port()
+    config.write_text(f"checks:\n  api:\n    type: http\n    url: http://127.0.0.1:{port}/\n    timeout: 1s\n")
+    modules = imported(tmp_path, "check", "--config", str(config), exit_code=1)
+    assert loaded(modules, DRIVERS) == {"aiohttp"}
+    assert not loaded(modules, SERVER)
 
 
 def test_serve_imports_the_server(tmp_path: Path) -> None:
@@ -127,6 +154,6 @@ def test_serve_imports_the_server(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         config = tmp_path / "probed.yaml"
         config.write_text(f"server:\n  listen: 127.0.0.1:{port}\nchecks:\n  tmp:\n    type: disk\n    path: /\n")
-        modules = imported(tmp_path, "serve", "--config", str(config))
+        modules = imported(tmp_path, "serve", "--config", str(config), exit_code=1)
     assert loaded(modules, SERVER) == SERVER
     assert {"pydantic", "structlog", "yaml", "aiohttp"} <= third_party(modules)
