@@ -238,6 +238,7 @@ def endpoints(work: Path) -> Section:
         f"p99 {ready_p99:.2f}x its p99 (target: at most 1.2x), server CPU per request {ready_cpu:.2f}x; "
         f"{probed_ready / inline:.0f}x the requests/s of running the checks in each request."
     )
+    section.notes.append(in_process_cost(work))
     section.notes.append(
         "`/health` with 50 checks serves a body rendered once per change of state, so it stays "
         f"at {ratios[('probed', '/health')][0]:.2f}x the ceiling although the body is larger."
@@ -333,6 +334,37 @@ def http_body(url: str, accept: str) -> bytes:
             return bytes(response.read())
     except urllib.error.HTTPError as error:
         return bytes(error.read())
+
+
+def in_process_cost(work: Path) -> str:
+    """bench/handle.py: the app's own work per /health/ready request against bare
+    aiohttp's in the same process, best of three processes (with BENCH_BASELINE_REV,
+    that revision's too)."""
+    variants: list[tuple[str, dict[str, str]]] = [("probed", {})]
+    baseline_rev = os.environ.get("BENCH_BASELINE_REV")
+    if baseline_rev:
+        variants.append((f"probed `{baseline_rev}`", {"PYTHONPATH": str(checkout(baseline_rev, work))}))
+    figures = []
+    for label, env in variants:
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [PYTHON, str(ROOT / "bench" / "handle.py")],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=work,
+                    env={**os.environ, **env},
+                ).stdout
+            )
+            for _ in range(3)
+        ]
+        bare, probed = min(run["bare"] for run in runs), min(run["probed"] for run in runs)
+        figures.append(f"{label} {probed:.2f} µs against bare aiohttp's {bare:.2f} µs ({probed / bare:.2f}x)")
+    return (
+        "In process, without the socket and the HTTP parser every app shares (`bench/handle.py`: routing, "
+        f"middleware, handler, Response; both apps interleaved, best of 21 x 5,000 requests): {'; '.join(figures)}."
+    )
 
 
 # -- 2. scheduler scale --------------------------------------------------------------------------
@@ -714,6 +746,8 @@ def s3_config() -> dict[str, Any]:
 def checkout(rev: str, work: Path) -> Path:
     """That revision's probed package, to run from PYTHONPATH with this environment's packages."""
     directory = work / f"rev-{rev}"
+    if directory.exists():
+        return directory
     archive = subprocess.run(["git", "archive", rev, "probed"], cwd=ROOT, capture_output=True, check=True).stdout
     directory.mkdir()
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
