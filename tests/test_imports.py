@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from probed.checks import TYPES
+from probed.checks import TYPES, load_type
 from tests.servers import app_in_thread, closed_port, target_app
 
 ROOT = Path(__file__).parent.parent
@@ -35,8 +35,11 @@ finally:
 """
 
 SERVER = {"aiohttp.web", "prometheus_client", "probed.web", "probed.daemon", "probed.metrics", "probed.scheduler"}
-# What each check type's driver is (aiohttp's client is the http check's).
-DRIVERS = {"aiohttp", "asyncpg", "redis", "aiosmtplib", "boto3", "botocore", "cryptography"}
+# Every type's driver packages, as the types declare them (aiohttp's client is the
+# http check's), and cryptography, which the http check imports for one case.
+DRIVERS = {module.partition(".")[0] for name in TYPES for module in load_type(name, need_driver=False).requires} | {
+    "cryptography"
+}
 
 
 def imported(tmp_path: Path, *args: str, env: dict[str, str] | None = None, exit_code: int = 0) -> set[str]:
