@@ -187,6 +187,7 @@ def endpoints(work: Path) -> Section:
         "probed": ([*PROBED, "serve", "--config", config, "--log-level", "warning"], probed_port),
         "checks in each request": ([PYTHON, "bench/apps.py", "inline", str(inline_port), config], inline_port),
     }
+    paths = ("/health/ready", "/health")
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with contextlib.ExitStack() as stack:
         pids = {
@@ -202,14 +203,16 @@ def endpoints(work: Path) -> Section:
             runs.setdefault((name, path), []).append(figures)
 
         for round_number in range(rounds):
-            for path in ("/health/ready", "/health"):
+            for path in paths:
                 pair = ["bare aiohttp", "probed"]
                 for name in pair if round_number % 2 else reversed(pair):  # drift hits both alike
                     measure(name, path)
-        for path in ("/health/ready", "/health"):
+        for path in paths:
             measure("checks in each request", path)
     ratios: dict[tuple[str, str], tuple[float, float]] = {}
-    for (name, path), figures in runs.items():
+    for (name, path), figures in sorted(
+        runs.items(), key=lambda run: (list(servers).index(run[0][0]), paths.index(run[0][1]))
+    ):
         bare = runs[("bare aiohttp", "/health/ready")]
         rps_ratio = statistics.median(f["rps"] / b["rps"] for f, b in zip(figures, bare))
         p99_ratio = statistics.median(f["p99"] / b["p99"] for f, b in zip(figures, bare))
