@@ -260,6 +260,33 @@ def test_probe_without_url_follows_the_listen_address(tmp_path: Path) -> None:
         assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
 
 
+def test_probe_of_a_server_that_is_not_http(tmp_path: Path) -> None:
+    """probe reads the status line itself: what is not one is a failure, said in one line."""
+    import socket
+    import threading
+
+    for reply, message in (
+        (b"", "closed the connection without an HTTP answer"),
+        (b"SSH-2.0\r\n", "answered, but not in HTTP"),
+    ):
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+
+            def answer(listener: socket.socket = listener, reply: bytes = reply) -> None:
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(1024)
+                    connection.sendall(reply)
+
+            thread = threading.Thread(target=answer)
+            thread.start()
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}/health/live"
+            done = probed("probe", url)
+            thread.join(10)
+        assert done.returncode == 1 and done.stderr == f"probed: {url}: {message}\n"
+
+
 def test_probe_reaches_a_wildcard_bind_through_loopback() -> None:
     from probed.probe import loopback_host_port
 
