@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return probe_command(args.url, args.timeout, args.config)
     from probed.config import ConfigError, config_path, load_config
 
-    if args.command != "validate":  # it runs nothing that logs: no need for structlog (nor rich, when installed)
+    if args.command != "validate":  # validate runs nothing that logs: it configures no logging
         from probed.logs import configure_logging
 
         # Only `serve` logs to stdout; the other commands keep stdout for their answer.
