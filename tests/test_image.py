@@ -61,7 +61,7 @@ def container(image: str) -> Iterator[tuple[str, int]]:
 
 def test_image_keeps_its_healthcheck(image: str) -> None:
     inspected = json.loads(podman("image", "inspect", image).stdout)[0]
-    assert inspected["Healthcheck"]["Test"] == ["CMD", "probed", "probe", "http://127.0.0.1:8080/health/live"]
+    assert inspected["Healthcheck"]["Test"] == ["CMD", "probed", "probe"]  # asks where serve listens
     assert inspected["Config"]["User"] == "65532:65532"
     print(f"image size: {inspected['Size'] / 1e6:.0f} MB")  # shown with -s; README states it
 
