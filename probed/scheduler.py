@@ -88,6 +88,7 @@ class Scheduler:
         self._initial_offset = initial_offset
         self._phase = phase
         self._tasks: list[asyncio.Task[None]] = []
+        self._ended = 0  # tasks that ended: counted as they end, so alive() is O(1) per probe
         self._heartbeat: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, float] = {}  # check name -> when it was due
@@ -99,8 +100,9 @@ class Scheduler:
         self._heartbeat = loop.time()
         self._tasks = [loop.create_task(self._run_forever(check), name=f"check:{check.name}") for check in self.checks]
         self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
+        self._ended = 0
         for task in self._tasks:
-            task.add_done_callback(_log_unexpected_end)
+            task.add_done_callback(self._task_ended)
 
     async def stop(self) -> None:
         """Cancel every run in flight (the checks' owner closes them)."""
@@ -112,10 +114,14 @@ class Scheduler:
     def alive(self) -> bool:
         """True while every check loop runs and the watchdog ticks."""
         tasks, loop, heartbeat = self._tasks, self._loop, self._heartbeat
-        if not tasks or any(task.done() for task in tasks) or loop is None or heartbeat is None:
+        if not tasks or self._ended or loop is None or heartbeat is None:
             return False
         # The loop's clock, read from any thread: /metrics renders in one of its own.
         return loop.time() - heartbeat < LIVENESS_GRACE
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        self._ended += 1
+        _log_unexpected_end(task)
 
     def load(self) -> SchedulerLoad:
         return SchedulerLoad(self.max_concurrency, len(self._waiting), self._saturated, self._late_runs)
@@ -203,5 +209,6 @@ def _next_slot(planned: float, interval: float, now: float) -> float:
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """Every task runs forever: one that ends was cancelled (stop) or died."""
     if not task.cancelled() and task.exception() is not None:
         log.error("scheduler_task_died", task=task.get_name(), error=repr(task.exception()))

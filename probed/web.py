@@ -4,6 +4,13 @@ No handler awaits a check. /health bodies are rendered at most once per change
 of the store (cached by its version) and format; readiness answers are constants.
 The format of /health and /health/checks/{name} comes from the table in
 probed/report.py, chosen by the Accept header.
+
+/health/live, /health/ready and /health/startup without a query are the
+probes' hot path, kept at the cost of a bare aiohttp handler
+(docs/benchmarks.md): no middleware (aiohttp wraps every request of an app
+that has one), headers prepared once, one lookup. Errors are JSON all the
+same: every other handler is wrapped in `json_errors` on its own, and a
+catch-all route answers unknown paths (404) and methods (405) in JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
 from probed.daemon import Daemon
@@ -30,6 +38,10 @@ log = structlog.get_logger("probed.web")
 
 HEADERS = {"Cache-Control": "no-store"}
 _STATUS_BODIES = {status: json.dumps({"status": status.value}).encode() for status in Status}
+# Copied into each health response (aiohttp adds Content-Length and Date to the
+# copy): a CIMultiDict copies faster than a dict converts, and setting
+# content_type on a response would parse it again.
+_HEALTH_HEADERS = CIMultiDict({**HEADERS, "Content-Type": CONTENT_TYPE})
 
 
 def http_status(status: Status) -> int:
@@ -191,14 +203,34 @@ class Handlers:
         return True
 
 
+def probe_handler(handlers: Handlers, name: str) -> Handler:
+    """The handler of a probe group's own route (live, ready, startup)."""
+    with_query = json_errors(functools.partial(_fixed_group, handlers, name))
+    daemon = handlers.daemon
+
+    async def probe(request: web.Request) -> web.StreamResponse:
+        if request.query:  # ?exclude, ?verbose: may compute, may refuse a token
+            return await with_query(request)
+        group = daemon.store.groups[name]  # the probe groups always exist
+        passing = group.status is not Status.FAIL and (name != LIVE or daemon.alive())
+        body, status = _PROBE_ANSWERS[passing]
+        return web.Response(body=body, status=status, headers=_HEALTH_HEADERS)
+
+    return probe
+
+
 async def _fixed_group(handlers: Handlers, name: str, request: web.Request) -> web.Response:
     return handlers.answer_group(request, name)
 
 
+_PROBE_ANSWERS = {
+    passing: (_STATUS_BODIES[status], http_status(status))
+    for passing, status in ((True, Status.PASS), (False, Status.FAIL))
+}
+
+
 def _health_response(body: bytes, status: int) -> web.Response:
-    response = web.Response(body=body, status=status, headers=HEADERS)
-    response.content_type = CONTENT_TYPE
-    return response
+    return web.Response(body=body, status=status, headers=_HEALTH_HEADERS)
 
 
 def _format(request: web.Request) -> Format:
@@ -210,21 +242,41 @@ def _formatted_response(body: bytes, status: int, form: Format) -> web.Response:
     return web.Response(body=body, status=status, headers=headers)
 
 
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error is a small JSON body with the right 4xx/5xx, never a traceback."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
-        return web.json_response({"error": exc.reason}, status=exc.status, headers={**HEADERS, **headers})
-    except Exception:
-        log.exception("request_failed", path=request.path)
-        return web.json_response({"error": "internal error"}, status=500, headers=HEADERS)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_errors(handler: Handler) -> Handler:
+    """Every error is a small JSON body with the right 4xx/5xx, never a traceback.
+    Wraps one handler (not the app, as a middleware would wrap every request)."""
+
+    async def answer_errors_in_json(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error_response(exc)
+        except Exception:
+            log.exception("request_failed", path=request.path)
+            return web.json_response({"error": "internal error"}, status=500, headers=HEADERS)
+
+    return answer_errors_in_json
+
+
+def _error_response(exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
+    return web.json_response({"error": exc.reason}, status=exc.status, headers={**HEADERS, **headers})
+
+
+async def unmatched(request: web.Request) -> web.Response:
+    """The catch-all route: 405 with Allow when another route has this path, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        return _error_response(web.HTTPMethodNotAllowed(request.method, allowed))
+    return _error_response(web.HTTPNotFound())
 
 
 DAEMON = web.AppKey("daemon", Daemon)
@@ -235,18 +287,19 @@ def create_app(daemon: Daemon) -> web.Application:
     # keepalive_timeout runs from accept: it bounds the wait for a request's
     # headers as well as the idle time between kept-alive requests.
     idle = {"keepalive_timeout": daemon.config.server.idle_timeout}
-    app = web.Application(middlewares=[json_errors], handler_args={"max_field_size": 8190, **idle})
+    app = web.Application(handler_args={"max_field_size": 8190, **idle})
     app[DAEMON] = daemon
     handlers = Handlers(daemon)
-    app.router.add_get("/health", handlers.health)
-    app.router.add_get("/health/checks/{name}", handlers.one_check)
-    app.router.add_get("/health/checks/{name}/history", handlers.history)
-    for name in (LIVE, READY, STARTUP):  # the probes' groups, each a route of its own
-        app.router.add_get(f"/health/{name}", functools.partial(_fixed_group, handlers, name))
-    app.router.add_get("/health/{group}", handlers.group)  # the configured groups
-    app.router.add_get("/peers/checks/{name}", handlers.peer_view)
-    app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_post("/heartbeat/{name}", handlers.heartbeat)
+    for name in (LIVE, READY, STARTUP):  # the probes' groups, each a route of its own, first
+        app.router.add_get(f"/health/{name}", probe_handler(handlers, name))
+    app.router.add_get("/health", json_errors(handlers.health))
+    app.router.add_get("/health/checks/{name}", json_errors(handlers.one_check))
+    app.router.add_get("/health/checks/{name}/history", json_errors(handlers.history))
+    app.router.add_get("/health/{group}", json_errors(handlers.group))  # the configured groups
+    app.router.add_get("/peers/checks/{name}", json_errors(handlers.peer_view))
+    app.router.add_get("/metrics", json_errors(handlers.metrics))
+    app.router.add_post("/heartbeat/{name}", json_errors(handlers.heartbeat))
+    app.router.add_route("*", "/{path:.*}", unmatched)  # last: only what no other route matches
     app.cleanup_ctx.append(_run_checks)
     app.on_cleanup.append(lambda _: _close_exposition(handlers.exposition))
     return app
