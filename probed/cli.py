@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 # probed.report's FORMATS by name, written out so the parser imports no report
-# code (tests/test_imports.py checks they agree).
+# code (tests/test_formats.py checks they agree).
 _FORMAT_NAMES = ("json", "table", "html", "junit")
 SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get after SIGTERM
 

@@ -234,3 +234,10 @@ def test_page_shows_every_group_with_its_verdict_in_words_and_shape() -> None:
     assert groups["health/live"] == "\u2714 live: pass (0 checks)"
     assert groups["health/startup"] == "\u2716 startup: fail (1 checks)"
     assert groups["health/payments"] == "\u2716 payments: fail (2 checks)"
+
+
+def test_the_cli_offers_every_format_of_the_table() -> None:
+    from probed import cli
+
+    # cli.py writes the names out so that `probed --help` imports no report code.
+    assert set(cli._FORMAT_NAMES) == set(FORMATS)
