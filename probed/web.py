@@ -209,7 +209,7 @@ def probe_handler(handlers: Handlers, name: str) -> Handler:
     daemon = handlers.daemon
 
     async def probe(request: web.Request) -> web.StreamResponse:
-        if request.query:  # ?exclude, ?verbose: may compute, may refuse a token
+        if request.query_string:  # ?exclude, ?verbose: may compute, may refuse a token (raw: no parsing)
             return await with_query(request)
         group = daemon.store.groups[name]  # the probe groups always exist
         passing = group.status is not Status.FAIL and (name != LIVE or daemon.alive())
