@@ -16,8 +16,8 @@ run: $(VENV)/.runtime
 test: setup test-deps lint
 	$(BIN)/pytest
 
-# Regenerates docs/benchmarks.md (about 8 minutes; BENCH_QUICK=1 for a short trial run).
-# `make bench BENCH=startup` runs one section and rewrites only that one.
+# Regenerates docs/benchmarks.md (about half an hour with the soak; BENCH_QUICK=1 for a short trial run).
+# `make bench BENCH=start-up` runs one section and rewrites only that one (names: bench/run.py).
 bench: setup
 	bench/setup.sh
 	$(BIN)/python bench/run.py $(BENCH)
