@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from probed.probe import probe_command
 
         return probe_command(args.url, args.timeout, args.config)
-    from probed.config import ConfigError, config_path, load_config
+    from probed.config import ConfigError, config_path, load_config, saturation_warning
 
     if args.command != "validate":  # validate runs nothing that logs: it configures no logging
         from probed.logs import configure_logging
@@ -130,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         count = len(config.checks)
         print(f"{config.source}: ok, {count} {'check' if count == 1 else 'checks'}")
-        from probed.scheduler import saturation_warning
-
         warning = saturation_warning(config.checks.values(), config.scheduler.max_concurrency)
         if warning:  # a valid config whose schedule cannot be kept when targets hang
             print(f"{config.source}: warning: {warning}", file=sys.stderr)

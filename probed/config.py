@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -690,3 +690,22 @@ def _options_model(type_name: str) -> type[CheckOptions] | None:
 
 def schema_text() -> str:
     return json.dumps(json_schema(), indent=2) + "\n"
+
+
+# -- the schedule ------------------------------------------------------------------------
+
+
+def hang_demand(checks: Iterable[CheckOptions]) -> float:
+    """Runs in flight at once when every target hangs: each run then lasts
+    its whole timeout, once per interval."""
+    return sum(opts.timeout / opts.interval for opts in checks)
+
+
+def saturation_warning(checks: Iterable[CheckOptions], max_concurrency: int) -> str | None:
+    demand = hang_demand(checks)
+    if demand <= max_concurrency:
+        return None
+    return (
+        f"scheduler.max_concurrency {max_concurrency} is below the {demand:.0f} runs at once "
+        "the checks need when their targets hang (the sum of timeout / interval): runs would start late"
+    )

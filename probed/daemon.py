@@ -26,10 +26,10 @@ from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.checks.heartbeat import Heartbeats
-from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config
+from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config, saturation_warning
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
-from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon, saturation_warning
+from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
 from probed.store import STARTUP, Store, Transition
 
 log = structlog.get_logger("probed.daemon")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
-from probed.checks.base import AnyCheck, CheckOptions
+from probed.checks.base import AnyCheck
 from probed.model import Result
 from probed.runner import run_once
 from probed.store import Store
@@ -48,22 +48,6 @@ class SchedulerLoad:
     waiting: int  # checks due and waiting for a free slot
     saturated: bool  # a due check has waited over LATE for a slot
     late_runs: int  # runs that started over LATE after their plan
-
-
-def hang_demand(checks: Iterable[CheckOptions]) -> float:
-    """Runs in flight at once when every target hangs: each run then lasts
-    its whole timeout, once per interval."""
-    return sum(opts.timeout / opts.interval for opts in checks)
-
-
-def saturation_warning(checks: Iterable[CheckOptions], max_concurrency: int) -> str | None:
-    demand = hang_demand(checks)
-    if demand <= max_concurrency:
-        return None
-    return (
-        f"scheduler.max_concurrency {max_concurrency} is below the {demand:.0f} runs at once "
-        "the checks need when their targets hang (the sum of timeout / interval): runs would start late"
-    )
 
 
 class Scheduler:

@@ -8,6 +8,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from probed.checks.base import Check, CheckOptions
+from probed.config import saturation_warning
 from probed.model import CheckFailed, Outcome, Reason, Result, Status
 from probed.scheduler import (
     FIRST_RUN_JITTER,
@@ -16,7 +17,6 @@ from probed.scheduler import (
     _second_slot,
     first_run_soon,
     random_phase,
-    saturation_warning,
 )
 from probed.store import Store
 
