@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -31,30 +29,10 @@ ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.harness import DnsServer  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.servers import free_port, http_get  # noqa: E402
 
 PROBED = [sys.executable, "-m", "probed", "serve", "--config"]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
-
-
-def body_of(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return str(response.read().decode())
-    except urllib.error.HTTPError as error:
-        return str(error.read().decode())
-    except OSError:
-        return ""
 
 
 def until(condition: Callable[[], bool], seconds: float = 60, step: float = 0.01) -> float:
@@ -103,9 +81,9 @@ def decide(target: str) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         start = time.monotonic()
         with serve(work, f"decide-{attempt}", config):
-            until(lambda base=base: status_of(f"{base}/health/live") != 0)
+            until(lambda base=base: http_get(f"{base}/health/live", 2)[0] != 0)
             listening.append(time.monotonic() - start)
-            until(lambda base=base: status_of(f"{base}/health/ready") == 200)
+            until(lambda base=base: http_get(f"{base}/health/ready", 2)[0] == 200)
             decided.append(time.monotonic() - start)
     return {
         "repeats": repeats,
@@ -142,7 +120,7 @@ def peers(count: int) -> dict[str, Any]:
             stderr=subprocess.DEVNULL,
         )
         stack.callback(switch.terminate)
-        until(lambda: status_of(f"http://127.0.0.1:{target_port}/") != 0)
+        until(lambda: http_get(f"http://127.0.0.1:{target_port}/", 2)[0] != 0)
         for host in hosts:
             config = {
                 "server": {"listen": f"{host}:{port}"},
@@ -160,19 +138,19 @@ def peers(count: int) -> dict[str, Any]:
             stack.enter_context(serve(work, host, config))
         bases = [f"http://{host}:{port}" for host in hosts]
         for base in bases:
-            until(lambda base=base: status_of(f"{base}/health/ready") == 200, step=0.1)
+            until(lambda base=base: http_get(f"{base}/health/ready", 2)[0] == 200, step=0.1)
         flag.write_text("500")
         flipped = time.monotonic()
         for base in bases:
-            until(lambda base=base: '"case":"shared-outage"' in body_of(f"{base}/health"), step=0.05)
+            until(lambda base=base: '"case":"shared-outage"' in http_get(f"{base}/health", 2)[1], step=0.05)
         all_decided = time.monotonic() - flipped
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
         during = sum(_peer_requests(base) for base in bases) - before
-        unready = [base for base in bases if status_of(f"{base}/health/ready") != 200]
+        unready = [base for base in bases if http_get(f"{base}/health/ready", 2)[0] != 200]
         flag.write_text("200")
         for base in bases:
-            until(lambda base=base: status_of(f"{base}/health") == 200, step=0.1)
+            until(lambda base=base: http_get(f"{base}/health", 2)[0] == 200, step=0.1)
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
         healthy = sum(_peer_requests(base) for base in bases) - before
@@ -188,7 +166,7 @@ def peers(count: int) -> dict[str, Any]:
 
 
 def _peer_requests(base: str) -> float:
-    text = body_of(f"{base}/metrics")
+    text = http_get(f"{base}/metrics", 2)[1]
     return sum(float(m[1]) for m in re.finditer(r"probed_peer_requests_total\{result=\"\w+\"\} ([0-9.e+]+)", text))
 
 

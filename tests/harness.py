@@ -696,7 +696,7 @@ def _mariadb_binary(name: str) -> str:
     return binary
 
 
-class MariaDbServer:
+class MariaDbServer(ServerProcess):
     """A MariaDB server of its own on a free port and socket, with real grants:
     root logs in over the socket without a password (for setup), the user
     `probe` (PASSWORD) owns database `app`, `repl` may replicate."""
@@ -779,15 +779,6 @@ class MariaDbServer:
                 self.process.kill()
                 self.process.wait(10)
             self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the port still accepts connections, nothing answers."""
-        assert self.process is not None
-        pause_process(self.process.pid)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, 18)
 
     def sql(self, statements: str) -> str:
         done = subprocess.run(
