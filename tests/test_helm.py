@@ -17,7 +17,7 @@ from probed.config import parse_config
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "helm" / "probed"
 KUBERNETES = "1.30.0"  # native sidecars (restartPolicy on init containers) need 1.29+
-CRDS = {"ServiceMonitor", "PrometheusRule"}  # monitoring.coreos.com: not in Kubernetes' schemas
+CRDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}  # monitoring.coreos.com: not in Kubernetes' schemas
 
 
 def render(chart: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -118,7 +118,9 @@ def test_prometheus_rule_is_the_tested_rule_file() -> None:
 @pytest.mark.parametrize("native", [False, True])
 def test_sidecar_mode(app_chart: Path, native: bool) -> None:
     documents = render(app_chart, {"probed": {"sidecar": {"native": native}}})
-    assert sorted(doc["kind"] for doc in documents) == ["ConfigMap", "Deployment"]  # no standalone objects
+    # No standalone objects: the Service is the peers' headless one, the PodMonitor the app chart's own.
+    assert sorted(doc["kind"] for doc in documents) == ["ConfigMap", "Deployment", "PodMonitor", "Service"]
+    assert by_kind(documents, "Service")["metadata"]["name"] == "web-probed-peers"
     assert_valid_kubernetes(documents)
     pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
     app = pod["containers"][0]
@@ -135,6 +137,8 @@ def test_sidecar_mode(app_chart: Path, native: bool) -> None:
         sidecar = pod["containers"][1]
     assert_hardened(sidecar)
     assert {"name": "probed-config", "configMap": {"name": "web-probed"}} in pod["volumes"]
+    [scraped] = by_kind(documents, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert (scraped["port"], scraped["path"]) == (sidecar["ports"][0]["name"], "/metrics")
     config_map = by_kind(documents, "ConfigMap")
     config = parse_config(config_map["data"]["probed.yaml"], "configmap", {"DATABASE_URL": "postgresql://db/shop"})
     assert {name: opts.type for name, opts in config.checks.items()} == {
@@ -184,11 +188,11 @@ def test_peers_get_a_headless_service_that_publishes_unready_pods() -> None:
 
 
 def test_sidecar_peers_select_the_application_pods(app_chart: Path) -> None:
-    values = {"probed": {"peers": {"enabled": True, "selector": {"app": "shop"}}}}
-    documents = render(app_chart, values)
+    documents = render(app_chart)  # its values: peers.enabled with the shop pods' labels
     assert_valid_kubernetes(documents)
     service = by_kind(documents, "Service")
     assert service["metadata"]["name"] == "web-probed-peers" and service["spec"]["selector"] == {"app": "shop"}
     text = by_kind(documents, "ConfigMap")["data"]["probed.yaml"]
     config = parse_config(text, "configmap", {"DATABASE_URL": "postgresql://db/shop"})
     assert config.peers is not None and config.peers.dns == "web-probed-peers.shop.svc.cluster.local"
+    assert config.checks["db"].scope == "shared"
