@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,14 +135,6 @@ def test_example_config_is_valid_as_shipped() -> None:
     example = Path(__file__).parent.parent / "config" / "probed.example.yaml"
     config = load_config(str(example), environ={})  # no variable it does not document a default for
     assert {c.type for c in config.checks.values()} == set(checks.TYPES)  # it shows every built-in type
-
-
-def test_readme_names_every_variable_the_example_config_reads() -> None:
-    root = Path(__file__).parent.parent
-    example = (root / "config" / "probed.example.yaml").read_text()
-    names = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", example)) - {"VAR", "NAME"}
-    readme = (root / "README.md").read_text()
-    assert names and not [name for name in names if f"`{name}`" not in readme]
 
 
 def test_a_short_interval_alone_gets_a_shorter_default_timeout() -> None:

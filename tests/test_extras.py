@@ -63,18 +63,3 @@ def test_bad_options_are_one_line_without_the_secret(tmp_path: Path, entry: str,
         parse_config(f"checks:\n  db: {entry}\n", "probed.yaml")
     assert caught.value.problems == [f"probed.yaml:2: {problem}"]
     assert "s3cr3t" not in caught.value.problems[0]
-
-
-@pytest.mark.parametrize("type_name", ["mysql", "amqp"])
-def test_every_option_is_described_and_in_the_readme(type_name: str) -> None:
-    """`probed schema` (editors) and README's section both know every option of the type."""
-    from probed.checks import load_type
-    from probed.checks.base import CommonOptions
-
-    model = load_type(type_name, need_driver=False).options_model
-    own = [name for name in model.model_fields if name not in CommonOptions.model_fields and name != "type"]
-    undescribed = [name for name in own if not model.model_fields[name].description]
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split(f"### `type: {type_name}`", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    assert not undescribed, f"{type_name}: no description for {undescribed}"
-    assert not [name for name in own if f"`{name}`" not in section], f"README's {type_name} section lacks some"

@@ -131,7 +131,7 @@ volumeMounts:
 {{/*
 Sidecar mode. An application chart lists probed as a dependency, sets
 `probed.standalone.enabled: false`, and includes these templates in its pod
-spec with the subchart's context, `.Subcharts.probed` (see README):
+spec with the subchart's context, `.Subcharts.probed` (README, "Run it as a sidecar"):
 
   metadata:
     annotations:
