@@ -49,6 +49,11 @@ README_MAX_LINES = 350
 # What the examples read from the environment, as a deployment would set it.
 EXAMPLE_ENVIRONMENT = {
     "DATABASE_URL": "postgresql://shop@db.internal:5432/shop",
+    **dict.fromkeys(
+        ["MONITOR_PASSWORD", "SMTP_PASSWORD", "MINIO_SECRET_KEY", "HEARTBEAT_TOKEN", "NATS_TOKEN"]
+        + ["MQTT_PASSWORD", "MYSQL_PASSWORD", "AMQP_PASSWORD"],
+        "example-secret",
+    ),
 }
 
 
