@@ -96,7 +96,7 @@ def test_prometheus_scrapes_and_follows_a_flip(
         series = json.loads(poll(f"{api}/label/__name__/values", lambda status, _: status == 200)[1])["data"]
         assert {"probed_check_status", "probed_check_duration_seconds_bucket", "probed_build_info"} <= set(series)
         rules = json.loads(poll(f"{api}/rules", lambda status, _: status == 200)[1])["data"]["groups"]
-        assert [group["name"] for group in rules] == ["probed"]
+        assert [group["name"] for group in rules] == ["probed", "probed-availability", "probed-availability-long"]
 
         state["status"] = 500
         poll(f"{api}/query?query=probed_ready", lambda _, body: '"0"]' in body, seconds=30)
