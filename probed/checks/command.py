@@ -130,7 +130,7 @@ class CommandCheck(Check[CommandOptions]):
         self._in_flight = asyncio.ensure_future(self._execute())
         self._in_flight.add_done_callback(_retrieve)
         # Shielded: when the runner gives up on this run, the run still kills and reaps its processes.
-        return self._judge(await asyncio.shield(self._in_flight))
+        return judge(await asyncio.shield(self._in_flight), self.target)
 
     async def _execute(self) -> Finished:
         opts = self.options
@@ -176,25 +176,6 @@ class CommandCheck(Check[CommandOptions]):
             return CheckFailed(f"{self.target}: cannot run in {cwd}: {exc.strerror}")
         return CheckFailed(f"{self.target}: cannot run: {exc.strerror or exc}")
 
-    def _judge(self, finished: Finished) -> Outcome:
-        text, perf_data = split_output(finished.stdout)
-        text = text or _first_line(finished.stderr)
-        observed = parse_perf_data(perf_data)
-        observed.setdefault("exit_code", Observation(finished.exit_code))
-        code = finished.exit_code
-        if code == 0:
-            return Outcome(Status.PASS, text or f"{self.target}: exited 0", observed)
-        if code == 1:
-            return Outcome(Status.WARN, text or f"{self.target}: exited 1 (warning)", observed)
-        if code == 2:
-            raise CheckFailed(text or f"{self.target}: exited 2 (critical)", Reason.UNEXPECTED, observed)
-        if code < 0:
-            said = f"{self.target}: killed by {signal.Signals(-code).name}"
-            raise CheckFailed(f"{said}: {text}" if text else said, Reason.ERROR, observed)
-        raise CheckFailed(
-            f"{text} (exit code {code})" if text else f"{self.target}: exited {code}", Reason.ERROR, observed
-        )
-
     async def close(self) -> None:
         """Kill a run still in flight (probed stops, or a reload dropped the check)."""
         self._closed = True
@@ -203,6 +184,27 @@ class CommandCheck(Check[CommandOptions]):
             self._transport.close()
         if self._in_flight is not None:
             await asyncio.wait({self._in_flight}, timeout=1)
+
+
+def judge(finished: Finished, target: str) -> Outcome:
+    """A finished program's verdict, the Nagios plugin way (the ssh check's
+    remote command is judged by it too): 0 pass, 1 warn, 2 fail (unexpected),
+    anything else or a signal fail (error); performance data observed."""
+    text, perf_data = split_output(finished.stdout)
+    text = text or _first_line(finished.stderr)
+    observed = parse_perf_data(perf_data)
+    observed.setdefault("exit_code", Observation(finished.exit_code))
+    code = finished.exit_code
+    if code == 0:
+        return Outcome(Status.PASS, text or f"{target}: exited 0", observed)
+    if code == 1:
+        return Outcome(Status.WARN, text or f"{target}: exited 1 (warning)", observed)
+    if code == 2:
+        raise CheckFailed(text or f"{target}: exited 2 (critical)", Reason.UNEXPECTED, observed)
+    if code < 0:
+        said = f"{target}: killed by {signal.Signals(-code).name}"
+        raise CheckFailed(f"{said}: {text}" if text else said, Reason.ERROR, observed)
+    raise CheckFailed(f"{text} (exit code {code})" if text else f"{target}: exited {code}", Reason.ERROR, observed)
 
 
 class _Output(asyncio.SubprocessProtocol):
