@@ -33,6 +33,7 @@ TYPES: dict[str, str] = {
     "heartbeat": "probed.checks.heartbeat:HeartbeatCheck",
     "mysql": "probed.checks.mysql:MysqlCheck",
     "amqp": "probed.checks.amqp:AmqpCheck",
+    "memcached": "probed.checks.memcached:MemcachedCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
