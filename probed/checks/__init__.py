@@ -34,6 +34,7 @@ TYPES: dict[str, str] = {
     "mysql": "probed.checks.mysql:MysqlCheck",
     "amqp": "probed.checks.amqp:AmqpCheck",
     "memcached": "probed.checks.memcached:MemcachedCheck",
+    "ldap": "probed.checks.ldap:LdapCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
