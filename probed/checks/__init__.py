@@ -35,6 +35,7 @@ TYPES: dict[str, str] = {
     "amqp": "probed.checks.amqp:AmqpCheck",
     "memcached": "probed.checks.memcached:MemcachedCheck",
     "ldap": "probed.checks.ldap:LdapCheck",
+    "ssh": "probed.checks.ssh:SshCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
