@@ -15,7 +15,11 @@
 #   the Nagios plugins (monitoring-plugins-basic: check_tcp, check_disk,
 #   check_http...) are what the command check's tests run;
 #   mariadbd and rabbitmq-server are the throwaway servers of the mysql and
-#   amqp checks (started by the tests as their own nodes, never the services).
+#   amqp checks (started by the tests as their own nodes, never the services);
+#   slapd with slapadd (slapd), sshd (openssh-server) with ssh-keygen
+#   (openssh-client) and memcached are the throwaway servers of the ldap, ssh
+#   and memcached checks: each with a config and data of the test's own, on a
+#   free port, never the system's configuration or service.
 set -euo pipefail
 
 packages=()
@@ -34,6 +38,11 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 [ -x /usr/lib/nagios/plugins/check_tcp ] || packages+=(monitoring-plugins-basic)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 compgen -G "/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server" >/dev/null || packages+=(rabbitmq-server)
+[ -x /usr/sbin/slapadd ] || packages+=(slapd)
+[ -x /usr/sbin/sshd ] || packages+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || packages+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)  # hashes the sshd test user's password
+command -v memcached >/dev/null 2>&1 || packages+=(memcached)
 
 if ((${#packages[@]} == 0)); then
     exit 0
