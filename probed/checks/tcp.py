@@ -1,7 +1,7 @@
 """tcp: connect to a port, optionally over TLS, optionally send bytes and expect an answer.
 
-For services no other type speaks: a message broker's port, an LDAP server,
-a banner (SSH, FTP), a line protocol (`PING` -> `+PONG`).
+For services no other type speaks: a message broker's port, a banner (FTP),
+a line protocol (`PING` -> `+PONG`).
 """
 
 from __future__ import annotations
