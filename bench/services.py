@@ -10,6 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.ldap_ssh_memcached_services import ldap_ssh_memcached_services
 from bench.mq_services import mq_services
 from tests.harness import (
     ENCODED_PASSWORD,
@@ -61,6 +62,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     optional = ExitStack()
     try:
         optional_types = optional.enter_context(mq_services())  # MariaDB and RabbitMQ
+        optional_types |= optional.enter_context(ldap_ssh_memcached_services())  # slapd, sshd, memcached
         wait_until(lambda: port_open(smtp_port) and port_open(s3_port) and port_open(grpc_port), "smtp, s3, grpc")
         import boto3
 
