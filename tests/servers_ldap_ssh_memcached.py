@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.harness import PASSWORD, ServerProcess, port_open, wait_until
 from tests.servers import free_port
@@ -59,6 +60,22 @@ def answering_listener(reply: bytes) -> Iterator[int]:
         stop.set()
         thread.join(2)
         listener.close()
+
+
+async def sockets_after_failing_runs(options: dict[str, Any], port: int, runs: int = 20) -> int:
+    """Run a check `runs` times against a port where each run fails; the sockets left to it then."""
+    from probed.model import Status
+    from probed.runner import run_once
+    from tests.conftest import check_from
+
+    check = check_from(options)
+    try:
+        for _ in range(runs):
+            result = await run_once(check)
+            assert result.status is Status.FAIL, result.output
+    finally:
+        await check.close()
+    return await sockets_left(port)
 
 
 async def sockets_left(port: int) -> int:
@@ -342,6 +359,7 @@ __all__ = [
     "SlapdServer",
     "SshdServer",
     "answering_listener",
+    "sockets_after_failing_runs",
     "sockets_left",
     "sockets_to",
 ]

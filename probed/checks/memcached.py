@@ -53,9 +53,7 @@ class MemcachedCheck(Check[MemcachedOptions]):
     options_model = MemcachedOptions
     component_type = "datastore"
     gauges = (
-        Gauge(
-            "hit_ratio", "probed_memcached_hit_ratio", "get_hits / (get_hits + get_misses) since start."
-        ),
+        Gauge("hit_ratio", "probed_memcached_hit_ratio", "get_hits / (get_hits + get_misses) since start."),
         Gauge("evictions", "probed_memcached_evictions", "Items evicted to free memory since the server started."),
         Gauge("curr_connections", "probed_memcached_connections", "Open connections on the memcached server."),
     )
