@@ -21,7 +21,9 @@ from pydantic import BaseModel, SecretStr
 
 MASK = "***"
 MIN_MASKED_LENGTH = 4
-SENSITIVE_NAME = re.compile(r"auth|token|key|secret|cookie|session|password|signature|credential", re.IGNORECASE)
+SENSITIVE_NAME = re.compile(
+    r"auth|token|key|secret|cookie|session|password|passphrase|signature|credential", re.IGNORECASE
+)
 
 
 def secret_values(model: BaseModel) -> set[str]:

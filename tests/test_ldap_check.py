@@ -188,8 +188,11 @@ async def test_silent_close_at_once_and_garbage() -> None:
         closed = await run_check({"type": "ldap", "url": f"ldap://127.0.0.1:{closing}", "timeout": "2s"})
         nonsense = await run_check({"type": "ldap", "url": f"ldap://127.0.0.1:{garbage}", "timeout": "2s"})
     assert silent.reason is Reason.TIMEOUT, silent.output
-    assert closed.reason is Reason.UNEXPECTED, closed.output
-    assert closed.output == f"ldap://127.0.0.1:{closing}: closed the connection instead of an LDAP answer"
+    # A fast failure, never a timeout: a clean close, or a reset when the bind was still unread.
+    assert closed.output in (
+        f"ldap://127.0.0.1:{closing}: closed the connection instead of an LDAP answer",
+        f"ldap://127.0.0.1:{closing}: connection reset by the server",
+    )
     assert nonsense.reason is Reason.UNEXPECTED
     assert nonsense.output == f"ldap://127.0.0.1:{garbage}: answered 'SS', not LDAP"
 
