@@ -33,7 +33,8 @@ async def sessions(dsn: str | None) -> int:
 
 
 async def measure(options: dict[str, object], runs: int) -> dict[str, float]:
-    sessions_dsn = options.pop("_sessions_dsn", None)
+    dsn = options.pop("_sessions_dsn", None)
+    sessions_dsn = None if dsn is None else str(dsn)
     config = parse_config(yaml.safe_dump({"checks": {"bench": options}}), "bench")
     check = create_check("bench", config.checks["bench"])
     for _ in range(5):  # warm-up: imports, first connections, caches

@@ -44,6 +44,11 @@ def until(condition: Callable[[], bool], seconds: float = 60, step: float = 0.01
     return time.monotonic() - start
 
 
+def until_answer(url: str, condition: Callable[[int, str], bool], step: float = 0.01) -> float:
+    """Seconds until a GET of `url` answers so that condition(status, body) holds."""
+    return until(lambda: condition(*http_get(url, 2)), step=step)
+
+
 @contextmanager
 def serve(directory: Path, name: str, config: dict[str, Any]) -> Iterator[subprocess.Popen[bytes]]:
     path = directory / f"{name}.yaml"
@@ -81,9 +86,9 @@ def decide(target: str) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         start = time.monotonic()
         with serve(work, f"decide-{attempt}", config):
-            until(lambda base=base: http_get(f"{base}/health/live", 2)[0] != 0)
+            until_answer(f"{base}/health/live", lambda status, _: status != 0)
             listening.append(time.monotonic() - start)
-            until(lambda base=base: http_get(f"{base}/health/ready", 2)[0] == 200)
+            until_answer(f"{base}/health/ready", lambda status, _: status == 200)
             decided.append(time.monotonic() - start)
     return {
         "repeats": repeats,
@@ -138,11 +143,11 @@ def peers(count: int) -> dict[str, Any]:
             stack.enter_context(serve(work, host, config))
         bases = [f"http://{host}:{port}" for host in hosts]
         for base in bases:
-            until(lambda base=base: http_get(f"{base}/health/ready", 2)[0] == 200, step=0.1)
+            until_answer(f"{base}/health/ready", lambda status, _: status == 200, step=0.1)
         flag.write_text("500")
         flipped = time.monotonic()
         for base in bases:
-            until(lambda base=base: '"case":"shared-outage"' in http_get(f"{base}/health", 2)[1], step=0.05)
+            until_answer(f"{base}/health", lambda _, body: '"case":"shared-outage"' in body, step=0.05)
         all_decided = time.monotonic() - flipped
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
@@ -150,7 +155,7 @@ def peers(count: int) -> dict[str, Any]:
         unready = [base for base in bases if http_get(f"{base}/health/ready", 2)[0] != 200]
         flag.write_text("200")
         for base in bases:
-            until(lambda base=base: http_get(f"{base}/health", 2)[0] == 200, step=0.1)
+            until_answer(f"{base}/health", lambda status, _: status == 200, step=0.1)
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
         healthy = sum(_peer_requests(base) for base in bases) - before

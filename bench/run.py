@@ -835,10 +835,10 @@ def detection(work: Path) -> Section:
             for _ in range(repeats):
                 time.sleep(rng.uniform(0, interval))  # flip at a random point of the schedule
                 flag.write_text("500")
-                downs.append(time_until(lambda url=ready: http_status(url) == 503))
+                downs.append(time_until_status(ready, 503))
                 time.sleep(rng.uniform(0, interval))
                 flag.write_text("200")
-                ups.append(time_until(lambda url=ready: http_status(url) == 200))
+                ups.append(time_until_status(ready, 200))
         section.rows.append(
             [
                 f"{interval:g} s",
@@ -855,9 +855,9 @@ def detection(work: Path) -> Section:
     return section
 
 
-def time_until(condition: Callable[[], bool], seconds: float = 30) -> float:
+def time_until_status(url: str, status: int, seconds: float = 30) -> float:
     start = time.monotonic()
-    while not condition():
+    while http_status(url) != status:
         if time.monotonic() - start > seconds:
             raise RuntimeError("condition never met")
         time.sleep(0.01)
@@ -1097,7 +1097,7 @@ def s3_memory(services: dict[str, Any]) -> Section:
 
 def reloads(work: Path, services: dict[str, Any]) -> Section:
     count = 5 if QUICK else 20
-    checks = {}
+    checks: dict[str, dict[str, Any]] = {}
     for name, options in services["configs"].items():
         options = {k: v for k, v in options.items() if not k.startswith("_")}
         for i in range(3):

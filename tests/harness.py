@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.servers import free_port
 
@@ -354,7 +355,7 @@ class SmtpServer:
             )
             return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if self.implicit_tls:
             kwargs["ssl_context"] = self.tls_context
         elif self.tls_context is not None:

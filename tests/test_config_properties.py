@@ -17,7 +17,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from probed.checks import TYPES, create_check, load_type
 from probed.checks.base import CommonOptions
@@ -46,13 +46,17 @@ BASE: dict[str, dict[str, Any]] = {
     "smtp": {"host": "127.0.0.1"},
     "s3": {"bucket": "b"},
 }  # a type not listed needs nothing beyond its type
-SECTIONS = {"server": ServerOptions, "scheduler": SchedulerOptions, "defaults": CommonOptions}
+SECTIONS: dict[str, type[BaseModel]] = {
+    "server": ServerOptions,
+    "scheduler": SchedulerOptions,
+    "defaults": CommonOptions,
+}
 FIELDS = sorted(
     [(kind, field) for kind in TYPES for field in load_type(kind).options_model.model_fields]
     + [(section, field) for section, model in SECTIONS.items() for field in model.model_fields]
 )
 
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -89,7 +93,7 @@ def assert_verdict(text: str, secret: str | None = None) -> Config | None:
 
 
 @PROPERTY
-@given(st.text(st.characters(exclude_categories=("Cs",)), max_size=300))
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=300))
 def test_any_text_ends_in_a_verdict(document: str) -> None:
     assert_verdict(document)
 
@@ -145,7 +149,7 @@ def test_any_value_in_any_field_ends_in_a_verdict_without_the_secret(
 def test_every_secret_field_is_known_to_the_loader_as_secret() -> None:
     """The loader masks values under secret-looking keys before validation:
     every SecretStr field of every type must look like one."""
-    models = [ServerOptions, *(load_type(kind).options_model for kind in TYPES)]
+    models: list[type[BaseModel]] = [ServerOptions, *(load_type(kind).options_model for kind in TYPES)]
     seen: set[str] = set()
     while models:
         model = models.pop()

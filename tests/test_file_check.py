@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,12 +108,13 @@ async def test_a_path_through_a_file_is_absent(tmp_path: Path) -> None:
 
 
 def test_options_that_contradict_each_other_are_config_errors(tmp_path: Path) -> None:
-    for options, error in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"must_exist": False, "max_age": "1h"}, "max_age: cannot judge a file that must not exist"),
         ({"warn_age": "2h", "max_age": "1h"}, "warn_age must not be above max_age"),
         ({"min_size": "2KB", "max_size": "1KB"}, "min_size must not be above max_size"),
         ({"max_age": "soon"}, "invalid duration"),
-    ]:
+    ]
+    for options, error in cases:
         with pytest.raises(ConfigError) as raised:
             check_from({"type": "file", "path": str(tmp_path), **options})
         assert error in str(raised.value)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -40,7 +41,7 @@ class Replica:
     def health(self) -> dict[str, object]:
         return json.loads(http_get(f"{self.base}/health")[1])  # type: ignore[no-any-return]
 
-    def log_lines(self) -> list[dict[str, object]]:
+    def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
 

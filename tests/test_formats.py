@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import lxml.html
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from probed.checks import create_check
 from probed.model import Observation, Reason, Result, Status
@@ -20,8 +18,6 @@ from probed.store import Store
 from tests.conftest import config_from
 from tests.test_cli import mixed_config, probed
 from tests.test_web import DISKS, daemon, failed, passed
-
-Client = Callable[..., Any]
 
 CHROME = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
@@ -88,10 +84,10 @@ def test_every_format_is_one_entry_with_a_name_type_and_renderer() -> None:
     ],
 )
 async def test_http_answers_in_the_negotiated_format(
-    aiohttp_client: Client, accept: str, query: str, content_type: str
+    aiohttp_client: AiohttpClient, accept: str, query: str, content_type: str
 ) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", failed())
     for path in ("/health", "/health/checks/root"):
         response = await client.get(path + query, headers={"Accept": accept})
@@ -104,9 +100,9 @@ async def test_http_answers_in_the_negotiated_format(
         assert head.status == 503 and head.headers["Content-Type"] == content_type and await head.read() == b""
 
 
-async def test_plain_text_report(aiohttp_client: Client) -> None:
+async def test_plain_text_report(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     d.store.record("scratch", failed())
     text = await (await client.get("/health?verbose")).text()
@@ -120,10 +116,10 @@ async def test_plain_text_report(aiohttp_client: Client) -> None:
     assert one.splitlines()[1].split()[0] == "scratch" and one.splitlines()[-1] == "overall: fail"
 
 
-async def test_plain_text_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_plain_text_respects_details(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("let-me-see\n")
     d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", failed())
     anonymous = await (await client.get("/health?verbose")).text()
     assert anonymous.splitlines()[0].split() == ["CHECK", "TYPE", "STATUS"]
@@ -143,9 +139,9 @@ HOSTILE_OUTPUTS = [
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_OUTPUTS, ids=range(len(HOSTILE_OUTPUTS)))
-async def test_page_escapes_hostile_outputs(aiohttp_client: Client, hostile: str) -> None:
+async def test_page_escapes_hostile_outputs(aiohttp_client: AiohttpClient, hostile: str) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     observed = {"<b>key</b>": Observation(hostile, "\"unit'")}
     d.store.record("root", Result(Status.FAIL, 1_700_000_000.0, 0.1, hostile, Reason.UNEXPECTED, observed))
     response = await client.get("/health", headers={"Accept": "text/html"})
@@ -159,9 +155,9 @@ async def test_page_escapes_hostile_outputs(aiohttp_client: Client, hostile: str
     assert document.xpath("//*[@id='check-root']//dl/dd")[0].text_content() == f"{hostile} \"unit'"
 
 
-async def test_page_is_self_contained_under_its_csp(aiohttp_client: Client) -> None:
+async def test_page_is_self_contained_under_its_csp(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     response = await client.get("/health", headers={"Accept": "text/html"})
     policy = response.headers["Content-Security-Policy"]
     assert policy.startswith("default-src 'none'; ") and "unsafe" not in policy
@@ -178,10 +174,10 @@ async def test_page_is_self_contained_under_its_csp(aiohttp_client: Client) -> N
     assert document.get_element_by_id("check-root").find_class("badge")[0].text_content() == "\u25cb pending"
 
 
-async def test_page_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_page_respects_details(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("let-me-see\n")
     d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", failed())
     html = {"Accept": "text/html"}
     anonymous = await (await client.get("/health", headers=html)).text()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from probed.checks.base import Check, CheckOptions
 from probed.model import CheckFailed, Outcome, Reason, Status
@@ -15,7 +15,7 @@ from probed.scheduler import Scheduler
 from probed.store import Store
 from tests.servers import closed_port
 from tests.test_cli import NO_LEVELS, probed
-from tests.test_web import Client, daemon, failed, passed
+from tests.test_web import daemon, failed, passed
 
 THREE = {
     "db": {"type": "disk", "path": "/"},
@@ -24,9 +24,9 @@ THREE = {
 }
 
 
-async def test_each_group_answers_by_its_own_checks(aiohttp_client: Client) -> None:
+async def test_each_group_answers_by_its_own_checks(aiohttp_client: AiohttpClient) -> None:
     d = daemon(THREE, groups={"ready": ["db"], "payments": ["cache", "mail"]})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     for name in THREE:
         d.store.record(name, passed())
     d.store.record("cache", failed())
@@ -43,9 +43,9 @@ async def test_each_group_answers_by_its_own_checks(aiohttp_client: Client) -> N
     assert payments.status == 200 and await payments.json(content_type=None) == {"status": "warn"}
 
 
-async def test_startup_latches_once_every_check_has_passed(aiohttp_client: Client) -> None:
+async def test_startup_latches_once_every_check_has_passed(aiohttp_client: AiohttpClient) -> None:
     d = daemon(THREE)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("db", passed())
     assert (await client.get("/health/startup")).status == 503  # cache has not passed yet
     d.store.record("cache", failed())
@@ -59,9 +59,9 @@ async def test_startup_latches_once_every_check_has_passed(aiohttp_client: Clien
     assert d.registry.get_sample_value("probed_group_status", {"group": "ready", "probed_group_status": "fail"}) == 1
 
 
-async def test_exclude_answers_as_if_the_check_were_not_in_the_group(aiohttp_client: Client) -> None:
+async def test_exclude_answers_as_if_the_check_were_not_in_the_group(aiohttp_client: AiohttpClient) -> None:
     d = daemon(THREE)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     for name in THREE:
         d.store.record(name, passed())
     d.store.record("cache", failed())
@@ -79,14 +79,14 @@ async def test_exclude_answers_as_if_the_check_were_not_in_the_group(aiohttp_cli
     ]
 
 
-async def test_verbose_lists_each_check_in_the_kubernetes_style(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_verbose_lists_each_check_in_the_kubernetes_style(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("let-me-see\n")
     d = daemon(
         THREE,
         groups={"ready": ["db", "cache", "mail"]},
         server={"details": "token", "token_file": str(tmp_path / "token")},
     )
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     for name in THREE:
         d.store.record(name, passed())
     d.store.record("cache", failed())

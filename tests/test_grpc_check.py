@@ -27,7 +27,7 @@ class HealthServer:
         await self.servicer.set(service, status)
 
 
-class RequireToken(grpc.aio.ServerInterceptor):
+class RequireToken(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Refuses calls without the expected authorization metadata."""
 
     async def intercept_service(

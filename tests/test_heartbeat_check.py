@@ -149,7 +149,7 @@ def test_the_server_wide_token_serves_checks_without_their_own(probed: Probed) -
 )
 def test_a_wrong_or_missing_token_is_401(probed: Probed, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    status, body = probed.post("backup", token=None, **headers)
+    status, body = probed.post("backup", b"", None, **headers)
     assert (status, body) == (401, {"error": "invalid bearer token"})
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from probed.config import PeersOptions
 from probed.model import Fleet, Reason, Result, Status
 from probed.peers import Answer, Peers, judge, parse_answer, resolve
 from tests.harness import DnsServer
 from tests.servers import closed_port, serve_app, silent_listener
-from tests.test_web import Client, daemon, failed, passed
+from tests.test_web import daemon, failed, passed
 
 SINCE = (1_000.0, 1_010.0)  # the local failure's first and latest failing runs (wall clock)
 
@@ -45,7 +45,7 @@ def test_the_fleet_verdict(answers: list[Answer | None], expected: tuple[Fleet, 
 
 def test_alone_policy_and_quorum() -> None:
     assert not judge([None], SINCE, quorum=0.5, alone_fails=False).gates
-    two_of_three = [Answer(True, 1001.0), Answer(False, 1001.0)]
+    two_of_three: list[Answer | None] = [Answer(True, 1001.0), Answer(False, 1001.0)]
     assert judge(two_of_three, SINCE, quorum=0.75, alone_fails=True).fleet is Fleet.LOCAL_FAULT
     assert judge(two_of_three, SINCE, quorum=0.6, alone_fails=True).fleet is Fleet.SHARED_OUTAGE
 
@@ -107,9 +107,9 @@ def test_without_peers_a_shared_check_never_gates_readiness_but_gates_the_rest()
     store.record("db", failed())
     db = store.checks["db"]
     assert (db.effective, db.fleet) == (Status.FAIL, Fleet.NO_PEERS)
-    assert store.ready and store.status is Status.FAIL  # /health still says it
+    assert (store.ready, store.status) == (True, Status.FAIL)  # /health still says it
     store.record("db", passed())
-    assert db.fleet is None and store.status is Status.PASS
+    assert (db.fleet, store.status) == (None, Status.PASS)
 
 
 def test_with_peers_the_fleet_decides_what_a_shared_failure_does() -> None:
@@ -118,23 +118,23 @@ def test_with_peers_the_fleet_decides_what_a_shared_failure_does() -> None:
     store.record("db", passed())
     store.record("local", passed())
     store.record("db", failed())
-    assert store.checks["db"].fleet is Fleet.ASKING and store.ready  # no evidence yet: no verdict against it
+    assert (store.checks["db"].fleet, store.ready) == (Fleet.ASKING, True)  # no evidence yet: no verdict against it
     store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (3, 3))
-    assert store.ready and store.status is Status.WARN
+    assert (store.ready, store.status) == (True, Status.WARN)
     assert sample("probed_check_shared_outage", {"check": "db", "type": "disk"}) == 1
     store.set_fleet("db", Fleet.LOCAL_FAULT, True, (1, 3))
-    assert not store.ready and store.status is Status.FAIL
+    assert (store.ready, store.status) == (False, Status.FAIL)
     assert sample("probed_check_shared_outage", {"check": "db", "type": "disk"}) == 0
     store.set_fleet("db", Fleet.ALONE, False, (1, 1))  # alone: pass
-    assert store.ready and store.status is Status.WARN
+    assert (store.ready, store.status) == (True, Status.WARN)
     store.record("db", passed())
     store.set_fleet("db", Fleet.LOCAL_FAULT, True)  # an answer that arrives after recovery changes nothing
-    assert store.checks["db"].fleet is None and store.ready and store.status is Status.PASS
+    assert (store.checks["db"].fleet, store.ready, store.status) == (None, True, Status.PASS)
 
 
-async def test_health_says_which_case_holds(aiohttp_client: Client) -> None:
+async def test_health_says_which_case_holds(aiohttp_client: AiohttpClient) -> None:
     d = daemon(SHARED, peers={"static": ["127.0.0.2:8080"]})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("local", passed())
     d.store.record("db", failed())
     d.store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (2, 3))
@@ -187,10 +187,10 @@ async def test_unreachable_hanging_and_garbage_peers_are_no_answer(tmp_path: Pat
     assert anonymous is None  # details: token, and no token: 401
 
 
-async def test_the_peer_answer_needs_the_token_when_details_do(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_the_peer_answer_needs_the_token_when_details_do(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("fleet-secret\n")
     d = daemon(SHARED, server={"details": "token", "token_file": str(tmp_path / "token")})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("db", failed())
     refused = await client.get("/peers/checks/db")
     assert refused.status == 401 and "fleet-secret" not in await refused.text()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from structlog.testing import capture_logs
 
-from probed.checks.base import Check, CheckOptions
+from probed.checks.base import AnyCheck, Check, CheckOptions
 from probed.config import saturation_warning
 from probed.model import CheckFailed, Outcome, Reason, Result, Status
 from probed.scheduler import (
@@ -21,6 +22,7 @@ from probed.scheduler import (
 from probed.store import Store
 
 FAST = {"interval": 0.2, "timeout": 0.1}
+CheckT = TypeVar("CheckT", bound=Check[CheckOptions])
 
 
 class Counting(Check[CheckOptions]):
@@ -65,17 +67,17 @@ class ReturnsGarbage(Check[CheckOptions]):
 
 
 class NotACoroutine(Check[CheckOptions]):
-    def run(self) -> Any:  # type: ignore[override]
+    def run(self) -> Any:
         return None
 
 
-def make(cls: type[Check[CheckOptions]], name: str, **options: Any) -> Check[CheckOptions]:
+def make(cls: type[CheckT], name: str, **options: Any) -> CheckT:
     return cls(name, CheckOptions(type="test", **{**FAST, **options}))
 
 
-async def run_scheduler(checks: list[Check[CheckOptions]], seconds: float, **kwargs: Any) -> tuple[Store, bool]:
+async def run_scheduler(checks: Sequence[AnyCheck], seconds: float, **kwargs: Any) -> tuple[Store, bool]:
     store = Store(checks)
-    scheduler = Scheduler(checks, store, initial_offset=lambda check: 0.0, **kwargs)
+    scheduler = Scheduler(list(checks), store, initial_offset=lambda check: 0.0, **kwargs)
     await scheduler.start()
     await asyncio.sleep(seconds)
     alive = scheduler.alive()
@@ -117,17 +119,19 @@ async def test_concurrency_is_bounded() -> None:
     checks = [make(Counting, f"c{i}", interval=0.05, timeout=0.04) for i in range(4)]
     shared = {"running": 0, "most": 0}
 
-    async def tracked_run(original: Any) -> Outcome:
-        shared["running"] += 1
-        shared["most"] = max(shared["most"], shared["running"])
-        try:
-            return await original()  # type: ignore[no-any-return]
-        finally:
-            shared["running"] -= 1
+    def tracked(original: Callable[[], Awaitable[Outcome]]) -> Callable[[], Coroutine[Any, Any, Outcome]]:
+        async def run() -> Outcome:
+            shared["running"] += 1
+            shared["most"] = max(shared["most"], shared["running"])
+            try:
+                return await original()
+            finally:
+                shared["running"] -= 1
+
+        return run
 
     for check in checks:
-        original = check.run
-        check.run = lambda original=original: tracked_run(original)  # type: ignore[method-assign]
+        check.run = tracked(check.run)  # type: ignore[method-assign]
     await run_scheduler(checks, seconds=0.3, max_concurrency=2)
     assert shared["most"] == 2
 
@@ -238,8 +242,8 @@ async def test_a_reload_burst_spreads_over_the_interval_afterwards() -> None:
     # network in the same instant.
     interval = 0.4
     checks = [make(Timed, f"t{i}", interval=interval, timeout=0.1) for i in range(20)]
-    await run_scheduler(checks, seconds=3 * interval, phase=None)  # type: ignore[arg-type]
-    starts = [check.starts for check in checks]  # type: ignore[attr-defined]
+    await run_scheduler(checks, seconds=3 * interval, phase=None)
+    starts = [check.starts for check in checks]
     assert all(len(runs) >= 3 for runs in starts)
     first = [runs[0] for runs in starts]
     third = [runs[2] for runs in starts]
@@ -256,7 +260,7 @@ async def test_checks_waiting_for_a_slot_are_late_not_stale() -> None:
     checks = [make(Hanging, f"h{i}", interval=0.4, timeout=0.3) for i in range(6)]
     changes: list[tuple[Status | None, Status | None]] = []
     store = Store(checks, lambda state, before: changes.append((before, state.effective)))
-    scheduler = Scheduler(checks, store, max_concurrency=1, initial_offset=lambda check: 0.0)
+    scheduler = Scheduler(list[AnyCheck](checks), store, max_concurrency=1, initial_offset=lambda check: 0.0)
     with capture_logs() as logs:
         await scheduler.start()
         await asyncio.sleep(3.0)

@@ -27,12 +27,10 @@ PASS, WARN, FAIL = result(Status.PASS), result(Status.WARN), result(Status.FAIL,
 def test_pending_until_the_first_run() -> None:
     store = make_store(db={})
     state = store.checks["db"]
-    assert state.effective is None
-    assert state.reason is Reason.PENDING
-    assert not store.ready
-    assert store.status is Status.FAIL
+    assert (state.effective, state.reason) == (None, Reason.PENDING)
+    assert (store.ready, store.status) == (False, Status.FAIL)
     store.record("db", PASS)
-    assert store.ready and store.status is Status.PASS
+    assert (store.ready, store.status) == (True, Status.PASS)
 
 
 def test_failure_threshold_holds_pass_until_enough_failures() -> None:
@@ -41,10 +39,10 @@ def test_failure_threshold_holds_pass_until_enough_failures() -> None:
     store.record("db", FAIL)
     store.record("db", FAIL)
     state = store.checks["db"]
-    assert state.effective is Status.PASS and store.ready
+    assert (state.effective, store.ready) == (Status.PASS, True)
     assert state.output == "connection refused (2 of 3 failures before fail)"
     store.record("db", FAIL)
-    assert state.effective is Status.FAIL and not store.ready
+    assert (state.effective, store.ready) == (Status.FAIL, False)
     assert state.reason is Reason.REFUSED
 
 
@@ -60,8 +58,7 @@ def test_success_threshold_holds_fail_until_enough_successes() -> None:
     store.record("db", FAIL)
     store.record("db", PASS)
     state = store.checks["db"]
-    assert state.effective is Status.FAIL
-    assert state.output == "(1 of 2 successes before pass)"
+    assert (state.effective, state.output) == (Status.FAIL, "(1 of 2 successes before pass)")
     store.record("db", PASS)
     assert state.effective is Status.PASS
 
@@ -86,11 +83,11 @@ def test_staleness_publishes_fail_and_a_new_run_clears_it() -> None:
     assert store.checks["db"].effective is Status.PASS
     store.mark_stale(now=100.0 + 23.1)
     state = store.checks["db"]
-    assert state.effective is Status.FAIL and state.reason is Reason.STALE
+    assert (state.effective, state.reason) == (Status.FAIL, Reason.STALE)
     assert state.output == "stale: no run completed for over 23s"
     assert not store.ready
     store.record("db", PASS, finished=130.0)
-    assert state.effective is Status.PASS and store.ready
+    assert (state.effective, store.ready) == (Status.PASS, True)
 
 
 def test_pending_checks_never_go_stale() -> None:
@@ -104,17 +101,17 @@ def test_aggregate_worst_critical_wins() -> None:
     store.record("a", PASS)
     store.record("b", WARN)
     store.record("c", PASS)
-    assert store.status is Status.WARN and store.ready
+    assert (store.status, store.ready) == (Status.WARN, True)
     store.record("c", FAIL)
-    assert store.status is Status.FAIL and not store.ready
+    assert (store.status, store.ready) == (Status.FAIL, False)
 
 
 def test_non_critical_failure_only_warns() -> None:
     store = make_store(db={}, mail={"critical": False})
     store.record("db", PASS)
-    assert store.status is Status.PASS  # a pending non-critical check does not hold readiness
+    assert (store.status, store.ready) == (Status.PASS, True)  # a pending non-critical check does not hold readiness
     store.record("mail", FAIL)
-    assert store.status is Status.WARN and store.ready
+    assert (store.status, store.ready) == (Status.WARN, True)
     store.record("db", FAIL)
     assert store.status is Status.FAIL
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -192,11 +192,12 @@ async def test_a_login_sent_is_never_shown() -> None:
 
 
 def test_bad_send_or_expect_is_a_config_error() -> None:
-    for options, error in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"send": "PING\\q"}, "checks.t.send: unknown escape \\q"),
         ({"expect": "(unclosed"}, "checks.t.expect: invalid regular expression"),
         ({"port": 70000}, "port:"),
-    ]:
+    ]
+    for options, error in cases:
         with pytest.raises(ConfigError) as raised:
             check_from({"type": "tcp", "host": "127.0.0.1", "port": 1, **options})
         assert error in str(raised.value)
@@ -244,7 +245,7 @@ def test_every_address_of_a_name(tmp_path: Path) -> None:
     assert both["all"]["status"] == "pass", both["all"]
 
 
-def probed_check_with_hosts(tmp_path: Path, hosts: Path, checks: dict[str, object]) -> dict[str, dict[str, Any]]:
+def probed_check_with_hosts(tmp_path: Path, hosts: Path, checks: Mapping[str, object]) -> dict[str, dict[str, Any]]:
     """`probed check -o json` in a mount namespace whose /etc/hosts is `hosts`: each check's result."""
     config = tmp_path / "probed.yaml"
     config.write_text(yaml.safe_dump({"checks": checks}))

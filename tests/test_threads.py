@@ -16,7 +16,7 @@ from probed.model import CheckFailed, Reason
 async def test_a_hung_call_blocks_the_next_one_not_the_pool() -> None:
     release = threading.Event()
     pool = ThreadPoolExecutor(max_workers=2)
-    calls = OneAtATime[str](pool, "still stuck")
+    calls = OneAtATime[object](pool, "still stuck")
     try:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(calls.call(release.wait), timeout=0.1)  # the runner gives up; the thread goes on

@@ -287,14 +287,15 @@ async def test_a_file_on_a_hung_mount_costs_one_thread(tmp_path: Path) -> None:
 
 def test_contradicting_options_are_config_errors(tmp_path: Path, ca: Certificate) -> None:
     pem = str(ca.cert_file)
-    for options, error in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({}, "checks.t: give host (an endpoint) or file (a PEM certificate)"),
         ({"host": "a", "file": pem}, "checks.t.file: give host (an endpoint) or file (a PEM certificate), not both"),
         ({"file": pem, "starttls": "smtp"}, "starttls: only for an endpoint"),
         ({"file": pem, "ca_file": pem}, "ca_file: with file, verifying needs server_name"),
         ({"host": "a", "warn_days": 3, "fail_days": 7}, "warn_days (3) must not be below fail_days (7)"),
         ({"host": "a", "starttls": "imap"}, "starttls:"),
-    ]:
+    ]
+    for options, error in cases:
         with pytest.raises(ConfigError) as raised:
             check_from({"type": "tls", **options})
         assert error in str(raised.value)

@@ -6,16 +6,17 @@ import asyncio
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
 from probed.daemon import Daemon
 from probed.metrics import create_registry, render
@@ -57,12 +58,11 @@ def failed() -> Result:
 
 
 DISKS = {"root": {"type": "disk", "path": "/"}, "scratch": {"type": "disk", "path": "/tmp", "critical": False}}
-Client = Callable[..., Any]
 
 
-async def test_pending_is_not_ready_but_live(aiohttp_client: Client) -> None:
+async def test_pending_is_not_ready_but_live(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     ready = await client.get("/health/ready")
     assert ready.status == 503
     assert await ready.json(content_type=None) == {"status": "fail"}
@@ -84,9 +84,9 @@ async def test_pending_is_not_ready_but_live(aiohttp_client: Client) -> None:
     ]
 
 
-async def test_full_report_in_ietf_shape(aiohttp_client: Client) -> None:
+async def test_full_report_in_ietf_shape(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     d.store.record("scratch", failed())
     health = await client.get("/health")
@@ -114,9 +114,9 @@ async def test_full_report_in_ietf_shape(aiohttp_client: Client) -> None:
     assert (await client.get("/health/ready")).status == 200
 
 
-async def test_one_check_endpoint(aiohttp_client: Client) -> None:
+async def test_one_check_endpoint(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     d.store.record("scratch", failed())
     root = await client.get("/health/checks/root")
@@ -128,9 +128,9 @@ async def test_one_check_endpoint(aiohttp_client: Client) -> None:
     assert await missing.json() == {"error": "no such check"}
 
 
-async def test_readiness_follows_critical_verdicts(aiohttp_client: Client) -> None:
+async def test_readiness_follows_critical_verdicts(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     assert (await client.get("/health/ready")).status == 200
     d.store.record("root", failed())
@@ -145,9 +145,9 @@ async def test_readiness_follows_critical_verdicts(aiohttp_client: Client) -> No
     "path",
     ["/health/live", "/health/ready", "/health", "/health/checks/root", "/health/checks/root/history", "/metrics"],
 )
-async def test_head_answers_like_get_without_a_body(aiohttp_client: Client, path: str) -> None:
+async def test_head_answers_like_get_without_a_body(aiohttp_client: AiohttpClient, path: str) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     get, head = await client.get(path), await client.head(path)
     assert head.status == get.status
@@ -155,8 +155,8 @@ async def test_head_answers_like_get_without_a_body(aiohttp_client: Client, path
     assert await head.read() == b""
 
 
-async def test_unknown_paths_and_methods_get_json_errors(aiohttp_client: Client) -> None:
-    client: TestClient = await aiohttp_client(daemon(DISKS).app)
+async def test_unknown_paths_and_methods_get_json_errors(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(daemon(DISKS).app)
     missing = await client.get("/healthz")
     assert missing.status == 404 and await missing.json() == {"error": "Not Found"}
     post = await client.post("/health/ready", data=b"x")
@@ -166,10 +166,10 @@ async def test_unknown_paths_and_methods_get_json_errors(aiohttp_client: Client)
     assert junk.status == 404
 
 
-async def test_details_only_for_token_holders(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_details_only_for_token_holders(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("let-me-see\n")
     d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", failed())
     anonymous = await (await client.get("/health")).json(content_type=None)
     assert anonymous["checks"]["root"] == [
@@ -183,9 +183,11 @@ async def test_details_only_for_token_holders(aiohttp_client: Client, tmp_path: 
     assert "let-me-see" not in await wrong.text()
 
 
-async def test_details_token_covers_the_observed_values_on_metrics(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_details_token_covers_the_observed_values_on_metrics(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
     d = daemon(DISKS, server={"details": "token", "token": "let-me-see"})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed(free_ratio=0.42))
     anonymous = await (await client.get("/metrics")).text()
     authorized = await (await client.get("/metrics", headers={"Authorization": "Bearer let-me-see"})).text()
@@ -228,9 +230,9 @@ async def test_page_is_rendered_at_most_once_a_second_however_often_state_change
     assert cache.body(reloaded.store, page, details=True) is not second
 
 
-async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:
+async def test_metrics_follow_verdicts(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     labels = {"check": "root", "type": "disk"}
     sample = d.registry.get_sample_value
     assert sample("probed_check_status", {**labels, "probed_check_status": "pending"}) == 1
@@ -257,22 +259,22 @@ async def test_metrics_follow_verdicts(aiohttp_client: Client) -> None:
     assert "probed_ready 0.0" in text
 
 
-async def test_metrics_speak_openmetrics_when_asked(aiohttp_client: Client) -> None:
-    client: TestClient = await aiohttp_client(daemon(DISKS).app)
+async def test_metrics_speak_openmetrics_when_asked(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(daemon(DISKS).app)
     response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert (await response.text()).endswith("# EOF\n")
 
 
-async def metrics_body(aiohttp_client: Client, accept: str = "") -> bytes:
+async def metrics_body(aiohttp_client: AiohttpClient, accept: str = "") -> bytes:
     d = daemon({**DISKS, "web": {"type": "http", "url": "https://127.0.0.1:9/"}})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", passed())
     d.store.record("scratch", failed())
     return await (await client.get("/metrics", headers={"Accept": accept} if accept else {})).read()
 
 
-async def test_metrics_pass_promtool(aiohttp_client: Client) -> None:
+async def test_metrics_pass_promtool(aiohttp_client: AiohttpClient) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: run scripts/install-test-deps.sh (Debian package prometheus)"
     body = await metrics_body(aiohttp_client)
@@ -281,7 +283,7 @@ async def test_metrics_pass_promtool(aiohttp_client: Client) -> None:
     assert done.stdout + done.stderr == b""  # not even a lint warning
 
 
-async def test_openmetrics_parses(aiohttp_client: Client) -> None:
+async def test_openmetrics_parses(aiohttp_client: AiohttpClient) -> None:
     # promtool reads only the classic text format; OpenMetrics gets its reference parser.
     body = await metrics_body(aiohttp_client, "application/openmetrics-text; version=1.0.0")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -290,7 +292,7 @@ async def test_openmetrics_parses(aiohttp_client: Client) -> None:
     assert families["probed_check_duration_seconds"].type == "histogram"
 
 
-async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_scheduler_runs_inside_the_app(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     d = daemon(
         {
             "tmp": {
@@ -306,7 +308,7 @@ async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: P
         },
         offset=0.0,
     )
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     for _ in range(50):
         if (await client.get("/health/ready")).status == 200:
             break
@@ -317,9 +319,9 @@ async def test_scheduler_runs_inside_the_app(aiohttp_client: Client, tmp_path: P
     assert d.store.checks["tmp"].runs[Status.PASS] >= 2
 
 
-async def test_history_of_recent_runs(aiohttp_client: Client) -> None:
+async def test_history_of_recent_runs(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     empty = await client.get("/health/checks/root/history")
     assert empty.status == 200 and await empty.json() == {"check": "root", "status": "fail", "runs": []}
     d.store.record("root", passed())
@@ -338,9 +340,9 @@ async def test_history_of_recent_runs(aiohttp_client: Client) -> None:
     assert (await client.head("/health/checks/root/history")).status == 200
 
 
-async def test_history_is_a_bounded_ring(aiohttp_client: Client) -> None:
+async def test_history_is_a_bounded_ring(aiohttp_client: AiohttpClient) -> None:
     d = daemon(DISKS)
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     for i in range(HISTORY_LENGTH + 5):
         d.store.record("root", Result(Status.PASS, 1_700_000_000.0 + i, 0.001))
     runs = (await (await client.get("/health/checks/root/history")).json())["runs"]
@@ -348,10 +350,10 @@ async def test_history_is_a_bounded_ring(aiohttp_client: Client) -> None:
     assert runs[0]["time"] == "2023-11-14T22:13:25.000Z"  # the five oldest runs are gone
 
 
-async def test_history_respects_details(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_history_respects_details(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("let-me-see\n")
     d = daemon(DISKS, server={"details": "token", "token_file": str(tmp_path / "token")})
-    client: TestClient = await aiohttp_client(d.app)
+    client = await aiohttp_client(d.app)
     d.store.record("root", failed())
     anonymous = await (await client.get("/health/checks/root/history")).json()
     assert anonymous["runs"] == [{"status": "fail", "time": "2023-11-14T22:13:30.000Z"}]
@@ -361,7 +363,7 @@ async def test_history_respects_details(aiohttp_client: Client, tmp_path: Path) 
     assert wrong.status == 401 and await wrong.json() == {"error": "invalid bearer token"}
 
 
-def parsed_samples(families: Any) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+def parsed_samples(families: Iterable[Metric]) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
     return {(s.name, tuple(sorted(s.labels.items())), s.value) for f in families for s in f.samples}
 
 
@@ -377,6 +379,7 @@ async def test_metrics_text_says_what_the_reference_encoder_says(openmetrics: bo
     d.store.record("scratch", failed())
     d.daemon.config_load.timestamp = 1_700_000_000.0
     ours = render(d.daemon, openmetrics).decode()
+    read: Callable[[str], Iterable[Metric]]
     if openmetrics:
         reference = reference_om.exposition.generate_latest(d.registry).decode()
         read = text_string_to_metric_families
@@ -406,9 +409,9 @@ class SlowToCount(Daemon):
         return super().scheduler_load()
 
 
-async def test_probes_answer_while_a_scrape_renders(aiohttp_client: Client) -> None:
+async def test_probes_answer_while_a_scrape_renders(aiohttp_client: AiohttpClient) -> None:
     slow = SlowToCount(config_from(DISKS), initial_offset=lambda check: NEVER)
-    client: TestClient = await aiohttp_client(create_app(slow))
+    client = await aiohttp_client(create_app(slow))
     scrape = asyncio.ensure_future(client.get("/metrics"))
     try:
         await asyncio.sleep(0.1)  # the scrape is now rendering, and stuck
