@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
@@ -60,6 +60,15 @@ def header_secrets(value: str) -> set[str]:
     found = {value, *percent_encodings(value)}
     if credentials.strip() and scheme.isalpha():
         found |= secret_forms(credentials.strip())
+    return found
+
+
+def sensitive_header_secrets(headers: Mapping[str, str]) -> set[str]:
+    """The secrets among request headers: the values of those with secret-looking names."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if SENSITIVE_NAME.search(name):
+            found |= header_secrets(value)
     return found
 
 

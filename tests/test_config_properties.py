@@ -45,6 +45,7 @@ BASE: dict[str, dict[str, Any]] = {
     "redis": {},
     "smtp": {"host": "127.0.0.1"},
     "s3": {"bucket": "b"},
+    "websocket": {"url": "ws://127.0.0.1:1/"},
 }  # a type not listed needs nothing beyond its type
 SECTIONS: dict[str, type[BaseModel]] = {
     "server": ServerOptions,

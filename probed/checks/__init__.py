@@ -36,6 +36,7 @@ TYPES: dict[str, str] = {
     "memcached": "probed.checks.memcached:MemcachedCheck",
     "ldap": "probed.checks.ldap:LdapCheck",
     "ssh": "probed.checks.ssh:SshCheck",
+    "websocket": "probed.checks.websocket:WebsocketCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"

@@ -1,0 +1,112 @@
+"""No header token, Basic password or sent login of the websocket check in any output of probed
+check or probed serve, against a real WebSocket server that says credentials back, with wrong and
+right secrets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from probed.report import FORMATS
+from tests.harness import PASSWORD
+from tests.servers import free_port, http_get, poll
+from tests.servers_websocket_udp_icmp import WS_TOKEN, WebsocketServer
+from tests.test_cli import probed
+
+WRONG = "Wr0ng-s3cret-value"
+LOGIN = "login probe s3cret-login-line"  # a message sent that holds a login
+SECRETS = [PASSWORD, WS_TOKEN, WRONG, LOGIN]
+
+
+@pytest.fixture(scope="module")
+def websocket() -> Iterator[WebsocketServer]:
+    server = WebsocketServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def checks(websocket: WebsocketServer) -> dict[str, dict[str, Any]]:
+    private = {"type": "websocket", "url": f"ws://127.0.0.1:{websocket.port}/private"}
+    return {
+        "ws-token": {**private, "headers": {"X-Api-Key": WS_TOKEN}, "expect_contains": "hello"},
+        "ws-token-echoed": {**private, "headers": {"X-Api-Key": WS_TOKEN}, "expect_contains": "bye"},
+        "ws-basic": {**private, "username": "probe", "password": PASSWORD, "expect_contains": "hello"},
+        "ws-basic-echoed": {**private, "username": "probe", "password": PASSWORD, "expect_contains": "bye"},
+        "ws-wrong": {**private, "headers": {"X-Api-Key": WRONG}},
+        "ws-wrong-basic": {**private, "username": "probe", "password": WRONG},
+        "ws-url-password": {**private, "url": f"ws://probe:{WRONG}@127.0.0.1:{websocket.port}/private"},
+        "ws-login-echoed": {
+            "type": "websocket",
+            "url": f"ws://127.0.0.1:{websocket.port}/echo",
+            "send": LOGIN,
+            "expect_contains": "welcome",
+        },
+    }
+
+
+EXPECTED = {
+    "ws-token": "pass",
+    "ws-token-echoed": "fail",
+    "ws-basic": "pass",
+    "ws-basic-echoed": "fail",
+    "ws-wrong": "fail",
+    "ws-wrong-basic": "fail",
+    "ws-url-password": "fail",
+    "ws-login-echoed": "fail",
+}
+
+
+def config(tmp_path: Path, websocket: WebsocketServer, port: int) -> str:
+    path = tmp_path / "probed.yaml"
+    document = {"server": {"listen": f"127.0.0.1:{port}"}, "defaults": {"interval": "2s", "timeout": "1s"}}
+    path.write_text(yaml.safe_dump({**document, "checks": checks(websocket)}))
+    return str(path)
+
+
+def assert_no_secret(where: str, text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret!r} leaked in {where}"
+
+
+def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer) -> None:
+    path = config(tmp_path, websocket, free_port())
+    for output in FORMATS:
+        done = probed("check", "--config", path, "--output", output)
+        assert done.returncode == 1, done.stderr
+        assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
+    report = json.loads(probed("check", "--config", path, "--output", "json").stdout)
+    assert {name: runs[0]["status"] for name, runs in report["checks"].items()} == EXPECTED, report
+    assert "hello, ***" in report["checks"]["ws-token-echoed"][0]["output"]  # the server said it back: masked
+
+
+def test_no_secret_in_serve_answers_metrics_or_logs(tmp_path: Path, websocket: WebsocketServer) -> None:
+    port = free_port()
+    path = config(tmp_path, websocket, port)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "probed", "serve", "--config", path, "--log-level", "debug"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _, body = poll(f"{base}/health", lambda status, body: status == 503 and "pending" not in body)
+        answers = {"/health": body, "/metrics": http_get(f"{base}/metrics")[1]}
+        for name in json.loads(body)["checks"]:
+            answers[name] = http_get(f"{base}/health/checks/{name}")[1]
+        assert "probed_websocket_ping_seconds" in answers["/metrics"]
+        for where, text in answers.items():
+            assert_no_secret(where, text)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=10)
+    assert_no_secret("serve logs", out + err)
