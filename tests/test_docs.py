@@ -51,7 +51,7 @@ EXAMPLE_ENVIRONMENT = {
     "DATABASE_URL": "postgresql://shop@db.internal:5432/shop",
     **dict.fromkeys(
         ["MONITOR_PASSWORD", "SMTP_PASSWORD", "MINIO_SECRET_KEY", "HEARTBEAT_TOKEN", "NATS_TOKEN"]
-        + ["MQTT_PASSWORD", "MYSQL_PASSWORD", "AMQP_PASSWORD", "LDAP_PASSWORD", "SSH_PASSWORD"],
+        + ["MQTT_PASSWORD", "MYSQL_PASSWORD", "AMQP_PASSWORD", "LDAP_PASSWORD", "SSH_PASSWORD", "FEED_TOKEN"],
         "example-secret",
     ),
 }
