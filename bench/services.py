@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.ldap_ssh_memcached_services import ldap_ssh_memcached_services
 from bench.mq_services import mq_services
+from bench.websocket_udp_icmp_services import websocket_udp_icmp_services
 from tests.harness import (
     ENCODED_PASSWORD,
     DnsServer,
@@ -63,6 +64,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     try:
         optional_types = optional.enter_context(mq_services())  # MariaDB and RabbitMQ
         optional_types |= optional.enter_context(ldap_ssh_memcached_services())  # slapd, sshd, memcached
+        optional_types |= optional.enter_context(websocket_udp_icmp_services())  # the tests' own servers
         wait_until(lambda: port_open(smtp_port) and port_open(s3_port) and port_open(grpc_port), "smtp, s3, grpc")
         import boto3
 
