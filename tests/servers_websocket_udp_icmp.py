@@ -4,7 +4,7 @@ pause), an asyncio UDP echo, and the socket counts that prove a run leaves
 nothing behind. (Kept in one file so they can move as a whole.)
 
 `python -m tests.servers_websocket_udp_icmp PORT [CERT KEY]` serves the
-WebSocket app on 127.0.0.1:PORT until terminated.
+WebSocket app on 127.0.0.1:PORT until terminated; `... udp PORT` the UDP echo.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 
@@ -136,6 +139,80 @@ class WebsocketServer(ServerProcess):
         wait_until(lambda: port_open(self.port), f"WebSocket server on port {self.port}")
 
 
+# -- UDP ----------------------------------------------------------------------------------
+
+UDP_GARBAGE = b"\x00\xff\xfe garbage \x07"
+
+
+class _Answering(asyncio.DatagramProtocol):
+    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
+        self.answer = answer
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the selector's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        reply = self.answer(data)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+def udp_echo(data: bytes) -> bytes:
+    return data
+
+
+@contextlib.asynccontextmanager
+async def udp_server(answer: Callable[[bytes], bytes | None], host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """An asyncio UDP server in the test's loop that answers each datagram with
+    answer(datagram) (None: no reply, a silent server); yields its port."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Answering(answer), local_addr=(host, 0))
+    try:
+        yield int(transport.get_extra_info("sockname")[1])
+    finally:
+        transport.close()
+
+
+def udp_closed_port() -> int:
+    """A UDP port nothing listens on: a datagram to it draws an ICMP port unreachable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def udp_answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        sock.connect(("127.0.0.1", port))
+        sock.send(b"ready?")
+        try:
+            return sock.recv(64) == b"ready?"
+        except OSError:  # no reply yet, or refused: not listening yet
+            return False
+
+
+class UdpEchoServer(ServerProcess):
+    """udp_server(udp_echo) in a process of its own, so tests can stop and pause it."""
+
+    def __init__(self) -> None:
+        self.port = udp_closed_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.servers_websocket_udp_icmp", "udp", str(self.port)],
+            cwd=Path(__file__).parent.parent,
+        )
+        wait_until(lambda: udp_answers(self.port), f"UDP echo on port {self.port}")
+
+
+async def _serve_udp(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(lambda: _Answering(udp_echo), local_addr=("127.0.0.1", port))
+    await asyncio.Event().wait()
+
+
 # -- socket counts ------------------------------------------------------------------------
 
 
@@ -158,6 +235,27 @@ def own_sockets(tables: tuple[str, ...], port: int | None = None) -> int:
     return count
 
 
+async def sockets_after_runs(
+    options: dict[str, Any], tables: tuple[str, ...], port: int | None = None, runs: int = 20
+) -> int:
+    """Run a check `runs` times (each must fail); this process's sockets then
+    left in /proc/thread-self/net/<tables>, to remote `port` when given."""
+    from probed.model import Status
+    from probed.runner import run_once
+    from tests.conftest import check_from
+
+    check = check_from(options)
+    try:
+        for _ in range(runs):
+            result = await run_once(check)
+            assert result.status is Status.FAIL, result.output
+    finally:
+        await check.close()
+    for _ in range(3):  # the callbacks a cancelled run's end scheduled
+        await asyncio.sleep(0)
+    return own_sockets(tables, port)
+
+
 # -- serving the WebSocket app in a process ------------------------------------------------
 
 
@@ -169,6 +267,9 @@ async def _serve(port: int, context: ssl.SSLContext | None) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv[0] == "udp":
+        asyncio.run(_serve_udp(int(argv[1])))
+        return
     context = None
     if len(argv) == 3:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

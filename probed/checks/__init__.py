@@ -37,6 +37,7 @@ TYPES: dict[str, str] = {
     "ldap": "probed.checks.ldap:LdapCheck",
     "ssh": "probed.checks.ssh:SshCheck",
     "websocket": "probed.checks.websocket:WebsocketCheck",
+    "udp": "probed.checks.udp:UdpCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"

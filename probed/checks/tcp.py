@@ -29,10 +29,11 @@ from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, St
 # check resolves in a thread of this pool, one lookup at a time, so a check
 # holds at most one hung thread. Threads start only when needed; the pool is
 # large enough that checks whose names hang leave threads for the others.
-_RESOLVER = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-tcp-resolve")
+# (The udp and icmp checks resolve through the same pool.)
+RESOLVER = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probed-tcp-resolve")
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
 _ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
-_FAMILIES = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+FAMILIES = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 # The check reports its own timeouts (which phase, what it read) a little
 # before the runner's central timeout would cut it short with less to say.
 _OWN_DEADLINE = 0.9
@@ -64,6 +65,34 @@ class TcpOptions(CheckOptions, TlsOptions):
         return value
 
 
+def resolver(target: str) -> OneAtATime[list[str]]:
+    """A check's own lookups in the shared pool: one at a time."""
+    return OneAtATime[list[str]](RESOLVER, f"{target}: the previous lookup is still waiting")
+
+
+async def addresses(
+    lookups: OneAtATime[list[str]], host: str, port: int, ip_family: str, kind: int = socket.SOCK_STREAM
+) -> list[str]:
+    """The addresses of host, in the resolver's order, each once."""
+    try:
+        ipaddress.ip_address(host)
+        return [host]  # a literal: no lookup, no thread
+    except ValueError:
+        return await lookups.call(_lookup, host, port, FAMILIES[ip_family], kind)
+
+
+def _lookup(host: str, port: int, family: int, kind: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, family, kind)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def payload_secrets(sent: bytes) -> set[str]:
+    """What a sent payload may hold (a login such as `AUTH ...`): its text and each
+    of its lines, masked because a server echoing it back must not show it."""
+    text = sent.decode(errors="replace")
+    return {line.strip() for line in [text, *text.splitlines()] if line.strip()}
+
+
 def payload(text: str) -> bytes:
     r"""`send` as bytes: the text in UTF-8 with \r \n \t \0 \\ and \xHH decoded.
     YAML's double quotes decode escapes themselves; this covers plain and
@@ -91,17 +120,13 @@ class TcpCheck(Check[TcpOptions]):
         super().__init__(name, options)
         host = f"[{options.host}]" if ":" in options.host else options.host
         self.target = f"tcp://{host}:{options.port}"
-        self._resolver = OneAtATime[list[str]](_RESOLVER, f"{self.target}: the previous lookup is still waiting")
+        self._resolver = resolver(self.target)
         self._send = payload(options.send) if options.send is not None else None
         self._expect = re.compile(options.expect, re.MULTILINE) if options.expect is not None else None
 
     def secrets(self) -> set[str]:
         # `send` may carry a login (AUTH ...): a server echoing it back must not show it.
-        found = super().secrets()
-        if self.options.send:
-            text = self._send.decode(errors="replace") if self._send else ""
-            found |= {line.strip() for line in [text, *text.splitlines()] if line.strip()}
-        return found
+        return super().secrets() | (payload_secrets(self._send) if self._send else set())
 
     @functools.cached_property
     def _tls_context(self) -> ssl.SSLContext:
@@ -130,17 +155,7 @@ class TcpCheck(Check[TcpOptions]):
         return Outcome(Status.PASS, self._said(chosen), observed)
 
     async def _resolve(self) -> list[str]:
-        """The addresses of host, in the resolver's order, each once."""
-        try:
-            ipaddress.ip_address(self.options.host)
-            return [self.options.host]  # a literal: no lookup, no thread
-        except ValueError:
-            return await self._resolver.call(self._lookup)
-
-    def _lookup(self) -> list[str]:
-        family = _FAMILIES[self.options.ip_family]
-        infos = socket.getaddrinfo(self.options.host, self.options.port, family, socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await addresses(self._resolver, self.options.host, self.options.port, self.options.ip_family)
 
     async def _reach(self, ip: str, deadline: float, connect_times: dict[str, float]) -> str | None:
         """Connect to one address and talk as configured; the TLS version, if any."""

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.options import Credentials, TlsOptions
 from probed.checks.streams import preview
-from probed.checks.tcp import payload
+from probed.checks.tcp import payload, payload_secrets
 from probed.fields import ByteSize, Regex
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 from probed.secrets import display_url, sensitive_header_secrets
@@ -101,9 +101,7 @@ class WebsocketCheck(Check[WebsocketOptions]):
     def secrets(self) -> set[str]:
         # `send` may carry a login: a server echoing it back must not show it.
         found = super().secrets() | sensitive_header_secrets(self.options.headers)
-        if self._send:
-            found |= {line.strip() for line in [self._send, *self._send.splitlines()] if line.strip()}
-        return found
+        return found | (payload_secrets(self._send.encode()) if self._send else set())
 
     async def run(self) -> Outcome:
         import aiohttp
