@@ -1,6 +1,6 @@
-"""No header token, Basic password or sent login of the websocket check in any output of probed
-check or probed serve, against a real WebSocket server that says credentials back, with wrong and
-right secrets."""
+"""No header token, Basic password or sent login of the websocket check, and no login sent in a
+udp check's datagram, in any output of probed check or probed serve, against a real WebSocket
+server that says credentials back (with wrong and right secrets) and a real UDP echo."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 from probed.report import FORMATS
 from tests.harness import PASSWORD
 from tests.servers import free_port, http_get, poll
-from tests.servers_websocket_udp_icmp import WS_TOKEN, WebsocketServer
+from tests.servers_websocket_udp_icmp import WS_TOKEN, UdpEchoServer, WebsocketServer
 from tests.test_cli import probed
 
 WRONG = "Wr0ng-s3cret-value"
@@ -34,7 +34,15 @@ def websocket() -> Iterator[WebsocketServer]:
     server.stop()
 
 
-def checks(websocket: WebsocketServer) -> dict[str, dict[str, Any]]:
+@pytest.fixture(scope="module")
+def echo() -> Iterator[UdpEchoServer]:
+    server = UdpEchoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def checks(websocket: WebsocketServer, echo: UdpEchoServer) -> dict[str, dict[str, Any]]:
     private = {"type": "websocket", "url": f"ws://127.0.0.1:{websocket.port}/private"}
     return {
         "ws-token": {**private, "headers": {"X-Api-Key": WS_TOKEN}, "expect_contains": "hello"},
@@ -50,6 +58,7 @@ def checks(websocket: WebsocketServer) -> dict[str, dict[str, Any]]:
             "send": LOGIN,
             "expect_contains": "welcome",
         },
+        "udp-login": {"type": "udp", "host": "127.0.0.1", "port": echo.port, "send": LOGIN, "expect_contains": "ok"},
     }
 
 
@@ -62,13 +71,14 @@ EXPECTED = {
     "ws-wrong-basic": "fail",
     "ws-url-password": "fail",
     "ws-login-echoed": "fail",
+    "udp-login": "fail",
 }
 
 
-def config(tmp_path: Path, websocket: WebsocketServer, port: int) -> str:
+def config(tmp_path: Path, websocket: WebsocketServer, echo: UdpEchoServer, port: int) -> str:
     path = tmp_path / "probed.yaml"
     document = {"server": {"listen": f"127.0.0.1:{port}"}, "defaults": {"interval": "2s", "timeout": "1s"}}
-    path.write_text(yaml.safe_dump({**document, "checks": checks(websocket)}))
+    path.write_text(yaml.safe_dump({**document, "checks": checks(websocket, echo)}))
     return str(path)
 
 
@@ -77,8 +87,8 @@ def assert_no_secret(where: str, text: str) -> None:
         assert secret not in text, f"{secret!r} leaked in {where}"
 
 
-def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer) -> None:
-    path = config(tmp_path, websocket, free_port())
+def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer, echo: UdpEchoServer) -> None:
+    path = config(tmp_path, websocket, echo, free_port())
     for output in FORMATS:
         done = probed("check", "--config", path, "--output", output)
         assert done.returncode == 1, done.stderr
@@ -86,11 +96,14 @@ def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer) 
     report = json.loads(probed("check", "--config", path, "--output", "json").stdout)
     assert {name: runs[0]["status"] for name, runs in report["checks"].items()} == EXPECTED, report
     assert "hello, ***" in report["checks"]["ws-token-echoed"][0]["output"]  # the server said it back: masked
+    assert report["checks"]["udp-login"][0]["output"].endswith("replied '***', which lacks 'ok'")
 
 
-def test_no_secret_in_serve_answers_metrics_or_logs(tmp_path: Path, websocket: WebsocketServer) -> None:
+def test_no_secret_in_serve_answers_metrics_or_logs(
+    tmp_path: Path, websocket: WebsocketServer, echo: UdpEchoServer
+) -> None:
     port = free_port()
-    path = config(tmp_path, websocket, port)
+    path = config(tmp_path, websocket, echo, port)
     server = subprocess.Popen(
         [sys.executable, "-m", "probed", "serve", "--config", path, "--log-level", "debug"],
         stdout=subprocess.PIPE,
@@ -104,6 +117,7 @@ def test_no_secret_in_serve_answers_metrics_or_logs(tmp_path: Path, websocket: W
         for name in json.loads(body)["checks"]:
             answers[name] = http_get(f"{base}/health/checks/{name}")[1]
         assert "probed_websocket_ping_seconds" in answers["/metrics"]
+        assert 'probed_udp_reply_seconds{check="udp-login"' in answers["/metrics"]
         for where, text in answers.items():
             assert_no_secret(where, text)
     finally:
