@@ -65,6 +65,11 @@ class TcpOptions(CheckOptions, TlsOptions):
         return value
 
 
+def endpoint(scheme: str, host: str, port: int) -> str:
+    """tcp://host:port, an IPv6 address in brackets."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 def resolver(target: str) -> OneAtATime[list[str]]:
     """A check's own lookups in the shared pool: one at a time."""
     return OneAtATime[list[str]](RESOLVER, f"{target}: the previous lookup is still waiting")
@@ -118,8 +123,7 @@ class TcpCheck(Check[TcpOptions]):
 
     def __init__(self, name: str, options: TcpOptions) -> None:
         super().__init__(name, options)
-        host = f"[{options.host}]" if ":" in options.host else options.host
-        self.target = f"tcp://{host}:{options.port}"
+        self.target = endpoint("tcp", options.host, options.port)
         self._resolver = resolver(self.target)
         self._send = payload(options.send) if options.send is not None else None
         self._expect = re.compile(options.expect, re.MULTILINE) if options.expect is not None else None

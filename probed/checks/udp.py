@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.errors import network_failure
 from probed.checks.streams import preview
-from probed.checks.tcp import addresses, payload, payload_secrets, resolver
+from probed.checks.tcp import addresses, endpoint, payload, payload_secrets, resolver
 from probed.fields import Regex, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
@@ -78,8 +78,7 @@ class UdpCheck(Check[UdpOptions]):
 
     def __init__(self, name: str, options: UdpOptions) -> None:
         super().__init__(name, options)
-        host = f"[{options.host}]" if ":" in options.host else options.host
-        self.target = f"udp://{host}:{options.port}"
+        self.target = endpoint("udp", options.host, options.port)
         self._resolver = resolver(self.target)
         self._payload = payload(options.send) if options.send is not None else hex_bytes(options.send_hex or "")
         self._regex = re.compile(options.expect_regex) if options.expect_regex is not None else None
