@@ -133,25 +133,31 @@ def _durations(state: CheckState) -> Iterable[Sample]:
     return samples
 
 
-def _observed(gauge_name: str) -> Callable[[CheckState], float | None]:
-    def value(state: CheckState) -> float | None:
+def _observed(gauge_name: str) -> Callable[[CheckState], Iterable[Sample]]:
+    def samples(state: CheckState) -> Iterable[Sample]:
         last = state.last
-        gauge = next((g for g in state.gauges if g.name == gauge_name), None)
-        if gauge is None or last is None:
-            return None
-        observation = last.observed.get(gauge.observed)
-        if observation is None or not isinstance(observation.value, int | float):
-            return None
-        return float(observation.value)
+        if last is None:
+            return ()
+        found: list[Sample] = []
+        for gauge in state.gauges:
+            observation = last.observed.get(gauge.observed) if gauge.name == gauge_name else None
+            if observation is not None and isinstance(observation.value, int | float):
+                found.append(("", _gauge_labels(gauge.labels), float(observation.value)))
+        return found
 
-    return value
+    return samples
+
+
+@functools.cache
+def _gauge_labels(labels: tuple[tuple[str, str], ...]) -> Extra:
+    return Extra(labels) if labels else NO_LABELS
 
 
 def observed_families(states: list[CheckState]) -> list[CheckFamily]:
     """The gauges each check type declares beside its code (Check.gauges).
     Types may share a gauge (http and tls: certificate expiry): one family."""
     helps = {gauge.name: gauge.help for state in states for gauge in state.gauges}
-    return [CheckFamily(name, "gauge", doc, _gauge(_observed(name))) for name, doc in helps.items()]
+    return [CheckFamily(name, "gauge", doc, _observed(name)) for name, doc in helps.items()]
 
 
 CHECK_FAMILIES = [

@@ -355,7 +355,7 @@ def _state_for(check: AnyCheck) -> CheckState:
         timeout=opts.timeout,
         failure_threshold=opts.failure_threshold,
         success_threshold=opts.success_threshold,
-        gauges=check.gauges,
+        gauges=check.exported_gauges(),
         scope=opts.scope,
         depends_on=tuple(opts.depends_on),
     )

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from probed.config import ConfigError
+from probed.daemon import Daemon
+from probed.metrics import render
 from probed.model import Reason, Status
-from tests.conftest import run_check
+from probed.runner import run_once
+from probed.web import create_app
+from tests.conftest import config_from, run_check
 from tests.servers import TOKEN, closed_port, self_signed_certificate, serve_app, silent_listener, target_app
 
 
@@ -195,3 +206,146 @@ async def test_warn_status_says_degraded_not_down(target: str) -> None:
     assert ok.status is Status.PASS
     assert missing.status is Status.FAIL and missing.reason is Reason.UNEXPECTED  # 404 is not in warn_status
     assert refused.status is Status.FAIL and refused.reason is Reason.REFUSED  # no answer at all is down
+
+
+# -- what a service says about itself: JSON numbers and headers ------------------------------
+
+CLUSTER = {
+    "status": "green",
+    "number_of_pending_tasks": 7,
+    "timed_out": False,
+    "nodes": [{"name": "a", "heap_used_ratio": 0.75}, {"name": "b", "heap_used_ratio": 0.5}],
+    "indices": {"logs": {"shards": {"unassigned": 0}}},
+}
+
+
+def self_reporting_app() -> web.Application:
+    """A service reporting on itself, as Elasticsearch's cluster health does,
+    with headers, one of them a cookie that must never be shown."""
+
+    async def health(request: web.Request) -> web.Response:
+        headers = {"X-Cluster": "prod-eu", "Set-Cookie": "session=do-not-show-me", "Cache-Control": "no-store"}
+        return web.json_response(CLUSTER, headers=headers)
+
+    async def text(request: web.Request) -> web.Response:
+        return web.Response(text="all good")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/text", text)
+    return app
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[str]:
+    async with serve_app(self_reporting_app()) as url:
+        yield url
+
+
+async def test_json_numbers_become_observed_values(service: str) -> None:
+    observe = {"pending": "number_of_pending_tasks", "heap": "nodes.1.heap_used_ratio"}
+    result = await run_check({"type": "http", "url": f"{service}/health", "observe": observe})
+    assert result.status is Status.PASS, result.output
+    assert result.observed["pending"].value == 7
+    assert result.observed["heap"].value == 0.5
+    assert next(iter(result.observed)) == "status_code"  # still the primary value
+    deep = await run_check(
+        {"type": "http", "url": f"{service}/health", "observe": {"unassigned": "indices.logs.shards.unassigned"}}
+    )
+    assert deep.observed["unassigned"].value == 0
+
+
+async def test_json_numbers_are_judged_by_levels(service: str) -> None:
+    options = {"type": "http", "url": f"{service}/health", "observe": {"pending": "number_of_pending_tasks"}}
+    warned = await run_check({**options, "levels": {"pending": {"warn_above": 5}}})
+    failed = await run_check({**options, "levels": {"pending": {"warn_above": 2, "fail_above": 5}}})
+    quiet = await run_check({**options, "levels": {"pending": {"warn_above": 100}}})
+    assert warned.status is Status.WARN and "pending is 7, above the warn level of 5" in warned.output
+    assert failed.status is Status.FAIL and failed.reason is Reason.UNEXPECTED
+    assert "pending is 7, above the fail level of 5" in failed.output
+    assert failed.observed["pending"].value == 7
+    assert quiet.status is Status.PASS
+
+
+async def test_missing_json_path_is_unexpected_and_named(service: str) -> None:
+    for path in ("nodes.2.heap_used_ratio", "number_of_nodes", "status.code"):
+        result = await run_check({"type": "http", "url": f"{service}/health", "observe": {"x": path}})
+        assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
+        assert result.output == f"GET {service}/health answered 200, JSON field {path} is missing"
+
+
+async def test_json_value_that_is_no_number_is_unexpected(service: str) -> None:
+    cases = {"status": '"green"', "timed_out": "false", "nodes.0": '{"name": "a", "heap_used_ratio": 0.75}'}
+    for path, shown in cases.items():
+        result = await run_check({"type": "http", "url": f"{service}/health", "observe": {"x": path}})
+        assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
+        assert result.output.endswith(f"JSON field {path} is {shown}, not a number")
+
+
+async def test_observe_on_a_body_that_is_not_json(service: str) -> None:
+    result = await run_check({"type": "http", "url": f"{service}/text", "observe": {"pending": "pending"}})
+    assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
+    assert result.output == f"GET {service}/text answered 200, body is not JSON"
+
+
+async def test_observe_and_expect_json_together(service: str) -> None:
+    options = {"type": "http", "url": f"{service}/health", "observe": {"pending": "number_of_pending_tasks"}}
+    good = await run_check({**options, "expect_json": {"status": "green", "timed_out": False}})
+    wrong = await run_check({**options, "expect_json": {"status": "red"}})
+    assert good.status is Status.PASS, good.output
+    assert wrong.status is Status.FAIL and 'JSON field status is "green", expected "red"' in wrong.output
+    assert wrong.observed["pending"].value == 7  # the numbers are still seen when a field differs
+
+
+async def test_json_values_on_health_and_metrics(service: str, aiohttp_client: Callable[..., Any]) -> None:
+    checks = {"es": {"type": "http", "url": f"{service}/health", "observe": {"pending": "number_of_pending_tasks"}}}
+    daemon = Daemon(config_from(checks), initial_offset=lambda check: 3600.0)
+    [check] = daemon.checks
+    daemon.store.record("es", await run_once(check))
+    await check.close()
+    client: TestClient = await aiohttp_client(create_app(daemon))
+    body = await (await client.get("/health")).json(content_type=None)
+    assert body["checks"]["es"][0]["observed"]["pending"] == {"value": 7, "unit": ""}
+    metrics = render(daemon).decode()
+    assert 'probed_http_json_value{check="es",name="pending",type="http"} 7.0' in metrics
+    assert 'probed_http_status_code{check="es",type="http"} 200.0' in metrics
+
+
+async def test_expected_headers(service: str) -> None:
+    url = f"{service}/health"
+    good = await run_check(
+        {"type": "http", "url": url, "expect_headers": {"x-cluster": "^prod-", "Content-Type": "json"}}
+    )
+    missing = await run_check({"type": "http", "url": url, "expect_headers": {"X-Request-Id": "."}})
+    wrong = await run_check({"type": "http", "url": url, "expect_headers": {"X-Cluster": "^staging-"}})
+    assert good.status is Status.PASS, good.output
+    assert missing.status is Status.FAIL and missing.reason is Reason.UNEXPECTED
+    assert missing.output == f"GET {url} answered 200, header X-Request-Id is missing"
+    assert wrong.status is Status.FAIL and wrong.reason is Reason.UNEXPECTED
+    assert wrong.output == f"GET {url} answered 200, header X-Cluster does not match /^staging-/"
+    assert "prod-eu" not in wrong.output
+
+
+async def test_a_credential_header_that_does_not_match_shows_neither_value_nor_pattern(service: str) -> None:
+    url = f"{service}/health"
+    result = await run_check({"type": "http", "url": url, "expect_headers": {"Set-Cookie": "^session=other"}})
+    assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
+    assert result.output == f"GET {url} answered 200, header Set-Cookie does not match the expected pattern"
+    assert "do-not-show-me" not in result.output and "other" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"observe": {"status_code": "a"}}, "'status_code' is a value the check observes itself"),
+        ({"observe": {"queue depth": "a"}}, "'queue depth' is not a name"),
+        ({"observe": {"pending": "a..b"}}, "pending: 'a..b' is not a dotted path"),
+        ({"observe": {"pending": ""}}, "pending: '' is not a dotted path"),
+        ({"expect_headers": {"X-A": "(unclosed"}}, "checks.t.expect_headers.X-A: invalid regular expression"),
+        ({"expect_headers": {"X-A": "a", "x-a": "b"}}, "X-A and x-a are the same header"),
+    ],
+)
+def test_bad_observe_and_header_options_are_config_errors(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from({"t": {"type": "http", "url": "http://127.0.0.1/", **options}})
+    assert problem in str(caught.value)

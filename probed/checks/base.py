@@ -80,11 +80,15 @@ class CheckOptions(CommonOptions):
 
 @dataclass(frozen=True)
 class Gauge:
-    """A Prometheus gauge exporting one observed value, labelled by check and type."""
+    """A Prometheus gauge exporting one observed value, labelled by check and type.
+
+    Several Gauges may share a name when their labels tell them apart (one
+    family, a series each: an http check's phases)."""
 
     observed: str  # the key in Outcome.observed
     name: str
     help: str
+    labels: tuple[tuple[str, str], ...] = ()  # besides check and type
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)
@@ -125,6 +129,11 @@ class Check(Generic[OptionsT]):
     def levels(self) -> LevelMap:
         """Every level the runner judges after a run that passed or warned."""
         return self.options.all_levels()
+
+    def exported_gauges(self) -> tuple[Gauge, ...]:
+        """The gauges this check exports: its type's, or more when its options
+        name observed values of their own (an http check's `observe:`)."""
+        return self.gauges
 
     async def run(self) -> Outcome:
         raise NotImplementedError

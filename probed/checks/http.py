@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import re
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import aiohttp
 
 _STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
+_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUILT_IN_OBSERVED = frozenset({"status_code", "cert_not_after", "cert_days_left"})
 
 
 class BasicAuth(ProbedModel):
@@ -56,6 +59,15 @@ class HttpOptions(CheckOptions, TlsOptions):
     expect_json: dict[str, Any] | None = Field(
         None, description="dotted JSON paths and the values they must equal, e.g. {status: ok, 'checks.0.up': true}"
     )
+    observe: dict[str, str] = Field(
+        default_factory=dict,
+        description="numbers read from the JSON body as observed values: {name: dotted path}, "
+        "e.g. {pending: number_of_pending_tasks, heap: 'nodes.0.heap_used'}; judged by levels",
+    )
+    expect_headers: dict[str, Regex] = Field(
+        default_factory=dict,
+        description="response headers and the regular expression each must match (names case-insensitive)",
+    )
     follow_redirects: bool = True
     max_redirects: int = Field(10, ge=0)
     warn_cert_expiry_days: float | None = Field(14, ge=0, description="warn when the certificate expires sooner")
@@ -77,6 +89,31 @@ class HttpOptions(CheckOptions, TlsOptions):
         if wrong:
             raise ValueError(f"entries are codes like 200 or classes like 2xx, got {', '.join(wrong)}")
         return values
+
+    @field_validator("observe")
+    @classmethod
+    def _observed_names(cls, observe: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name, path in observe.items():
+            if not _NAME_PATTERN.match(name):
+                problems.append(f"{name!r} is not a name (letters, digits, _)")
+            elif name in BUILT_IN_OBSERVED:
+                problems.append(f"{name!r} is a value the check observes itself")
+            if not path or "" in path.split("."):
+                problems.append(f"{name}: {path!r} is not a dotted path like 'nodes.0.heap'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return observe
+
+    @field_validator("expect_headers")
+    @classmethod
+    def _distinct_header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for name in headers:
+            if name.lower() in seen:
+                raise ValueError(f"{seen[name.lower()]} and {name} are the same header (names are case-insensitive)")
+            seen[name.lower()] = name
+        return headers
 
     def implied_levels(self) -> dict[str, Levels]:
         """warn_/fail_cert_expiry_days are levels below on cert_days_left."""
@@ -104,6 +141,10 @@ class HttpOptions(CheckOptions, TlsOptions):
         return self
 
 
+# One series per `observe:` name; the check names them (exported_gauges).
+JSON_VALUE = Gauge("", "probed_http_json_value", "A number an http check read from the JSON body (observe:), by name.")
+
+
 class HttpCheck(Check[HttpOptions]):
     options_model = HttpOptions
     component_type = "component"
@@ -115,6 +156,7 @@ class HttpCheck(Check[HttpOptions]):
             "probed_tls_cert_expiry_timestamp_seconds",
             "When the peer certificate expires (Unix time).",
         ),
+        JSON_VALUE,
     )
 
     def __init__(self, name: str, options: HttpOptions) -> None:
@@ -122,6 +164,13 @@ class HttpCheck(Check[HttpOptions]):
         self.target = display_url(options.url)
         self._session: aiohttp.ClientSession | None = None
         self._connector: Any = None  # a CertificateConnector
+        self._expect_headers = [(name, re.compile(pattern)) for name, pattern in options.expect_headers.items()]
+
+    def exported_gauges(self) -> tuple[Gauge, ...]:
+        named = (
+            dataclasses.replace(JSON_VALUE, observed=name, labels=(("name", name),)) for name in self.options.observe
+        )
+        return (*(gauge for gauge in self.gauges if gauge is not JSON_VALUE), *named)
 
     def secrets(self) -> set[str]:
         found = super().secrets()
@@ -143,7 +192,7 @@ class HttpCheck(Check[HttpOptions]):
             observed: Observed = {"status_code": Observation(response.status, "status")}
             observed |= certificate_expiry(self._connector.peer_not_after)
             body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
-        return self._judge(response.status, body, observed)
+        return self._judge(response, body, observed)
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """aiohttp's exceptions -> a plain sentence and a reason."""
@@ -193,8 +242,8 @@ class HttpCheck(Check[HttpOptions]):
             headers["Authorization"] = basic_authorization(auth.username, password)
         return headers
 
-    def _judge(self, status: int, body: bytes, observed: Observed) -> Outcome:
-        opts = self.options
+    def _judge(self, response: aiohttp.ClientResponse, body: bytes, observed: Observed) -> Outcome:
+        opts, status = self.options, response.status
         said = f"{opts.method} {self.target} answered {status}"
         if not status_expected(status, opts.expect_status):
             if status_expected(status, opts.warn_status):  # it answered, but badly: degraded
@@ -202,16 +251,36 @@ class HttpCheck(Check[HttpOptions]):
             expected = ", ".join(str(s) for s in opts.expect_status)
             reason = Reason.AUTH if status in (401, 403, 407) else Reason.UNEXPECTED
             raise CheckFailed(f"{said}, expected {expected}", reason, observed)
+        mismatch = self._header_mismatch(response)
+        if mismatch:
+            raise CheckFailed(f"{said}, {mismatch}", Reason.UNEXPECTED, observed)
         text = body.decode("utf-8", errors="replace")
         if opts.expect_body_contains is not None and opts.expect_body_contains not in text:
             raise CheckFailed(f"{said}, body lacks {opts.expect_body_contains!r}", Reason.UNEXPECTED, observed)
         if opts.expect_body_regex is not None and not re.search(opts.expect_body_regex, text):
             raise CheckFailed(f"{said}, body does not match /{opts.expect_body_regex}/", Reason.UNEXPECTED, observed)
-        if opts.expect_json:
-            mismatch = json_mismatch(text, opts.expect_json)
+        if opts.observe or opts.expect_json:
+            try:
+                document = json.loads(text)
+            except ValueError:
+                raise CheckFailed(f"{said}, body is not JSON", Reason.UNEXPECTED, observed) from None
+            mismatch = json_numbers(document, opts.observe, observed) or json_mismatch(document, opts.expect_json or {})
             if mismatch:
                 raise CheckFailed(f"{said}, {mismatch}", Reason.UNEXPECTED, observed)
         return Outcome(Status.PASS, said, observed)
+
+    def _header_mismatch(self, response: aiohttp.ClientResponse) -> str | None:
+        """A sentence naming the first expected header that is missing or does
+        not match, or None. It never shows the value: it may be a secret."""
+        for name, pattern in self._expect_headers:
+            values = response.headers.getall(name, [])
+            if not values:
+                return f"header {name} is missing"
+            if not any(pattern.search(value) for value in values):
+                # A pattern for a credential header may spell the credential: not shown either.
+                shown = "the expected pattern" if SENSITIVE_NAME.search(name) else f"/{pattern.pattern}/"
+                return f"header {name} does not match {shown}"
+        return None
 
 
 def basic_authorization(username: str, password: str) -> str:
@@ -240,12 +309,21 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def json_mismatch(text: str, expected: dict[str, Any]) -> str | None:
+def json_numbers(document: Any, paths: dict[str, str], observed: Observed) -> str | None:
+    """Add the number at each path to `observed` under its name; a sentence
+    naming the first path that is missing or holds no number, or None."""
+    for name, path in paths.items():
+        found, value = _lookup(document, path)
+        if not found:
+            return f"JSON field {path} is missing"
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"JSON field {path} is {_short(value)}, not a number"
+        observed[name] = Observation(value)
+    return None
+
+
+def json_mismatch(document: Any, expected: dict[str, Any]) -> str | None:
     """A sentence saying which expected JSON field differs, or None."""
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return "body is not JSON"
     for path, want in expected.items():
         found, value = _lookup(document, path)
         if not found:
