@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from probed.metrics import render
 from probed.model import Reason, Status
 from probed.runner import run_once
 from probed.web import create_app
-from tests.conftest import config_from, run_check
+from tests.conftest import check_from, config_from, run_check
 from tests.servers import TOKEN, closed_port, self_signed_certificate, serve_app, silent_listener, target_app
 
 
@@ -309,6 +310,8 @@ async def test_json_values_on_health_and_metrics(service: str, aiohttp_client: C
     metrics = render(daemon).decode()
     assert 'probed_http_json_value{check="es",name="pending",type="http"} 7.0' in metrics
     assert 'probed_http_status_code{check="es",type="http"} 200.0' in metrics
+    assert 'probed_http_phase_seconds{check="es",phase="first_byte",type="http"} ' in metrics
+    assert 'phase="tls"' not in metrics  # http://: no handshake, no series
 
 
 async def test_expected_headers(service: str) -> None:
@@ -338,6 +341,7 @@ async def test_a_credential_header_that_does_not_match_shows_neither_value_nor_p
     ("options", "problem"),
     [
         ({"observe": {"status_code": "a"}}, "'status_code' is a value the check observes itself"),
+        ({"observe": {"total_time": "a"}}, "'total_time' is a value the check observes itself"),
         ({"observe": {"queue depth": "a"}}, "'queue depth' is not a name"),
         ({"observe": {"pending": "a..b"}}, "pending: 'a..b' is not a dotted path"),
         ({"observe": {"pending": ""}}, "pending: '' is not a dotted path"),
@@ -349,3 +353,106 @@ def test_bad_observe_and_header_options_are_config_errors(options: dict[str, Any
     with pytest.raises(ConfigError) as caught:
         config_from({"t": {"type": "http", "url": "http://127.0.0.1/", **options}})
     assert problem in str(caught.value)
+
+
+# -- where the time went: phases from aiohttp's trace hooks ----------------------------------
+
+PHASE_NAMES = ("dns_time", "connect_time", "tls_time", "first_byte_time", "total_time")
+
+
+def by_name(url: str) -> str:
+    """The same URL with the host as a name, so that the run looks it up."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+def phases(result: Any) -> dict[str, float]:
+    return {name: float(result.observed[name].value) for name in PHASE_NAMES if name in result.observed}
+
+
+def assert_within_total(spent: dict[str, float]) -> None:
+    # Phases are intervals one after another inside the run: never more than the total.
+    parts = [value for name, value in spent.items() if name != "total_time"]
+    assert all(value >= 0 for value in parts)
+    assert sum(parts) <= spent["total_time"]
+
+
+def hops_app() -> web.Application:
+    """/hop/N redirects N times; every answer waits `seconds` before its headers."""
+
+    async def hop(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "0")))
+        left = int(request.match_info["left"])
+        if left == 0:
+            return web.Response(text="arrived")
+        raise web.HTTPFound(f"/hop/{left - 1}?{request.query_string}")
+
+    app = web.Application()
+    app.router.add_get("/hop/{left}", hop)
+    return app
+
+
+async def test_phases_of_a_plain_http_run_by_name(target: str) -> None:
+    result = await run_check({"type": "http", "url": by_name(f"{target}/ok")})
+    assert result.status is Status.PASS, result.output
+    spent = phases(result)
+    assert set(spent) == {"dns_time", "connect_time", "first_byte_time", "total_time"}  # no TLS on http://
+    assert_within_total(spent)
+    assert all(result.observed[name].unit == "s" for name in spent)
+
+
+async def test_an_address_needs_no_lookup(target: str) -> None:
+    result = await run_check({"type": "http", "url": f"{target}/ok", "levels": {"dns_time": {"fail_above": 0}}})
+    assert result.status is Status.PASS, result.output  # a level on a phase the run had not is not judged
+    assert set(phases(result)) == {"connect_time", "first_byte_time", "total_time"}
+
+
+async def test_every_run_looks_up_and_connects_afresh(target: str) -> None:
+    check = check_from({"type": "http", "url": by_name(f"{target}/ok")})
+    try:
+        runs = [await run_once(check) for _ in range(3)]
+    finally:
+        await check.close()
+    # A cached address or a pooled connection would show no lookup or no connect phase.
+    assert all({"dns_time", "connect_time"} <= set(phases(run)) for run in runs)
+
+
+async def test_a_slow_answer_shows_in_the_first_byte_phase() -> None:
+    async with serve_app(hops_app()) as url:
+        result = await run_check({"type": "http", "url": by_name(f"{url}/hop/0?seconds=0.3")})
+    spent = phases(result)
+    assert result.status is Status.PASS, result.output
+    assert spent["first_byte_time"] >= 0.3  # the server waited 0.3 s before its headers
+    assert_within_total(spent)
+
+
+async def test_phases_are_summed_over_redirects() -> None:
+    async with serve_app(hops_app()) as url:
+        result = await run_check({"type": "http", "url": by_name(f"{url}/hop/2?seconds=0.15")})
+    assert result.status is Status.PASS, result.output
+    spent = phases(result)
+    assert spent["first_byte_time"] >= 3 * 0.15  # three answers, each 0.15 s late
+    assert_within_total(spent)
+
+
+async def test_levels_judge_a_phase() -> None:
+    async with serve_app(hops_app()) as url:
+        options = {"type": "http", "url": f"{url}/hop/0?seconds=0.3"}
+        warned = await run_check({**options, "levels": {"first_byte_time": {"warn_above": 0.2}}})
+        failed = await run_check({**options, "levels": {"first_byte_time": {"fail_above": 0.2}}})
+    assert warned.status is Status.WARN and "first_byte_time is" in warned.output
+    assert "above the warn level of 200ms" in warned.output
+    assert failed.status is Status.FAIL and failed.reason is Reason.UNEXPECTED
+
+
+async def test_https_has_a_tls_phase(tmp_path: Path) -> None:
+    cert = self_signed_certificate(tmp_path)
+    async with serve_app(target_app(), cert.server_context()) as url:
+        verified = await run_check({"type": "http", "url": by_name(f"{url}/ok"), "ca_file": str(cert.cert_file)})
+        unverified = await run_check({"type": "http", "url": f"{url}/redirect", "tls_verify": False})
+    assert verified.status is Status.PASS, verified.output
+    assert set(phases(verified)) == set(PHASE_NAMES)
+    assert phases(verified)["tls_time"] > 0
+    assert_within_total(phases(verified))
+    assert unverified.status is Status.PASS, unverified.output
+    assert {"connect_time", "tls_time", "first_byte_time"} <= set(phases(unverified))
+    assert "dns_time" not in unverified.observed
