@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from probed.config import ConfigError
 from probed.daemon import Daemon
 from probed.metrics import render
-from probed.model import Reason, Status
+from probed.model import Reason, Result, Status
 from probed.runner import run_once
 from probed.web import create_app
 from tests.conftest import check_from, config_from, run_check
@@ -298,13 +298,13 @@ async def test_observe_and_expect_json_together(service: str) -> None:
     assert wrong.observed["pending"].value == 7  # the numbers are still seen when a field differs
 
 
-async def test_json_values_on_health_and_metrics(service: str, aiohttp_client: Callable[..., Any]) -> None:
+async def test_json_values_on_health_and_metrics(service: str, aiohttp_client: AiohttpClient) -> None:
     checks = {"es": {"type": "http", "url": f"{service}/health", "observe": {"pending": "number_of_pending_tasks"}}}
     daemon = Daemon(config_from(checks), initial_offset=lambda check: 3600.0)
     [check] = daemon.checks
     daemon.store.record("es", await run_once(check))
     await check.close()
-    client: TestClient = await aiohttp_client(create_app(daemon))
+    client = await aiohttp_client(create_app(daemon))
     body = await (await client.get("/health")).json(content_type=None)
     assert body["checks"]["es"][0]["observed"]["pending"] == {"value": 7, "unit": ""}
     metrics = render(daemon).decode()
@@ -365,7 +365,7 @@ def by_name(url: str) -> str:
     return url.replace("127.0.0.1", "localhost")
 
 
-def phases(result: Any) -> dict[str, float]:
+def phases(result: Result) -> dict[str, float]:
     return {name: float(result.observed[name].value) for name in PHASE_NAMES if name in result.observed}
 
 
