@@ -390,7 +390,10 @@ def certificate_connector() -> Any:
             super().__init__(**options)
             # asyncio asks for the protocol once the TCP connection stands and
             # before the TLS handshake starts: the one moment no trace hook marks.
-            self._factory = functools.partial(self._stamped, self._factory)
+            # A private attribute: an aiohttp without it folds TLS into connect.
+            factory = getattr(self, "_factory", None)
+            if callable(factory):
+                self._factory = functools.partial(self._stamped, factory)
 
         def _stamped(self, factory: Callable[[], ResponseHandler]) -> ResponseHandler:
             if self._tls_next:
