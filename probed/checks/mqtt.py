@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 # CONNACK return codes of MQTT 3.1.1 and reason codes of MQTT 5 that mean "who are you".
 _AUTH_CODES = {4, 5, 134, 135, 138, 140}
+_NO_RECONNECT = -2  # gmqtt reconnects while failed attempts <= this; -1 means for ever
 
 
 class MqttOptions(CheckOptions, Credentials, TlsOptions):
@@ -70,9 +71,10 @@ class MqttCheck(Check[MqttOptions]):
 
     async def run(self) -> Outcome:
         start = time.perf_counter()
-        client, messages = await self._connect()
-        observed: Observed = {"connect_time": Observation(round(time.perf_counter() - start, 6), "s")}
-        try:
+        client, messages = self._client()
+        try:  # every end of a run, a timeout's cancellation too, closes the connection
+            await self._connect(client)
+            observed: Observed = {"connect_time": Observation(round(time.perf_counter() - start, 6), "s")}
             if self.options.round_trip:
                 observed["round_trip_time"] = Observation(await self._round_trip(client, messages, start), "s")
         finally:
@@ -80,13 +82,16 @@ class MqttCheck(Check[MqttOptions]):
         said = f"message round trip on {self.topic} ok" if self.options.round_trip else "connected"
         return Outcome(Status.PASS, f"{self.target}: {said}", observed)
 
-    async def _connect(self) -> tuple[gmqtt.Client, asyncio.Queue[bytes]]:
+    def _client(self) -> tuple[gmqtt.Client, asyncio.Queue[bytes]]:
         import gmqtt
-        from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
         opts = self.options
         client = gmqtt.Client(opts.client_id or f"probed-{self.name}-{uuid.uuid4().hex[:8]}")
-        client.set_config({"reconnect_retries": 0})  # a check reports; its thresholds decide
+        # A check reports what one connection does; it never reconnects. gmqtt's
+        # 0 still allows reconnects to a broker that accepts and closes (40
+        # sockets a minute, left behind by runs long over): below its -1
+        # ("unlimited"), no reconnect is ever allowed.
+        client.set_config({"reconnect_retries": _NO_RECONNECT})
         if opts.username is not None:
             client.set_auth_credentials(opts.username, opts.password_text())
         messages: asyncio.Queue[bytes] = asyncio.Queue()
@@ -96,14 +101,38 @@ class MqttCheck(Check[MqttOptions]):
             return 0  # PUBACK: received
 
         client.on_message = on_message
-        await client.connect(
-            opts.host,
-            opts.effective_port,
-            ssl=self._tls_context if opts.tls else False,
-            keepalive=max(5, int(opts.interval)),
-            version=MQTTv50 if opts.protocol == "5" else MQTTv311,
-        )
         return client, messages
+
+    async def _connect(self, client: gmqtt.Client) -> None:
+        """CONNECT and its CONNACK, or the broker closing first: gmqtt would
+        wait for the CONNACK for ever, so a close reads as what it is."""
+        from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+
+        opts = self.options
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_disconnect(*_: Any) -> None:
+            if not lost.done():
+                lost.set_result(None)
+
+        client.on_disconnect = on_disconnect
+        connecting = asyncio.ensure_future(
+            client.connect(
+                opts.host,
+                opts.effective_port,
+                ssl=self._tls_context if opts.tls else False,
+                keepalive=max(5, int(opts.interval)),
+                version=MQTTv50 if opts.protocol == "5" else MQTTv311,
+            )
+        )
+        try:
+            await asyncio.wait({connecting, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connecting.cancel()  # a no-op once it is done: gmqtt's error stays there to retrieve
+            lost.cancel()
+        if not connecting.done() or connecting.cancelled():
+            raise CheckFailed(f"{self.target}: closed the connection before its CONNACK", Reason.UNEXPECTED)
+        connecting.result()
 
     async def _round_trip(self, client: gmqtt.Client, messages: asyncio.Queue[bytes], start: float) -> float:
         """Subscribe, publish a unique payload, wait for it; seconds it took."""
