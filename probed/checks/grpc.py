@@ -95,7 +95,17 @@ class GrpcCheck(Check[GrpcOptions]):
 
         opts = self.options
         # One connection per run, no retries: what a new client would see.
-        options: list[tuple[str, Any]] = [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
+        # gRPC's C core gives a connection attempt at least 20 s and keeps
+        # it after the channel closes: against a server that accepts and
+        # never answers, every timed-out run left its socket for 20 s. Bound
+        # the attempt by the run's timeout, so the socket ends with the run.
+        attempt_ms = max(1, int(opts.timeout * 1000))
+        options: list[tuple[str, Any]] = [
+            ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.min_reconnect_backoff_ms", attempt_ms),
+            ("grpc.initial_reconnect_backoff_ms", attempt_ms),
+        ]
         if not opts.tls:
             return grpc.aio.insecure_channel(opts.target, options=options)
         if opts.server_name:
