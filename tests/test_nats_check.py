@@ -17,6 +17,7 @@ from probed.model import Reason, Status
 from tests.conftest import run_check
 from tests.harness import PASSWORD, NatsServer
 from tests.servers import Certificate, closed_port, silent_listener
+from tests.servers_ldap_ssh_memcached import sockets_left
 
 TOKEN = "s3cr3t-t0ken-for-nats"
 
@@ -97,10 +98,12 @@ async def test_tls(tmp_path: Path, tls_certificate: Certificate) -> None:
     try:
         trusted = await run_check({"type": "nats", "url": server.url(), "ca_file": str(tls_certificate.cert_file)})
         untrusted = await run_check({"type": "nats", "url": server.url()})
+        left = await sockets_left(server.port)
     finally:
         server.stop()
     assert trusted.status is Status.PASS, trusted.output
     assert untrusted.status is Status.FAIL and untrusted.reason is Reason.TLS, untrusted.output
+    assert left == 0
 
 
 async def jetstream_with_backlog(server: NatsServer) -> None:
