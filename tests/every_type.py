@@ -43,6 +43,7 @@ AT_PORT: dict[str, Callable[[int], Options]] = {
         "password": "secret",
     },
     "ssh": lambda port: {"type": "ssh", "host": "127.0.0.1", "port": port},
+    "websocket": lambda port: {"type": "websocket", "url": f"ws://127.0.0.1:{port}/"},
 }
 
 # Types that open no connection of their own: they still join the lag guard.
