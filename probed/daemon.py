@@ -27,6 +27,7 @@ from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.checks.heartbeat import Heartbeats
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config, saturation_warning
+from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
@@ -55,6 +56,7 @@ class Daemon:
         self.store = Store(self.checks, on_transition, groups=config.groups, peers=config.peers is not None)
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
+        self.lag = LoopLag()  # kept across reloads: the loop is the same
         self.instance = new_instance_id()
         self.peers: Peers | None = None
         if config.peers is not None:  # peers, like server settings, take effect on restart
@@ -74,9 +76,10 @@ class Daemon:
         return dict(self.peers.requests) if self.peers is not None else {}
 
     def scheduler_load(self) -> SchedulerLoad:
-        return self.scheduler.load()
+        return dataclasses.replace(self.scheduler.load(), loop_lag=self.lag.recent_max())
 
     async def start(self) -> None:
+        self.lag.start()
         await self.scheduler.start()
         if self.peers is not None:
             await self.peers.start()
@@ -85,6 +88,7 @@ class Daemon:
         if self.peers is not None:
             await self.peers.stop()
         await self.scheduler.stop()
+        await self.lag.stop()
         await _close(self.checks)
 
     async def reload(self) -> bool:

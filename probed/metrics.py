@@ -275,6 +275,11 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
             scheduler.late_runs,
             "counter",
         ),
+        one(
+            "probed_event_loop_lag_seconds",
+            "Longest delay of the event loop in waking a timer over the last minute.",
+            scheduler.loop_lag,
+        ),
     ]
 
 

@@ -48,6 +48,7 @@ class SchedulerLoad:
     waiting: int  # checks due and waiting for a free slot
     saturated: bool  # a due check has waited over LATE for a slot
     late_runs: int  # runs that started over LATE after their plan
+    loop_lag: float = 0.0  # seconds: the event loop's longest lag of late (probed.lag)
 
 
 class Scheduler:
