@@ -46,6 +46,12 @@ AT_PORT: dict[str, Callable[[int], Options]] = {
     "websocket": lambda port: {"type": "websocket", "url": f"ws://127.0.0.1:{port}/"},
 }
 
+# Types over UDP, given a port: no connection to count or close (their own
+# tests count their sockets); they join the lag guard.
+DATAGRAM: dict[str, Callable[[int], Options]] = {
+    "udp": lambda port: {"type": "udp", "host": "127.0.0.1", "port": port, "send": "hi"},
+}
+
 # Types that open no connection of their own: they still join the lag guard.
 LOCAL: dict[str, Callable[[], Options]] = {
     "disk": lambda: {"type": "disk", "path": "/"},

@@ -12,7 +12,7 @@ import pytest
 from probed.checks import TYPES
 from probed.model import Reason, Status
 from tests.conftest import run_check
-from tests.every_type import AT_PORT, LOCAL
+from tests.every_type import AT_PORT, DATAGRAM, LOCAL
 from tests.servers import silent_listener
 from tests.servers_ldap_ssh_memcached import answering_listener, sockets_after_failing_runs
 
@@ -28,7 +28,7 @@ FAULTS: dict[str, Callable[[], AbstractContextManager[int]]] = {
 
 def test_every_type_has_an_entry() -> None:
     """A registered type missing from the table would escape every guard here."""
-    assert set(TYPES) == set(AT_PORT) | set(LOCAL), "add the type to tests/every_type.py"
+    assert set(TYPES) == set(AT_PORT) | set(DATAGRAM) | set(LOCAL), "add the type to tests/every_type.py"
 
 
 @pytest.mark.parametrize("fault", FAULTS)
