@@ -288,9 +288,13 @@ async def serve(config: Config, path: str | None) -> int:
 
 async def _until_signalled(daemon: Daemon) -> None:
     """Return on the first SIGTERM/SIGINT; a second one exits at once.
-    SIGHUP reloads the config file, keeping the last good config on mistakes."""
+    SIGHUP reloads the config file, keeping the last good config on mistakes;
+    so does a change of the config file or a file it names (probed/watch.py)."""
     import asyncio
+    import contextlib
     import signal
+
+    from probed.watch import watch, watched_paths
 
     log = _logger()
     stopping = asyncio.Event()
@@ -309,10 +313,20 @@ async def _until_signalled(daemon: Daemon) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         stopping.set()
 
+    def paths() -> list[str] | None:
+        return watched_paths(daemon.config_path, daemon.config) if daemon.config.server.watch_files else None
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    await stopping.wait()
+    # Shielded: stopping ends the watch, never a reload halfway through its swap.
+    watcher = loop.create_task(watch(paths, lambda _: asyncio.shield(daemon.reload()), daemon.watched), name="watch")
+    try:
+        await stopping.wait()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 def log_transition(state: CheckState, before: Status | None) -> None:

@@ -80,6 +80,10 @@ class ServerOptions(ProbedModel):
         description="a client connection without a complete request for this long is closed "
         "(a half-sent request, or kept alive between requests)",
     )
+    watch_files: bool = Field(
+        True,
+        description="reload when the config file or a file it names changes, as on SIGHUP (a stat every second)",
+    )
 
     @field_validator("listen")
     @classmethod

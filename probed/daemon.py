@@ -7,6 +7,14 @@ their Check object, their history and their cadence, so a reload never makes
 a healthy service look pending. New and changed checks run at once, then
 spread over their interval again (the scheduler re-phases a burst).
 
+A check whose only change is a secret or the content of a file it names (a
+rotated password, token or CA bundle) is rebuilt with the new one and runs
+at once, but keeps its verdict and history: a Secret rotated on every
+replica at the same moment must not make them all look pending together.
+
+Server settings and peers take effect on reload too, except those bound to
+the listening socket (RESTART_ONLY): a reload that changes one says so.
+
 The loop keeps answering probes during a reload: reading and validating the
 file and building the new checks (which may import a driver) run in a
 thread; only swapping the scheduler runs on the loop.
@@ -18,22 +26,33 @@ import asyncio
 import dataclasses
 import datetime
 import gc
+import hashlib
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import structlog
+from pydantic import BaseModel, SecretStr
 
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.checks.heartbeat import Heartbeats
-from probed.config import BUILTIN_SOURCE, Config, ConfigError, load_config, saturation_warning
+from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, load_config, saturation_warning
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
 from probed.store import STARTUP, Store, Transition
+from probed.watch import files_of, named_files, snapshot, watched_paths
 
 log = structlog.get_logger("probed.daemon")
+
+# Server settings a reload cannot apply: the socket is bound and its handler made.
+RESTART_ONLY = ("listen", "idle_timeout")
+
+Digests = Mapping[Path, str | None]  # a named file's SHA-256, None when unreadable
 
 
 class Daemon:
@@ -49,6 +68,9 @@ class Daemon:
         self.config_load = ConfigLoad(success=True, timestamp=time.time())
         self.loaded_at = self.config_load.timestamp  # of the config in use
         self._on_transition = on_transition
+        # The files as the first config was read from them: the watch (probed/watch.py) starts here.
+        self.watched = snapshot(watched_paths(config_path, config))
+        self.file_digests = file_digests(config)  # of the files the checks were made from
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
         # Written by POST /heartbeat/{name}, read by the heartbeat checks; kept across reloads.
         self.heartbeats = Heartbeats()
@@ -58,15 +80,13 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self.lag = LoopLag()  # kept across reloads: the loop is the same
         self.instance = new_instance_id()
-        self.peers: Peers | None = None
-        if config.peers is not None:  # peers, like server settings, take effect on restart
-            token = (
-                config.server.token.get_secret_value()
-                if config.server.details == "token" and config.server.token
-                else None
-            )
-            self.peers = Peers(config.peers, lambda: self.store, config.server.host_port[1], self.instance, token)
+        self.peers = self._make_peers(config)
         _warn_if_saturable(config)
+
+    def _make_peers(self, config: Config) -> Peers | None:
+        if config.peers is None:
+            return None
+        return Peers(config.peers, lambda: self.store, config.server.host_port[1], self.instance, _peer_token(config))
 
     def alive(self) -> bool:
         return self.scheduler.alive()
@@ -100,16 +120,16 @@ class Daemon:
                 return self._reload_failed(exc.problems)
             except Exception as exc:  # a bug in loading must not end the daemon, nor hide the failure
                 return self._reload_failed([f"{self.config_path}: {exception_text(exc)}"])
-            if config.server != self.config.server:
-                log.warning("config_server_not_reloaded", reason="server settings take effect on restart")
-            if config.peers != self.config.peers:
-                log.warning("config_peers_not_reloaded", reason="peers settings take effect on restart")
-            config = dataclasses.replace(config, peers=self.config.peers)
-            await self._replace_checks(config)
-            self.config = dataclasses.replace(config, server=self.config.server)
+            pending = _needs_restart(config.server, self.config.server)
+            config = dataclasses.replace(config, server=_running(config.server, self.config.server))
+            renewed = await self._replace_checks(config)
+            await self._replace_peers(config)
+            self.config = config
             self.config_load = ConfigLoad(success=True, timestamp=time.time())
             self.loaded_at = self.config_load.timestamp
-            log.info("config_reloaded", config=config.source, checks=len(self.checks))
+            event = log.warning if pending else log.info
+            restart = {"needs_restart": pending} if pending else {}
+            event("config_reloaded", config=config.source, checks=len(self.checks), renewed=renewed, **restart)
             _warn_if_saturable(config)
             return True
 
@@ -123,16 +143,35 @@ class Daemon:
         )
         return False
 
-    async def _replace_checks(self, config: Config) -> None:
-        kept = {check.name: check for check in self.checks if config.checks.get(check.name) == check.options}
+    async def _replace_peers(self, config: Config) -> None:
+        """New peers when what they ask or how they authenticate changed."""
+        if (config.peers, _peer_token(config)) == (self.config.peers, _peer_token(self.config)):
+            return
+        old, self.peers = self.peers, self._make_peers(config)
+        if old is not None:
+            await old.stop()
+        if self.peers is not None:
+            if old is not None:
+                self.peers.requests = old.requests  # a counter: it goes on across reloads
+            await self.peers.start()
+
+    async def _replace_checks(self, config: Config) -> list[str]:
+        """Swap in the new checks; the names of those renewed (see the module doc)."""
+        digests = await asyncio.to_thread(file_digests, config)
+        kept, renewed = _unchanged(self.checks, config, self.file_digests, digests)
         checks = await asyncio.to_thread(_build_checks, config, kept)
+        self.file_digests = digests
+        carried = {name: self.store.checks[name] for name in [*kept, *renewed]}
+        if config.peers != self.config.peers:
+            for state in carried.values():
+                state.fleet = None  # judged afresh: what other peers say, or that there are none
         store = Store(
             checks,
             self._on_transition,
-            {name: self.store.checks[name] for name in kept},
+            carried,
             groups=config.groups,
             started=self.store.groups[STARTUP].latched,  # startup succeeds once, for good
-            peers=self.config.peers is not None,
+            peers=config.peers is not None,
         )
 
         def next_run(check: AnyCheck) -> float:
@@ -152,6 +191,65 @@ class Daemon:
         )
         await self.scheduler.start()
         await _close(retired)
+        return renewed
+
+
+def _needs_restart(new: ServerOptions, old: ServerOptions) -> list[str]:
+    return [f"server.{key}" for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+
+
+def _running(new: ServerOptions, old: ServerOptions) -> ServerOptions:
+    """The new server settings, but those that need a restart as they run."""
+    return new.model_copy(update={key: getattr(old, key) for key in RESTART_ONLY})
+
+
+def _peer_token(config: Config) -> str | None:
+    server = config.server
+    return server.token.get_secret_value() if server.details == "token" and server.token else None
+
+
+def file_digests(config: Config) -> dict[Path, str | None]:
+    return {path: _digest(path) for path in named_files(config)}
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _unchanged(
+    checks: list[AnyCheck], config: Config, before: Digests, after: Digests
+) -> tuple[dict[str, AnyCheck], list[str]]:
+    """Checks to keep as they are, and the names of those to renew: rebuilt,
+    their state kept, because only secrets or named files' contents changed."""
+    kept: dict[str, AnyCheck] = {}
+    renewed: list[str] = []
+    for check in checks:
+        options = config.checks.get(check.name)
+        if options is None:
+            continue
+        files = files_of(options)
+        if options == check.options and all(before.get(path) == after.get(path) for path in files):
+            kept[check.name] = check
+        elif _public(options) == _public(check.options):
+            renewed.append(check.name)
+    return kept, renewed
+
+
+def _public(value: Any) -> Any:
+    """Options as comparable data with every secret masked."""
+    if isinstance(value, SecretStr):
+        return "***"
+    if isinstance(value, BaseModel):
+        return {name: _public(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, (list, tuple)):
+        return [_public(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _public(item) for key, item in value.items()}
+    return value
 
 
 def _iso(timestamp: float) -> str:

@@ -27,6 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
+from probed.config import ServerOptions
 from probed.daemon import Daemon
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
@@ -87,8 +88,11 @@ class Handlers:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon  # read per request: a config reload replaces its store
         self.exposition = Exposition(daemon)
-        self.server = daemon.config.server  # server settings change only on restart
         self.cache = HealthCache()
+
+    @property
+    def server(self) -> ServerOptions:
+        return self.daemon.config.server  # per request: details and tokens change on reload
 
     async def group(self, request: web.Request) -> web.Response:
         """/health/{group}: any configured group."""

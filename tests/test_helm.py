@@ -99,12 +99,18 @@ def test_config_map_holds_a_valid_probed_config() -> None:
     assert set(config.checks) == {"root-disk", "tmp-writable"}
 
 
-def test_config_change_rolls_the_pods() -> None:
-    def checksum(values: dict[str, Any]) -> str:
+def test_a_config_change_rolls_the_pods_only_when_asked() -> None:
+    def annotations(values: dict[str, Any]) -> dict[str, str]:
         deployment = by_kind(render(CHART, values), "Deployment")
-        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/probed-config"])
+        return dict(deployment["spec"]["template"]["metadata"]["annotations"] or {})
 
     changed = {"config": {"checks": {"data": {"type": "disk", "path": "/data"}}}}
+    assert annotations({}) == annotations(changed) == {}  # probed reloads the mounted config itself
+    roll = {"rollOnConfigChange": True}
+
+    def checksum(values: dict[str, Any]) -> str:
+        return annotations({**roll, **values})["checksum/probed-config"]
+
     assert checksum({}) == checksum({}) != checksum(changed)
 
 

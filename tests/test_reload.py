@@ -72,7 +72,7 @@ async def test_bad_config_changes_nothing_good_config_keeps_unchanged_checks(tmp
 def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "probed.yaml"
-    header = f"server: {{listen: '127.0.0.1:{port}'}}\n"
+    header = f"server: {{listen: '127.0.0.1:{port}', watch_files: false}}\n"  # SIGHUP only
     path.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n")
     server = subprocess.Popen(
         [sys.executable, "-m", "probed", "serve", "--config", str(path)],

@@ -60,9 +60,12 @@ data:
     {{- include "probed.configYaml" . | nindent 4 }}
 {{- end -}}
 
-{{/* Pod annotation that changes with the config, so a config change rolls the pods. */}}
+{{/* With rollOnConfigChange: a pod annotation that changes with the config, so a
+     config change rolls the pods. Without it, nothing: probed reloads by itself. */}}
 {{- define "probed.checksumAnnotation" -}}
+{{- if .Values.rollOnConfigChange -}}
 checksum/probed-config: {{ include "probed.configYaml" . | sha256sum }}
+{{- end -}}
 {{- end -}}
 
 {{/* The probed container, the same in standalone and sidecar mode. */}}
