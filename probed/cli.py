@@ -291,10 +291,9 @@ async def _until_signalled(daemon: Daemon) -> None:
     SIGHUP reloads the config file, keeping the last good config on mistakes;
     so does a change of the config file or a file it names (probed/watch.py)."""
     import asyncio
-    import contextlib
     import signal
 
-    from probed.watch import watch, watched_paths
+    from probed.watch import FileWatch, watched_paths
 
     log = _logger()
     stopping = asyncio.Event()
@@ -319,14 +318,17 @@ async def _until_signalled(daemon: Daemon) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    # Shielded: stopping ends the watch, never a reload halfway through its swap.
-    watcher = loop.create_task(watch(paths, lambda _: asyncio.shield(daemon.reload()), daemon.watched), name="watch")
+
+    async def on_change(files: list[str]) -> None:
+        log.info("config_files_changed", files=files)
+        await daemon.reload()
+
+    watch = FileWatch(paths, on_change, daemon.watched, loop)
+    watch.start()
     try:
         await stopping.wait()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        watch.stop()
 
 
 def log_transition(state: CheckState, before: Status | None) -> None:

@@ -8,7 +8,8 @@ once, and so do a file deleted and recreated and an editor's
 write-then-rename. An inotify watch (watchfiles, inotify) would have to
 watch the parent directories and follow the symlink chain to see that, and
 misses changes on the network filesystems where mounts also live; a dozen
-stat calls a second cost microseconds and no dependency.
+stat calls a second cost microseconds and no dependency. The poll runs in a
+thread of its own, so the event loop is not woken once a second for it.
 
 A change reloads exactly as SIGHUP does (Daemon.reload). The new config may
 name other files: they are watched from then on.
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 from pydantic import BaseModel
@@ -81,37 +83,48 @@ def snapshot(paths: Iterable[str]) -> dict[str, Fingerprint | None]:
     return {path: fingerprint(path) for path in paths}
 
 
-async def poll(paths: Iterable[str]) -> dict[str, Fingerprint | None]:
-    # In a thread: a stat on a hung network mount must not stop the loop, and
-    # the next poll waits for this one, so a hung mount holds one thread.
-    return await asyncio.to_thread(snapshot, list(paths))
+class FileWatch:
+    """A thread that polls `paths()` (None: watching is off) and, on a change,
+    runs `reload(changed paths)` on the loop and waits for it before the next
+    poll. The loop wakes only for a change, and a stat that hangs (a dead
+    network mount) holds this thread, never the loop. `seen`: the files as
+    they were when the running config was read."""
 
+    def __init__(
+        self,
+        paths: Callable[[], list[str] | None],
+        reload: Callable[[list[str]], Coroutine[Any, Any, object]],
+        seen: dict[str, Fingerprint | None],
+        loop: asyncio.AbstractEventLoop,
+        interval: float = POLL_INTERVAL,
+    ) -> None:
+        self._paths, self._reload, self._seen, self._loop = paths, reload, dict(seen), loop
+        self.interval = interval
+        self._stopping = threading.Event()
 
-async def watch(
-    paths: Callable[[], list[str] | None],
-    reload: Callable[[list[str]], Awaitable[object]],
-    seen: dict[str, Fingerprint | None],
-    interval: float = POLL_INTERVAL,
-) -> None:
-    """Poll `paths()` (None: watching is off) forever; on a change, await
-    `reload(changed paths)` before the next poll. `seen`: the files as they
-    were when the running config was read."""
-    before = dict(seen)
-    while True:
-        await asyncio.sleep(interval)
-        listed = paths()
-        if listed is None:
-            before = {}  # turned on again later: a fresh look, no reload for what changed meanwhile
-            continue
-        now = await poll(listed)
-        moved = changed(before, now)
-        before = now
-        if not moved:
-            continue
-        log.info("config_files_changed", files=moved)
-        try:
-            await reload(moved)
-        except Exception:  # a bug in reloading must not end the watch
-            log.exception("config_watch_reload_failed")
-        # Files the new config names: as they are now, just after it read them.
-        before |= await poll(path for path in paths() or () if path not in before)
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="probed-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()  # not joined: a thread stuck in a hung stat ends with the process
+
+    def _run(self) -> None:
+        before = self._seen
+        while not self._stopping.wait(self.interval):
+            listed = self._paths()
+            if listed is None:
+                before = {}  # turned on again later: a fresh look, no reload for what changed meanwhile
+                continue
+            now = snapshot(listed)
+            moved = changed(before, now)
+            before = now
+            if not moved:
+                continue
+            try:
+                asyncio.run_coroutine_threadsafe(self._reload(moved), self._loop).result()
+            except Exception:  # the loop is closing, or a bug in reloading (that must not end the watch)
+                if self._loop.is_closed():
+                    return
+                log.exception("config_watch_reload_failed")
+            # Files the new config names: as they are now, just after it read them.
+            before |= snapshot(path for path in self._paths() or () if path not in before)
