@@ -269,18 +269,23 @@ async def test_peers_take_effect_on_reload(tmp_path: Path) -> None:
     shared = f"{{type: tcp, host: 127.0.0.1, port: {closed_port()}, scope: shared, interval: 1s, timeout: 500ms}}"
     path.write_text(f"checks:\n  db: {shared}\n")
     daemon = Daemon(load_config(str(path)), str(path), initial_offset=lambda check: 0.0)
+
+    def fleet() -> Fleet | None:
+        return daemon.store.checks["db"].fleet
+
     await daemon.start()
     try:
         await wait_for_runs(daemon, ["db"])
-        assert daemon.peers is None and daemon.store.checks["db"].fleet is Fleet.NO_PEERS
+        before = daemon.peers
+        assert before is None and fleet() is Fleet.NO_PEERS
         path.write_text(f"peers: {{static: ['127.0.0.1:{closed_port()}']}}\nchecks:\n  db: {shared}\n")
         assert await daemon.reload() is True
-        assert daemon.peers is not None
+        assert daemon.peers is not before
         for _ in range(100):  # the new peers ask, find nobody, and say so
-            if daemon.store.checks["db"].fleet is Fleet.ALONE:
+            if fleet() is Fleet.ALONE:
                 break
             await asyncio.sleep(0.05)
-        assert daemon.store.checks["db"].fleet is Fleet.ALONE
+        assert fleet() is Fleet.ALONE
         assert daemon.peer_requests()["unreachable"] >= 1
     finally:
         await daemon.stop()
