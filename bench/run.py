@@ -261,7 +261,7 @@ def formats(work: Path) -> Section:
         f"`wrk -t2 -c32 -d{seconds}s --latency -H 'Accept: ...'` (medians of {rounds} rounds) against `/health` of "
         f"probed with 50 disk checks on a 1 s interval, measured once every check has run {HISTORY_LENGTH} "
         "times: the page's worst case, with every strip of recent runs full and the state changing 50 times "
-        "a second. One row per format of the table in probed/report.py. The ceiling for each is the bare "
+        "a second. One row per format of the table in probed/report/. The ceiling for each is the bare "
         "aiohttp app answering a constant body of the same size, measured in rounds alternating with "
         "probed's; the ratio is the median of the rounds' ratios.",
         header=[

@@ -15,7 +15,7 @@ from probed import __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Iterator, Sequence
     from typing import Any, NoReturn
 
     from probed.checks.base import AnyCheck
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from probed.store import CheckState, Store
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-# probed.report's FORMATS by name, written out so the parser imports no report
-# code (tests/test_formats.py checks they agree).
-_FORMAT_NAMES = ("json", "table", "html", "junit")
 SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get after SIGTERM
 
 
@@ -49,6 +46,22 @@ def _columns() -> int:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         return 80
+
+
+class _FormatNames:
+    """`--output`'s choices: the names in probed.report's table, read only when
+    argparse needs them (a given --output, help), so other commands import no
+    report code. The metavar keeps add_argument from listing them."""
+
+    def __iter__(self) -> Iterator[str]:
+        from probed.report import FORMATS
+
+        return iter(FORMATS)
+
+    def __contains__(self, name: object) -> bool:
+        from probed.report import FORMATS
+
+        return name in FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", parents=[common], help="run the checks on schedule and serve the health endpoints")
     check = commands.add_parser("check", parents=[common], help="run the checks once and print the verdicts")
     check.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
-    check.add_argument("--output", "-o", choices=list(_FORMAT_NAMES), default="table", help="default: table")
+    check.add_argument(
+        "--output",
+        "-o",
+        choices=_FormatNames(),
+        default="table",
+        metavar="FORMAT",
+        help="%(choices)s (default: %(default)s)",
+    )
     commands.add_parser("validate", parents=[common], help="check the config file and exit")
     commands.add_parser("schema", help="print the JSON Schema of the config file")
     probe = commands.add_parser("probe", help="GET a URL: exit 0 on 2xx/3xx, else 1 (for HEALTHCHECK, no curl)")
@@ -333,6 +353,7 @@ async def _until_signalled(daemon: Daemon) -> None:
 
 def log_transition(state: CheckState, before: Status | None) -> None:
     from probed.model import Status
+    from probed.report import state_name
 
     log = _logger()
     after = state.effective
@@ -341,7 +362,7 @@ def log_transition(state: CheckState, before: Status | None) -> None:
         "check_status_changed",
         check=state.name,
         type=state.type,
-        **{"from": before.value if before else "pending", "to": after.value if after else "pending"},
+        **{"from": state_name(before), "to": state_name(after)},
         reason=state.reason.value if state.reason else None,
         output=state.output,
     )

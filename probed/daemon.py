@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import gc
 import hashlib
 import time
@@ -43,6 +42,7 @@ from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, lo
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
+from probed.report import iso_time
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
 from probed.store import STARTUP, Store, Transition
 from probed.watch import files_of, named_files, snapshot, watched_paths
@@ -139,7 +139,7 @@ class Daemon:
             "config_reload_failed",
             file=self.config_path or BUILTIN_SOURCE,
             problems=problems,
-            kept=f"the config loaded at {_iso(self.loaded_at)}",
+            kept=f"the config loaded at {iso_time(self.loaded_at, 'seconds')}",
         )
         return False
 
@@ -250,10 +250,6 @@ def _public(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _public(item) for key, item in value.items()}
     return value
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def freeze_what_lives_forever() -> None:

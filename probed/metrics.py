@@ -31,11 +31,11 @@ from prometheus_client.registry import Collector
 
 from probed import __version__
 from probed.model import Reason, Status
+from probed.report import STATES, state_name
 from probed.scheduler import SchedulerLoad
 from probed.store import DURATION_BUCKETS, CheckState, Store
 
 LABELS = ("check", "type")
-STATES = ("pass", "warn", "fail", "pending")
 FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING, Reason.DEPENDENCY)]
 BOUNDS = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -108,7 +108,7 @@ def _gauge(value: Callable[[CheckState], float | None]) -> Callable[[CheckState]
 
 
 def _status(state: CheckState) -> Iterable[Sample]:
-    current = state.effective.value if state.effective else "pending"
+    current = state_name(state.effective)
     return [("", _STATE_LABELS[s], 1.0 if s == current else 0.0) for s in STATES]
 
 

@@ -3,7 +3,7 @@
 No handler awaits a check. /health bodies are rendered at most once per change
 of the store (cached by its version) and format; readiness answers are constants.
 The format of /health and /health/checks/{name} comes from the table in
-probed/report.py, chosen by the Accept header.
+probed/report/, chosen by the Accept header.
 
 /health/live, /health/ready and /health/startup without a query are the
 probes' hot path, kept at the cost of a bare aiohttp handler
@@ -31,7 +31,10 @@ from probed.config import ServerOptions
 from probed.daemon import Daemon
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
-from probed.report import CONTENT_TYPE, Format, Report, history_document, negotiate, render_group_verbose
+from probed.report import CONTENT_TYPE, Format, Report, published_status
+from probed.report.health import history_document
+from probed.report.negotiation import negotiate
+from probed.report.text import render_group_verbose
 from probed.secrets import redact
 from probed.store import LIVE, READY, STARTUP, Store
 
@@ -131,7 +134,7 @@ class Handlers:
             raise web.HTTPNotFound(reason="no such check")
         form = _format(request)
         body = self.cache.body(store, form, self._details_allowed(request), name)
-        return _formatted_response(body, http_status(state.effective or Status.FAIL), form)
+        return _formatted_response(body, http_status(published_status(state.effective)), form)
 
     async def history(self, request: web.Request) -> web.Response:
         state = self.daemon.store.checks.get(request.match_info["name"])
@@ -153,7 +156,7 @@ class Handlers:
         last = state.last
         answer = {
             "check": name,
-            "status": (state.effective or Status.FAIL).value,
+            "status": published_status(state.effective).value,
             "last": last.status.value if last else None,
             "time": last.started_at if last else None,
             "instance": self.daemon.instance,

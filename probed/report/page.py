@@ -13,19 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
 
 from probed import __version__
 from probed.model import Status
+from probed.report import PENDING, Report, iso_time, state_name
 from probed.store import CheckState, Run
 
-if TYPE_CHECKING:
-    from probed.report import Report
-
 # Shapes as well as colours: a check mark, a triangle, a cross, a hollow circle.
-SYMBOLS = {"pass": "\u2714", "warn": "\u25b2", "fail": "\u2716", "pending": "\u25cb"}
+SYMBOLS = {"pass": "\u2714", "warn": "\u25b2", "fail": "\u2716", PENDING: "\u25cb"}
 MIN_REFRESH, MAX_REFRESH = 2, 30  # seconds; the page follows the fastest check within these
 # Checks shown in full; the rest (passing ones last) are listed by name, each a link
 # to its own page. Keeps the page readable and its rendering short (a few tens of
@@ -83,7 +79,7 @@ HEADERS = {
 }
 
 
-def render_page(report: Report) -> bytes:
+def render(report: Report) -> bytes:
     overall = report.status.value
     counts = _counts(report.checks)
     summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
@@ -135,7 +131,7 @@ def _groups(groups: Iterable[tuple[str, Status, int]]) -> str:
 
 
 def _check_card(state: CheckState, report: Report) -> str:
-    status = _status(state)
+    status = state_name(state.effective)
     critical = "critical" if state.critical else "non-critical"
     meta = [escape(state.type), critical, _last_run(state, report.rendered_at)]
     if report.details and state.last is not None:
@@ -157,9 +153,10 @@ def _more(states: list[CheckState]) -> str:
     if not states:
         return ""
     items = "".join(
-        f'<li class="{_status(state)}"><a href="health/checks/{escape(state.name)}">'
-        f'<span aria-hidden="true">{SYMBOLS[_status(state)]}</span> {_status(state)} {escape(state.name)}</a></li>'
+        f'<li class="{status}"><a href="health/checks/{escape(state.name)}">'
+        f'<span aria-hidden="true">{SYMBOLS[status]}</span> {status} {escape(state.name)}</a></li>'
         for state in states
+        for status in (state_name(state.effective),)
     )
     return (
         f'<section class="more" id="more"><h2>{len(states)} more checks</h2>'
@@ -210,19 +207,14 @@ def _details_note(details: bool) -> str:
     )
 
 
-def _status(state: CheckState) -> str:
-    """The published verdict, with pending shown as itself rather than as fail."""
-    return state.effective.value if state.effective is not None else "pending"
-
-
 def _severity(state: CheckState) -> int:
     return state.effective.severity if state.effective is not None else Status.FAIL.severity
 
 
 def _counts(states: Iterable[CheckState]) -> dict[str, int]:
-    counts = dict.fromkeys(("fail", "warn", "pending", "pass"), 0)
+    counts = dict.fromkeys(("fail", "warn", PENDING, "pass"), 0)
     for state in states:
-        counts[_status(state)] += 1
+        counts[state_name(state.effective)] += 1
     return counts
 
 
@@ -235,7 +227,7 @@ def _last_run(state: CheckState, now: float) -> str:
     if state.last is None:
         return "not run yet"
     ended = state.last.started_at + state.last.duration
-    return f'last run <time datetime="{_iso(ended)}">{_age(max(0.0, now - ended))} ago</time>'
+    return f'last run <time datetime="{iso_time(ended, "seconds")}">{_age(max(0.0, now - ended))} ago</time>'
 
 
 def _age(seconds: float) -> str:
@@ -264,7 +256,3 @@ def _clock(timestamp: float) -> str:
     """HH:MM:SS in UTC (arithmetic: several times faster than strftime, and called per run)."""
     second = int(timestamp) % 86400
     return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,66 @@
+"""Plain text: the table for terminals and `?verbose`, and a group's answer one
+line per check (Kubernetes' /readyz?verbose style)."""
+
+from __future__ import annotations
+
+from probed.model import Status
+from probed.report import PENDING, Report, fleet_words, published_status
+from probed.store import CheckState, Group, Store
+
+
+def render(report: Report) -> bytes:
+    """A table for terminals and `?verbose`; reasons, outputs and times only with details."""
+    header = ("CHECK", "TYPE", "STATUS", "TIME", "REASON", "OUTPUT") if report.details else ("CHECK", "TYPE", "STATUS")
+    rows = [header, *(_text_row(state, report.details) for state in report.checks)]
+    # The last column (output) is not padded: it can be long.
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
+    lines.append(f"overall: {report.status.value}")
+    return ("\n".join(line.rstrip() for line in lines) + "\n").encode()
+
+
+def _text_row(state: CheckState, details: bool) -> tuple[str, ...]:
+    status = published_status(state.effective).value + ("" if state.critical else " (non-critical)")
+    if not details:
+        return (state.name, state.type, status)
+    took = f"{state.last.duration * 1000:.0f}ms" if state.last else "-"
+    reason = state.reason.value if state.reason else "-"
+    return (state.name, state.type, status, took, reason, state.output)
+
+
+def render_group_verbose(
+    store: Store, group: Group, status: Status, excluded: frozenset[str], details: bool, alive: bool = True
+) -> str:
+    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|failed`."""
+    lines = [] if alive else ["[-]scheduler failed: a check loop died or the watchdog stopped"]
+    for name in group.members:
+        state = store.checks[name]
+        if name in excluded:
+            lines.append(f"[+]{name} excluded: {_verbose_verdict(state, details)}")
+            continue
+        mark = "-" if group.weights[name] is Status.FAIL else "+"
+        lines.append(f"[{mark}]{name} {_verbose_verdict(state, details)}")
+    unmatched = sorted(excluded - store.checks.keys())
+    if unmatched:  # a typo must not pass unnoticed, nor fail the probe (as Kubernetes does)
+        lines.append(f"warn: some checks cannot be excluded: no such check {', '.join(map(repr, unmatched))}")
+    outcome = "failed" if status is Status.FAIL else "passed"
+    lines.append(f"{group.name} check {outcome}")
+    return "\n".join(lines) + "\n"
+
+
+def _verbose_verdict(state: CheckState, details: bool) -> str:
+    verdict = state.effective
+    if verdict is None:
+        text = PENDING
+    elif verdict is Status.FAIL:
+        text = f"failed: {state.reason.value if state.reason else 'error'}"
+        if details and state.output:
+            text += f": {state.output}"
+    else:
+        text = "ok" if verdict is Status.PASS else "warn"
+        if details and verdict is Status.WARN and state.output:
+            text += f": {state.output}"
+    notes = [] if state.critical else ["non-critical"]
+    if state.fleet is not None:
+        notes.append(fleet_words(state))
+    return text + (f" ({'; '.join(notes)})" if notes else "")
