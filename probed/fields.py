@@ -38,11 +38,32 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration, for messages: 0.5 -> '500ms', 3.0 -> '3s'."""
+def format_duration(seconds: float, precision: float = 0) -> str:
+    """How probed writes a span of time, wherever a person reads one (messages,
+    check outputs, the text table, the status page): 500ms, 1.5s, 45s, 12m30s,
+    2h, 3d4h. Below a minute as exact as the value (an option reads as it was
+    written, in the units parse_duration reads); from a minute on in whole
+    seconds, the two largest units. `precision`: what is worth showing of a
+    measured value (0.001: to the millisecond, 1: to the second)."""
+    if precision == 0.001 and seconds < 0.9995:
+        # The status page writes one per run it shows: whole milliseconds, formatted
+        # as an int (a third of what :g costs).
+        return f"{round(seconds * 1000)}ms"
+    if precision:
+        seconds = round(seconds / precision) * precision
+    if seconds <= 0:
+        return "0s"
     if seconds < 1:
         return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    whole = round(seconds)
+    size, unit, part, part_unit = next(compound for compound in _COMPOUND if whole >= compound[0])
+    count, rest = whole // size, whole % size // part
+    return f"{count}{unit}{rest}{part_unit}" if rest else f"{count}{unit}"
+
+
+_COMPOUND = ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s"))  # size, unit, next unit
 
 
 Duration = Annotated[

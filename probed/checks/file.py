@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from probed.checks.base import Check, CheckOptions, Gauge
 from probed.checks.levels import Levels, show
 from probed.checks.threads import OneAtATime
-from probed.fields import ByteSize, Duration
+from probed.fields import ByteSize, Duration, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 # stat can hang forever on a dead network filesystem: it runs in a thread, one
@@ -86,7 +86,9 @@ class FileCheck(Check[FileOptions]):
             )
         observed = observe(found)
         age, size = float(observed["age"].value), float(observed["size"].value)
-        return Outcome(Status.PASS, f"{self.target}: modified {_ago(age)} ago, {show(size, 'bytes')}", observed)
+        return Outcome(
+            Status.PASS, f"{self.target}: modified {format_duration(age, 1)} ago, {show(size, 'bytes')}", observed
+        )
 
     def _stat(self) -> os.stat_result | None:
         """The path's status, following symbolic links (a mounted Kubernetes
@@ -109,16 +111,6 @@ def observe(found: os.stat_result) -> Observed:
         "exists": Observation(True),
         "kind": Observation(_kind(found.st_mode)),
     }
-
-
-def _ago(seconds: float) -> str:
-    """3d 4h, 2h 5m, 42s: an age as a person reads it."""
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, hours, days = int(seconds // 60) % 60, int(seconds // 3600) % 24, int(seconds // 86400)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
 
 
 def _kind(mode: int) -> str:

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from probed.checks.base import AnyCheck, Check, CheckOptions, Gauge
-from probed.fields import Duration
+from probed.fields import Duration, format_duration
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 MAX_REPORT_BYTES = 64 * 1024  # a heartbeat's body; larger ones are refused with 413
@@ -135,12 +135,5 @@ def parse_report(body: bytes) -> tuple[Status, str]:
 
 
 def span(seconds: float) -> str:
-    """A duration as people say it: 45s, 12m30s, 26h5m."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        minutes, rest = divmod(seconds, 60)
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60}m" if rest // 60 else f"{hours}h"
+    """A duration to the second, as probed spells durations: 45s, 12m30s, 1d2h."""
+    return format_duration(seconds, 1)

@@ -92,7 +92,7 @@ def show(value: float, unit: str) -> str:
     if unit == "%":
         return f"{value:.4g}%"
     if unit == "s":
-        return format_duration(value) if value > 0 else "0s"
+        return format_duration(value)
     return f"{value:g}" + (f" {unit}" if unit and unit not in ("ratio", "status") else "")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from html import escape
 
 from probed import __version__
+from probed.fields import format_duration
 from probed.model import Status
 from probed.report import PENDING, Report, iso_time, state_name
 from probed.store import CheckState, Run
@@ -135,7 +136,7 @@ def _check_card(state: CheckState, report: Report) -> str:
     critical = "critical" if state.critical else "non-critical"
     meta = [escape(state.type), critical, _last_run(state, report.rendered_at)]
     if report.details and state.last is not None:
-        meta.append(f"took {_duration(state.last.duration)}")
+        meta.append(f"took {format_duration(state.last.duration, 0.001)}")
     lines = [
         f'<section class="check {status}" id="check-{escape(state.name)}">',
         f'<h2><span class="badge"><span aria-hidden="true">{SYMBOLS[status]}</span> {status}</span>'
@@ -194,7 +195,7 @@ def _mark(run: Run, details: bool) -> str:
     status = run.status.value
     title = f"{status} {_clock(run.started_at)}"
     if details:
-        title += f", {_duration(run.duration)}" + (f", {run.reason.value}" if run.reason else "")
+        title += f", {format_duration(run.duration, 0.001)}" + (f", {run.reason.value}" if run.reason else "")
     return f'<li class="{status}" title="{title}">{SYMBOLS[status]}</li>'
 
 
@@ -227,21 +228,7 @@ def _last_run(state: CheckState, now: float) -> str:
     if state.last is None:
         return "not run yet"
     ended = state.last.started_at + state.last.duration
-    return f'last run <time datetime="{iso_time(ended, "seconds")}">{_age(max(0.0, now - ended))} ago</time>'
-
-
-def _age(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f'last run <time datetime="{iso_time(ended, "seconds")}">{format_duration(now - ended, 1)} ago</time>'
 
 
 def _value(value: object) -> str:

@@ -3,6 +3,7 @@ line per check (Kubernetes' /readyz?verbose style)."""
 
 from __future__ import annotations
 
+from probed.fields import format_duration
 from probed.model import Status
 from probed.report import PENDING, Report, fleet_words, published_status
 from probed.store import CheckState, Group, Store
@@ -23,7 +24,7 @@ def _text_row(state: CheckState, details: bool) -> tuple[str, ...]:
     status = published_status(state.effective).value + ("" if state.critical else " (non-critical)")
     if not details:
         return (state.name, state.type, status)
-    took = f"{state.last.duration * 1000:.0f}ms" if state.last else "-"
+    took = format_duration(state.last.duration, 0.001) if state.last else "-"
     reason = state.reason.value if state.reason else "-"
     return (state.name, state.type, status, took, reason, state.output)
 
