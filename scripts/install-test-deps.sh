@@ -19,7 +19,10 @@
 #   slapd with slapadd (slapd), sshd (openssh-server) with ssh-keygen
 #   (openssh-client) and memcached are the throwaway servers of the ldap, ssh
 #   and memcached checks: each with a config and data of the test's own, on a
-#   free port, never the system's configuration or service.
+#   free port, never the system's configuration or service;
+#   ip (iproute2) and iptables make the icmp check's network namespaces (their
+#   own loopback, sysctls and a rule that drops every second echo request),
+#   never touching the host's own network or firewall.
 set -euo pipefail
 
 packages=()
@@ -43,6 +46,8 @@ compgen -G "/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server" >/dev/
 command -v ssh-keygen >/dev/null 2>&1 || packages+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)  # hashes the sshd test user's password
 command -v memcached >/dev/null 2>&1 || packages+=(memcached)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || packages+=(iproute2)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
 
 if ((${#packages[@]} == 0)); then
     exit 0

@@ -38,6 +38,7 @@ TYPES: dict[str, str] = {
     "ssh": "probed.checks.ssh:SshCheck",
     "websocket": "probed.checks.websocket:WebsocketCheck",
     "udp": "probed.checks.udp:UdpCheck",
+    "icmp": "probed.checks.icmp:IcmpCheck",
 }
 
 ENTRY_POINT_GROUP = "probed.checks"
