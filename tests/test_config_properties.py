@@ -47,6 +47,7 @@ BASE: dict[str, dict[str, Any]] = {
     "s3": {"bucket": "b"},
     "websocket": {"url": "ws://127.0.0.1:1/"},
     "udp": {"host": "127.0.0.1", "port": 1, "send": "x"},
+    "icmp": {"host": "127.0.0.1"},
 }  # a type not listed needs nothing beyond its type
 SECTIONS: dict[str, type[BaseModel]] = {
     "server": ServerOptions,
