@@ -53,7 +53,9 @@ DATAGRAM: dict[str, Callable[[int], Options]] = {
 }
 
 # Types that open no connection of their own: they still join the lag guard.
+# (icmp pings the loopback; its own tests count its sockets.)
 LOCAL: dict[str, Callable[[], Options]] = {
+    "icmp": lambda: {"type": "icmp", "host": "127.0.0.1", "count": 1},
     "disk": lambda: {"type": "disk", "path": "/"},
     "file": lambda: {"type": "file", "path": "/etc/hostname"},
     "command": lambda: {"type": "command", "command": ["true"]},
