@@ -29,6 +29,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
 from probed.fields import Duration, ProbedModel, read_secret_file
+from probed.groups import with_defaults
 from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
 
 BUILTIN_SOURCE = "<built-in default>"
@@ -190,12 +191,6 @@ class Config:
     source: str = BUILTIN_SOURCE
     groups: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # every group, defaults filled
     peers: PeersOptions | None = None
-
-
-def default_groups(checks: Mapping[str, CheckOptions]) -> dict[str, tuple[str, ...]]:
-    """ready: every critical check; startup: the ready checks; live: none."""
-    ready = tuple(name for name, options in checks.items() if options.critical)
-    return {"ready": ready, "startup": ready, "live": ()}
 
 
 # -- loading ------------------------------------------------------------------
@@ -409,14 +404,11 @@ class _Reader:
         return Config(server, scheduler, checks, self.source, groups, peers)
 
     def _groups(self, raw: Any, checks: dict[str, CheckOptions], known: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-        """Every group with its members: the configured ones, the defaults for the rest."""
-        groups = default_groups(checks)
-        if raw is None:
-            return groups
-        if not isinstance(raw, dict):
+        """Every group with its members: the configured ones, the kinds' defaults for the rest."""
+        configured: dict[str, tuple[str, ...]] = {}
+        if raw is not None and not isinstance(raw, dict):
             self.problem(("groups",), "groups must map group names to lists of check names")
-            return groups
-        for name, members in raw.items():
+        for name, members in (raw if isinstance(raw, dict) else {}).items():
             path: Path_ = ("groups", name)
             if not CHECK_NAME.match(name):
                 self.problem(path, "group names use letters, digits, '_', '.', '-' (at most 63)")
@@ -430,10 +422,8 @@ class _Reader:
             for index, member in enumerate(members):
                 if member not in known:
                     self.problem(path + (index,), f"unknown check {member!r} (configured: {', '.join(known)})")
-            groups[name] = tuple(dict.fromkeys(members))
-        if "startup" not in raw:  # startup waits for what readiness needs
-            groups["startup"] = groups["ready"]
-        return groups
+            configured[name] = tuple(dict.fromkeys(members))
+        return with_defaults(configured, (name for name, options in checks.items() if options.critical))
 
     def _check_dependencies(self, checks: dict[str, CheckOptions], known: dict[str, Any]) -> None:
         """depends_on names configured checks, and never leads back to itself."""

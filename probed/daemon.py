@@ -44,7 +44,7 @@ from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
 from probed.report import iso_time
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
-from probed.store import STARTUP, Store, Transition
+from probed.store import Store, Transition
 from probed.watch import files_of, named_files, snapshot, watched_paths
 
 log = structlog.get_logger("probed.daemon")
@@ -75,7 +75,9 @@ class Daemon:
         # Written by POST /heartbeat/{name}, read by the heartbeat checks; kept across reloads.
         self.heartbeats = Heartbeats()
         self.heartbeats.serve(self.checks)
-        self.store = Store(self.checks, on_transition, groups=config.groups, peers=config.peers is not None)
+        self.store = Store(
+            self.checks, on_transition, groups=config.groups, peers=config.peers is not None, alive=self.alive
+        )
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
         self.lag = LoopLag()  # kept across reloads: the loop is the same
@@ -170,8 +172,9 @@ class Daemon:
             self._on_transition,
             carried,
             groups=config.groups,
-            started=self.store.groups[STARTUP].latched,  # startup succeeds once, for good
+            latched=self.store.latched(),  # startup succeeds once, for good
             peers=config.peers is not None,
+            alive=self.alive,
         )
 
         def next_run(check: AnyCheck) -> float:

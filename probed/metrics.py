@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from probed import __version__
+from probed.groups import LIVE, READY
 from probed.model import Reason, Status
 from probed.report import STATES, state_name
 from probed.scheduler import SchedulerLoad
@@ -56,8 +57,6 @@ class MetricsSource(Protocol):
 
     store: Store
     config_load: ConfigLoad
-
-    def alive(self) -> bool: ...
 
     def peer_requests(self) -> dict[str, int]: ...
 
@@ -236,9 +235,10 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         ("", Extra((("probed_status", s.value),)), 1.0 if s is store.status else 0.0) for s in Status
     ]
     build: list[Sample] = [("", Extra((("python", platform.python_version()), ("version", __version__))), 1.0)]
+    answers = {name: store.group_status(name) for name in store.groups}
     groups: list[Sample] = [
-        ("", Extra((("group", name), ("probed_group_status", s.value))), 1.0 if s is group.status else 0.0)
-        for name, group in store.groups.items()
+        ("", Extra((("group", name), ("probed_group_status", s.value))), 1.0 if s is answer.status else 0.0)
+        for name, answer in answers.items()
         for s in Status
     ]
     peers = source.peer_requests()
@@ -246,8 +246,8 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         ("_total", Extra((("result", result),)), peers.get(result, 0)) for result in ("answered", "unreachable")
     ]
     return [
-        one("probed_ready", "1 if every critical check passes (what /health/ready answers).", float(store.ready)),
-        one("probed_live", "1 if the scheduler makes progress (what /health/live answers).", float(source.alive())),
+        one("probed_ready", "1 if /health/ready answers 200.", float(answers[READY].passing)),
+        one("probed_live", "1 if /health/live answers 200.", float(answers[LIVE].passing)),
         (Family("probed_status", "stateset", "Overall status, as /health answers it."), statuses),
         one("probed_checks", "Number of configured checks.", len(store.checks)),
         (Family("probed_build_info", "gauge", "probed's version, as a label."), build),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from probed.checks.base import AnyCheck, Gauge
+from probed.groups import ANSWERS, READY, SCHEDULER_STOPPED, Group, GroupStatus, kind_of, with_defaults
 from probed.model import Fleet, Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -150,92 +151,8 @@ class CheckState:
 
 
 Transition = Callable[[CheckState, "Status | None"], None]
-Weigh = Callable[[CheckState], "Status | None"]  # what one check contributes to a group (None: nothing)
 
 OVERALL = ""  # the group of every check: what /health answers
-READY, STARTUP, LIVE = "ready", "startup", "live"
-
-
-def weigh_overall(state: CheckState) -> Status | None:
-    """The worst critical verdict counts (pending as fail); a failing
-    non-critical check, or a shared outage, makes it warn, never fail."""
-    verdict = state.effective
-    if verdict is Status.FAIL and (not state.critical or state.shared_outage):
-        return Status.WARN
-    if state.critical:
-        return verdict or Status.FAIL
-    return verdict
-
-
-def weigh_ready(state: CheckState) -> Status | None:
-    """As overall, except that a failing shared check gates only a local fault."""
-    if state.effective is Status.FAIL and state.readiness_ignores_failure:
-        return Status.WARN
-    return weigh_overall(state)
-
-
-def weigh_startup(state: CheckState) -> Status | None:
-    """Startup waits until every check has published pass or warn once."""
-    return Status.PASS if state.passed_once else Status.FAIL
-
-
-class Group:
-    """A named set of checks and its aggregate, kept up to date per transition."""
-
-    def __init__(self, name: str, members: Sequence[CheckState], weigh: Weigh, latches: bool = False) -> None:
-        self.name = name
-        self.members = tuple(state.name for state in members)
-        self.weigh = weigh
-        self.latches = latches  # startup: once passed, passed for good
-        self.weights: dict[str, Status | None] = {state.name: weigh(state) for state in members}
-        self._counts: Counter[Status | None] = Counter(self.weights.values())
-        self.latched = False
-        self.status = Status.FAIL
-        self._aggregate()
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not Status.FAIL
-
-    def update(self, state: CheckState) -> bool:
-        """Weigh one member again; True when the group's status changed."""
-        weight = self.weigh(state)
-        before = self.weights[state.name]
-        if weight is before:
-            return False
-        self._counts[before] -= 1
-        self._counts[weight] += 1
-        self.weights[state.name] = weight
-        status = self.status
-        self._aggregate()
-        return self.status is not status
-
-    def status_without(self, excluded: Iterable[str]) -> Status:
-        """The aggregate as if `excluded` were not members (computed: ?exclude=)."""
-        counts = self._counts.copy()
-        for name in set(excluded) & self.weights.keys():
-            counts[self.weights[name]] -= 1
-        return Status.PASS if self.latched else _worst(counts)
-
-    def _aggregate(self) -> None:
-        if self.latched:
-            return
-        self.status = _worst(self._counts)
-        self.latched = self.latches and self.status is not Status.FAIL
-
-
-def _worst(counts: Counter[Status | None]) -> Status:
-    if counts[Status.FAIL] > 0:
-        return Status.FAIL
-    if counts[Status.WARN] > 0:
-        return Status.WARN
-    return Status.PASS
-
-
-def default_groups(states: Iterable[CheckState]) -> dict[str, tuple[str, ...]]:
-    """ready: every critical check; startup: the ready checks; live: none."""
-    ready = tuple(state.name for state in states if state.critical)
-    return {READY: ready, STARTUP: ready, LIVE: ()}
 
 
 class Store:
@@ -245,31 +162,35 @@ class Store:
         on_transition: Transition | None = None,
         kept: dict[str, CheckState] | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
-        started: bool = False,
+        latched: Iterable[str] = (),
         peers: bool = False,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         """`kept`: states carried over from a previous store (a config reload);
-        `groups`: members by group name (default: default_groups);
-        `started`: the startup group already latched (a reload keeps it);
-        `peers`: peers are configured to tell shared outages from local faults."""
+        `groups`: members by group name (the kinds' defaults fill the rest);
+        `latched`: groups that latched in the previous store (a reload keeps them);
+        `peers`: peers are configured to tell shared outages from local faults;
+        `alive`: whether the scheduler makes progress (the daemon's; always, for one run)."""
         kept = kept or {}
         self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
         self._on_transition = on_transition
         self._peers = peers
+        self._alive = alive
         for state in self.checks.values():
             self._judge_scope(state)
-        members = {**default_groups(self.checks.values()), **(groups or {})}
+        critical = (state.name for state in self.checks.values() if state.critical)
         self.groups: dict[str, Group] = {
-            name: Group(name, [self.checks[n] for n in names], _WEIGHS.get(name, weigh_overall), name == STARTUP)
-            for name, names in members.items()
+            name: Group(name, [self.checks[n] for n in names], kind_of(name))
+            for name, names in with_defaults(groups or {}, critical).items()
         }
-        if started:
-            self.groups[STARTUP].latched, self.groups[STARTUP].status = True, Status.PASS
+        for name in latched:
+            if name in self.groups:
+                self.groups[name].latch()
         # The overall status is the group of every check. When a shared
         # dependency dies and thousands of checks flip at once, recounting them
         # all each time would be quadratic: groups count per transition.
-        self.overall = Group(OVERALL, list(self.checks.values()), weigh_overall)
+        self.overall = Group(OVERALL, list(self.checks.values()))
         self._groups_of: dict[str, list[Group]] = {name: [self.overall] for name in self.checks}
         for group in self.groups.values():
             for name in group.members:
@@ -279,9 +200,23 @@ class Store:
     def status(self) -> Status:
         return self.overall.status
 
+    def group_status(self, name: str, excluded: Iterable[str] = ()) -> GroupStatus:
+        """A group's answer and why: the one place it is decided. The probes'
+        fast path, every query (?exclude, ?verbose), the page, `probed check`
+        and the group gauge all take it from here. KeyError: no such group."""
+        group = self.groups[name]
+        if group.kind.needs_scheduler and not self._alive():
+            return SCHEDULER_STOPPED
+        return ANSWERS[group.status_without(excluded) if excluded else group.status]
+
     @property
     def ready(self) -> bool:
-        return self.groups[READY].ok
+        """What /health/ready answers: True for 200 (pass or warn)."""
+        return self.group_status(READY).passing
+
+    def latched(self) -> frozenset[str]:
+        """The groups passed for good, for the store that replaces this one."""
+        return frozenset(name for name, group in self.groups.items() if group.latched)
 
     def record(self, name: str, result: Result, finished: float | None = None) -> None:
         state = self.checks[name]
@@ -339,9 +274,6 @@ class Store:
             group.update(state)
         if state.effective is not before and self._on_transition is not None:
             self._on_transition(state, before)
-
-
-_WEIGHS: dict[str, Weigh] = {READY: weigh_ready, STARTUP: weigh_startup}
 
 
 def _state_for(check: AnyCheck) -> CheckState:

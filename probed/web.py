@@ -29,6 +29,7 @@ from multidict import CIMultiDict
 from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
 from probed.config import ServerOptions
 from probed.daemon import Daemon
+from probed.groups import KINDS
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
 from probed.report import CONTENT_TYPE, Format, Report, published_status
@@ -36,7 +37,7 @@ from probed.report.health import history_document
 from probed.report.negotiation import negotiate
 from probed.report.text import render_group_verbose
 from probed.secrets import redact
-from probed.store import LIVE, READY, STARTUP, Store
+from probed.store import Store
 
 log = structlog.get_logger("probed.web")
 
@@ -102,25 +103,20 @@ class Handlers:
         return self.answer_group(request, request.match_info["group"])
 
     def answer_group(self, request: web.Request, name: str) -> web.Response:
-        """A group's answer. Without a query this is one lookup and a constant
-        body; ?exclude= computes from the group's cached weights, never
-        waiting on a check."""
+        """A group's answer, as the store decides it. Without a query this is
+        one lookup and a constant body; ?exclude= computes from the group's
+        cached weights, never waiting on a check."""
         store = self.daemon.store
         group = store.groups.get(name)
         if group is None:
             raise web.HTTPNotFound(reason="no such group or path")
-        alive = self.daemon.alive() if name == LIVE else True
-        if not request.query:
-            status = group.status if alive else Status.FAIL
-            return _health_response(_STATUS_BODIES[status], http_status(status))
         # As Kubernetes' /readyz: a name that is no check excludes nothing (verbose says so).
         excluded = frozenset(request.query.getall("exclude", []))
-        status = group.status_without(excluded) if excluded else group.status
-        status = status if alive else Status.FAIL
+        answer = store.group_status(name, excluded)
         if "verbose" not in request.query:
-            return _health_response(_STATUS_BODIES[status], http_status(status))
-        text = render_group_verbose(store, group, status, excluded, self._details_allowed(request), alive)
-        return web.Response(text=text, status=http_status(status), headers=HEADERS, content_type="text/plain")
+            return _group_response(answer.status)
+        text = render_group_verbose(store, group, answer, excluded, self._details_allowed(request))
+        return web.Response(text=text, status=http_status(answer.status), headers=HEADERS, content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
         store, form = self.daemon.store, _format(request)
@@ -211,17 +207,14 @@ class Handlers:
 
 
 def probe_handler(handlers: Handlers, name: str) -> Handler:
-    """The handler of a probe group's own route (live, ready, startup)."""
+    """The handler of a group kind's own route (live, ready, startup)."""
     with_query = json_errors(functools.partial(_fixed_group, handlers, name))
     daemon = handlers.daemon
 
     async def probe(request: web.Request) -> web.StreamResponse:
         if request.query_string:  # ?exclude, ?verbose: may compute, may refuse a token (raw: no parsing)
             return await with_query(request)
-        group = daemon.store.groups[name]  # the probe groups always exist
-        passing = group.status is not Status.FAIL and (name != LIVE or daemon.alive())
-        body, status = _PROBE_ANSWERS[passing]
-        return web.Response(body=body, status=status, headers=_HEALTH_HEADERS)
+        return _group_response(daemon.store.group_status(name).status)  # the kinds' groups always exist
 
     return probe
 
@@ -230,14 +223,12 @@ async def _fixed_group(handlers: Handlers, name: str, request: web.Request) -> w
     return handlers.answer_group(request, name)
 
 
-_PROBE_ANSWERS = {
-    passing: (_STATUS_BODIES[status], http_status(status))
-    for passing, status in ((True, Status.PASS), (False, Status.FAIL))
-}
+_GROUP_ANSWERS = {status: (_STATUS_BODIES[status], http_status(status)) for status in Status}
 
 
-def _health_response(body: bytes, status: int) -> web.Response:
-    return web.Response(body=body, status=status, headers=_HEALTH_HEADERS)
+def _group_response(status: Status) -> web.Response:
+    body, code = _GROUP_ANSWERS[status]
+    return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
 
 def _format(request: web.Request) -> Format:
@@ -297,7 +288,7 @@ def create_app(daemon: Daemon) -> web.Application:
     app = web.Application(handler_args={"max_field_size": 8190, **idle})
     app[DAEMON] = daemon
     handlers = Handlers(daemon)
-    for name in (LIVE, READY, STARTUP):  # the probes' groups, each a route of its own, first
+    for name in KINDS:  # the probes' groups, each a route of its own, first
         app.router.add_get(f"/health/{name}", probe_handler(handlers, name))
     app.router.add_get("/health", json_errors(handlers.health))
     app.router.add_get("/health/checks/{name}", json_errors(handlers.one_check))

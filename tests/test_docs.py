@@ -32,10 +32,10 @@ from probed.config import (
     PeersOptions,
     SchedulerOptions,
     ServerOptions,
-    default_groups,
     parse_config,
     schema_text,
 )
+from probed.groups import KINDS
 
 if TYPE_CHECKING:
     from probed.daemon import Daemon
@@ -307,7 +307,7 @@ def test_every_option_of_every_section_is_documented(heading: str, model: type[B
 
 def test_every_group_kind_is_documented() -> None:
     documented = section(DOCS / "configuration.md", "## `groups`")
-    names = [*default_groups({}), *RESERVED_GROUPS]
+    names = [*KINDS, *RESERVED_GROUPS]
     assert [group for group in names if not in_code(documented, group)] == []
 
 

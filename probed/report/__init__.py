@@ -45,7 +45,7 @@ class Report:
 
     @classmethod
     def of_store(cls, store: Store, details: bool) -> Report:
-        groups = tuple((name, group.status, len(group.members)) for name, group in store.groups.items())
+        groups = tuple((name, store.group_status(name).status, len(g.members)) for name, g in store.groups.items())
         return cls(store.status, tuple(store.checks.values()), details, groups=groups)
 
     @classmethod

@@ -6,7 +6,8 @@ from __future__ import annotations
 from probed.fields import format_duration
 from probed.model import Status
 from probed.report import PENDING, Report, fleet_words, published_status
-from probed.store import CheckState, Group, Store
+from probed.groups import REASON_LINES, Group, GroupStatus
+from probed.store import CheckState, Store
 
 
 def render(report: Report) -> bytes:
@@ -30,10 +31,12 @@ def _text_row(state: CheckState, details: bool) -> tuple[str, ...]:
 
 
 def render_group_verbose(
-    store: Store, group: Group, status: Status, excluded: frozenset[str], details: bool, alive: bool = True
+    store: Store, group: Group, answer: GroupStatus, excluded: frozenset[str], details: bool
 ) -> str:
-    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|failed`."""
-    lines = [] if alive else ["[-]scheduler failed: a check loop died or the watchdog stopped"]
+    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|failed`;
+    first, a reason that is none of the checks (the scheduler's progress)."""
+    note = REASON_LINES.get(answer.reason) if answer.reason else None
+    lines = [f"[-]{note}"] if note else []
     for name in group.members:
         state = store.checks[name]
         if name in excluded:
@@ -44,7 +47,7 @@ def render_group_verbose(
     unmatched = sorted(excluded - store.checks.keys())
     if unmatched:  # a typo must not pass unnoticed, nor fail the probe (as Kubernetes does)
         lines.append(f"warn: some checks cannot be excluded: no such check {', '.join(map(repr, unmatched))}")
-    outcome = "failed" if status is Status.FAIL else "passed"
+    outcome = "passed" if answer.passing else "failed"
     lines.append(f"{group.name} check {outcome}")
     return "\n".join(lines) + "\n"
 
