@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +19,8 @@ from probed.checks.base import Check, CheckOptions
 from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.scheduler import Scheduler
 from probed.store import Store
-from tests.servers import closed_port
+from tests.harness import wait_until
+from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, switch_app
 from tests.test_cli import NO_LEVELS, probed
 from tests.test_web import daemon, failed, passed
 
@@ -102,7 +109,7 @@ async def test_verbose_lists_each_check_in_the_kubernetes_style(aiohttp_client: 
         "[+]db ok\n"
         "[+]cache excluded: failed: unexpected: /: 1% free, below the fail level of 5%\n"
         "[+]mail failed: unexpected: /: 1% free, below the fail level of 5% (non-critical)\n"
-        "ready check passed\n"
+        "ready check passed (warn)\n"
     )
     head = await client.head("/health/ready?verbose")
     assert head.status == 503 and await head.read() == b""
@@ -173,3 +180,103 @@ checks:
     assert checks["disk"][0]["status"] == "pass"
     alone = probed("check", "orders", "--config", str(config), "-o", "json")  # the parent not selected: it runs
     assert json.loads(alone.stdout)["checks"]["orders"][0]["reason"] == "refused"
+
+
+# -- one answer per group, against a real probed serve ------------------------------------
+
+# (api's HTTP status, spool's size in bytes or None for missing) -> each group's expected answer.
+# ready: both checks; live: spool; payments: api; startup: ready's, latched once it passes.
+WALK = [
+    ((500, None), {"ready": "fail", "live": "fail", "payments": "fail", "startup": "fail"}),
+    ((429, 3), {"ready": "warn", "live": "warn", "payments": "warn", "startup": "pass"}),
+    ((200, 64), {"ready": "pass", "live": "pass", "payments": "pass", "startup": "pass"}),
+    ((500, 3), {"ready": "fail", "live": "warn", "payments": "fail", "startup": "pass"}),
+    ((429, 64), {"ready": "warn", "live": "pass", "payments": "warn", "startup": "pass"}),
+]
+VERDICTS = {200: "pass", 429: "warn", 500: "fail", None: "fail", 3: "warn", 64: "pass"}
+VERBOSE_LAST = {"passed": "pass", "passed (warn)": "warn", "failed": "fail"}
+
+
+def test_every_way_of_asking_a_group_gives_one_answer(tmp_path: Path) -> None:
+    """pass, warn and fail walked through every group endpoint and every way of
+    asking it, against probed serve and real dependencies: an HTTP server of the
+    test's own (429 warns by warn_status) and a file judged by a size level."""
+    app, api = switch_app()
+    spool = tmp_path / "spool"
+    with app_in_thread(app) as url:
+        port = free_port()
+        (tmp_path / "probed.yaml").write_text(
+            f"""
+server: {{listen: '127.0.0.1:{port}'}}
+defaults: {{interval: 1s, timeout: 900ms}}  # a loaded machine must not time the api out
+checks:
+  api: {{type: http, url: '{url}/health', warn_status: [429]}}
+  spool: {{type: file, path: '{spool}', levels: {{size: {{warn_below: 10}}}}}}
+groups: {{ready: [api, spool], live: [spool], payments: [api]}}
+"""
+        )
+        base = f"http://127.0.0.1:{port}"
+        with serving(tmp_path / "probed.yaml", base):
+            for (status, size), expected in WALK:
+                api["status"] = status
+                spool.unlink(missing_ok=True)
+                if size is not None:
+                    spool.write_bytes(b"x" * size)
+                settle(base, {"api": VERDICTS[status], "spool": VERDICTS[size]}, expected)
+                for group, answer in expected.items():
+                    assert ways_of_asking(base, group) == dict.fromkeys(WAYS, answer), (group, status, size)
+                assert json.loads(http_get(f"{base}/health")[1])["status"] == expected["ready"]  # every check
+
+
+WAYS = ("no query", "a query", "?verbose", "the page at /health", "probed_group_status")
+
+
+def ways_of_asking(base: str, group: str) -> dict[str, str]:
+    """What each way of asking says of the group's status; each HTTP code checked against it."""
+    said = {}
+    for way, query in (("no query", ""), ("a query", "?exclude=nosuch")):
+        code, body = http_get(f"{base}/health/{group}{query}")
+        said[way] = json.loads(body)["status"]
+        assert code == (503 if said[way] == "fail" else 200), (way, code, body)
+    code, text = http_get(f"{base}/health/{group}?verbose")
+    said["?verbose"] = VERBOSE_LAST[text.splitlines()[-1].removeprefix(f"{group} check ")]
+    assert code == (503 if said["?verbose"] == "fail" else 200), text
+    said["the page at /health"] = page_groups(base)[group]
+    said["probed_group_status"] = gauge_groups(base)[group]
+    return said
+
+
+def page_groups(base: str) -> dict[str, str]:
+    page = http_get(f"{base}/health", headers={"Accept": "text/html"})[1]
+    return dict((name, status) for status, name in re.findall(r'<li class="(\w+)"><a href="health/([\w.-]+)">', page))
+
+
+def gauge_groups(base: str) -> dict[str, str]:
+    metrics = http_get(f"{base}/metrics")[1]
+    return dict(re.findall(r'probed_group_status\{group="([\w.-]+)",probed_group_status="(\w+)"\} 1\.0', metrics))
+
+
+def settle(base: str, checks: dict[str, str], groups: dict[str, str]) -> None:
+    """Until both checks publish the step's verdicts, and the page (rendered at most
+    once a second) has caught up with them."""
+    for name, verdict in checks.items():
+        poll(f"{base}/health/checks/{name}", lambda _, body, verdict=verdict: json.loads(body)["status"] == verdict)
+    wait_until(lambda: page_groups(base) == groups, f"the page showing {groups}")
+
+
+@contextlib.contextmanager
+def serving(config: Path, base: str) -> Iterator[None]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        poll(f"{base}/health/live", lambda status, _: status != 0 or server.poll() is not None)
+        assert server.poll() is None, "probed serve ended"
+        yield
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert server.returncode == 0, err

@@ -47,9 +47,12 @@ def render_group_verbose(
     unmatched = sorted(excluded - store.checks.keys())
     if unmatched:  # a typo must not pass unnoticed, nor fail the probe (as Kubernetes does)
         lines.append(f"warn: some checks cannot be excluded: no such check {', '.join(map(repr, unmatched))}")
-    outcome = "passed" if answer.passing else "failed"
-    lines.append(f"{group.name} check {outcome}")
+    lines.append(f"{group.name} check {_VERBOSE_OUTCOMES[answer.status]}")
     return "\n".join(lines) + "\n"
+
+
+# The last line of ?verbose; a warning still passes (200), and says so.
+_VERBOSE_OUTCOMES = {Status.PASS: "passed", Status.WARN: "passed (warn)", Status.FAIL: "failed"}
 
 
 def _verbose_verdict(state: CheckState, details: bool) -> str:
