@@ -15,7 +15,7 @@ from probed import __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Awaitable, Iterator, Sequence
+    from collections.abc import Awaitable, Iterator, Mapping, Sequence
     from typing import Any, NoReturn
 
     from probed.checks.base import AnyCheck
@@ -179,7 +179,9 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over, below
     try:
         checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
-        store = asyncio.run(_until_interrupted(run_checks_once(checks)))
+        # The groups over the selected checks only: the report is about those.
+        groups = {group: [name for name in members if name in selected] for group, members in config.groups.items()}
+        store = asyncio.run(_until_interrupted(run_checks_once(checks, groups)))
     except KeyboardInterrupt:  # Ctrl-C before the checks started
         print("probed: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT.value
@@ -192,7 +194,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     return EXIT_FAIL if store.status is Status.FAIL else EXIT_OK
 
 
-async def run_checks_once(checks: list[AnyCheck]) -> Store:
+async def run_checks_once(checks: list[AnyCheck], groups: Mapping[str, Sequence[str]] | None = None) -> Store:
     """Every selected check once, concurrently, in waves: a check runs after
     the selected checks it depends on, and not at all when one of them failed
     (reason dependency). Thresholds do not apply to one run."""
@@ -201,7 +203,7 @@ async def run_checks_once(checks: list[AnyCheck]) -> Store:
     from probed.runner import run_once
     from probed.store import Store
 
-    store = Store(checks)
+    store = Store(checks, groups=groups)
     waiting = list(checks)
     try:
         while waiting:

@@ -194,6 +194,7 @@ WALK = [
     ((429, 64), {"ready": "warn", "live": "pass", "payments": "warn", "startup": "pass"}),
 ]
 VERDICTS = {200: "pass", 429: "warn", 500: "fail", None: "fail", 3: "warn", 64: "pass"}
+PAGE_GROUP = r'<li class="(\w+)"><a href="health/([\w.-]+)">'  # a group on the status page: (status, name)
 VERBOSE_LAST = {"passed": "pass", "passed (warn)": "warn", "failed": "fail"}
 
 
@@ -248,7 +249,7 @@ def ways_of_asking(base: str, group: str) -> dict[str, str]:
 
 def page_groups(base: str) -> dict[str, str]:
     page = http_get(f"{base}/health", headers={"Accept": "text/html"})[1]
-    return dict((name, status) for status, name in re.findall(r'<li class="(\w+)"><a href="health/([\w.-]+)">', page))
+    return dict((name, status) for status, name in re.findall(PAGE_GROUP, page))
 
 
 def gauge_groups(base: str) -> dict[str, str]:
@@ -280,3 +281,17 @@ def serving(config: Path, base: str) -> Iterator[None]:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=10)
     assert server.returncode == 0, err
+
+
+def test_probed_check_shows_each_group_as_its_endpoint_would(tmp_path: Path) -> None:
+    app, api = switch_app()
+    api["status"] = 429
+    with app_in_thread(app) as url:
+        config = tmp_path / "probed.yaml"
+        config.write_text(
+            f"checks:\n  api: {{type: http, url: '{url}/health', warn_status: [429]}}\ngroups: {{payments: [api]}}\n"
+        )
+        done = probed("check", "--config", str(config), "-o", "html")
+    assert done.returncode == 0, done.stderr
+    shown = dict((name, status) for status, name in re.findall(PAGE_GROUP, done.stdout))
+    assert shown == {"ready": "warn", "startup": "pass", "live": "pass", "payments": "warn"}
