@@ -260,9 +260,12 @@ def gauge_groups(base: str) -> dict[str, str]:
 def settle(base: str, checks: dict[str, str], groups: dict[str, str]) -> None:
     """Until both checks publish the step's verdicts, and the page (rendered at most
     once a second) has caught up with them."""
-    for name, verdict in checks.items():
-        poll(f"{base}/health/checks/{name}", lambda _, body, verdict=verdict: json.loads(body)["status"] == verdict)
+    wait_until(lambda: {name: published(base, name) for name in checks} == checks, f"the checks publishing {checks}")
     wait_until(lambda: page_groups(base) == groups, f"the page showing {groups}")
+
+
+def published(base: str, check: str) -> str:
+    return str(json.loads(http_get(f"{base}/health/checks/{check}")[1])["status"])
 
 
 @contextlib.contextmanager
