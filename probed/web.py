@@ -214,7 +214,8 @@ def probe_handler(handlers: Handlers, name: str) -> Handler:
     async def probe(request: web.Request) -> web.StreamResponse:
         if request.query_string:  # ?exclude, ?verbose: may compute, may refuse a token (raw: no parsing)
             return await with_query(request)
-        return _group_response(daemon.store.group_status(name).status)  # the kinds' groups always exist
+        body, code = _GROUP_ANSWERS[daemon.store.group_status(name).status]  # the kinds' groups always exist
+        return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
     return probe
 
