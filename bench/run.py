@@ -185,8 +185,25 @@ def endpoints(work: Path) -> Section:
     servers = {
         "bare aiohttp": ([PYTHON, "bench/apps.py", "bare", str(bare_port)], bare_port),
         "probed": ([*PROBED, "serve", "--config", config, "--log-level", "warning"], probed_port),
-        "checks in each request": ([PYTHON, "bench/apps.py", "inline", str(inline_port), config], inline_port),
     }
+    baseline_rev = os.environ.get("BENCH_BASELINE_REV")
+    if baseline_rev:  # that revision's probed in the same rounds: before and after under the same load
+        baseline_port = free_port()
+        listen = {"server": {"listen": f"127.0.0.1:{baseline_port}"}}
+        baseline_config = write_config(
+            work, "fifty-baseline.yaml", {"checks": disk_checks(50, tempfile.gettempdir()), **listen}
+        )
+        baseline = [
+            *probed_at(checkout(baseline_rev, work)),
+            "serve",
+            "--config",
+            baseline_config,
+            "--log-level",
+            "warning",
+        ]
+        servers[f"probed `{baseline_rev}`"] = (baseline, baseline_port)
+    compared = list(servers)  # alternated in rounds; the inline app is measured once
+    servers["checks in each request"] = ([PYTHON, "bench/apps.py", "inline", str(inline_port), config], inline_port)
     paths = ("/health/ready", "/health")
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with contextlib.ExitStack() as stack:
@@ -204,8 +221,7 @@ def endpoints(work: Path) -> Section:
 
         for round_number in range(rounds):
             for path in paths:
-                pair = ["bare aiohttp", "probed"]
-                for name in pair if round_number % 2 else reversed(pair):  # drift hits both alike
+                for name in compared if round_number % 2 else reversed(compared):  # drift hits each alike
                     measure(name, path)
         for path in paths:
             measure("checks in each request", path)
@@ -241,6 +257,15 @@ def endpoints(work: Path) -> Section:
         f"p99 {ready_p99:.2f}x its p99 (target: at most 1.2x), server CPU per request {ready_cpu:.2f}x; "
         f"{probed_ready / inline:.0f}x the requests/s of running the checks in each request."
     )
+    if baseline_rev:
+        before = runs[(f"probed `{baseline_rev}`", "/health/ready")]
+        after = runs[("probed", "/health/ready")]
+        ratio = {key: statistics.median(a[key] / b[key] for a, b in zip(after, before)) for key in after[0]}
+        section.notes.append(
+            f"`/health/ready` of this probed against probed `{baseline_rev}` in the same rounds (medians of the "
+            f"rounds' ratios): requests/s {ratio['rps']:.2f}x, p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x, "
+            f"server CPU per request {ratio['cpu_us']:.2f}x."
+        )
     section.notes.append(in_process_cost(work))
     section.notes.append(
         "`/health` with 50 checks serves a body rendered once per change of state, so it stays "
@@ -759,6 +784,14 @@ def checkout(rev: str, work: Path) -> Path:
     directory.mkdir()
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
     return directory
+
+
+def probed_at(directory: Path) -> list[str]:
+    """The command line of the probed package in `directory` (a checkout), ahead of this one."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(directory)!r}); from probed.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [PYTHON, "-c", code]
 
 
 def run_timed(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
