@@ -219,10 +219,12 @@ def endpoints(work: Path) -> Section:
             figures["cpu_us"] = 1e6 * (cpu_seconds(pids[name]) - before) / (figures["rps"] * seconds)
             runs.setdefault((name, path), []).append(figures)
 
+        loads = [os.getloadavg()[0]]
         for round_number in range(rounds):
             for path in paths:
                 for name in compared if round_number % 2 else reversed(compared):  # drift hits each alike
                     measure(name, path)
+            loads.append(os.getloadavg()[0])
         for path in paths:
             measure("checks in each request", path)
     ratios: dict[tuple[str, str], tuple[float, float]] = {}
@@ -270,6 +272,10 @@ def endpoints(work: Path) -> Section:
     section.notes.append(
         "`/health` with 50 checks serves a body rendered once per change of state, so it stays "
         f"at {ratios[('probed', '/health')][0]:.2f}x the ceiling although the body is larger."
+    )
+    section.notes.append(
+        f"Load average of the machine during the rounds: {min(loads):.1f} to {max(loads):.1f} ({os.cpu_count()} "
+        "cores); on a busy machine the ratios are rough, CPU per request the steadiest of them."
     )
     return section
 
