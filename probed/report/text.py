@@ -33,7 +33,7 @@ def _text_row(state: CheckState, details: bool) -> tuple[str, ...]:
 def render_group_verbose(
     store: Store, group: Group, answer: GroupStatus, excluded: frozenset[str], details: bool
 ) -> str:
-    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|failed`;
+    """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|passed (warn)|failed`;
     first, a reason that is none of the checks (the scheduler's progress)."""
     note = REASON_LINES.get(answer.reason) if answer.reason else None
     lines = [f"[-]{note}"] if note else []
