@@ -4,9 +4,9 @@ line per check (Kubernetes' /readyz?verbose style)."""
 from __future__ import annotations
 
 from probed.fields import format_duration
+from probed.groups import REASON_LINES, Group, GroupStatus
 from probed.model import Status
 from probed.report import PENDING, Report, fleet_words, published_status
-from probed.groups import REASON_LINES, Group, GroupStatus
 from probed.store import CheckState, Store
 
 
