@@ -20,8 +20,9 @@ from probed.runner import run_once
 
 def without_tracing(check: HttpCheck) -> None:
     """The session the check would build, minus its TraceConfig."""
-    check._connector = certificate_connector()(force_close=True, use_dns_cache=False, ssl=check._ssl())
-    check._session = aiohttp.ClientSession(connector=check._connector, timeout=aiohttp.ClientTimeout(total=None))
+    client = check._client
+    client.connector = certificate_connector()(force_close=True, use_dns_cache=False, ssl=check._ssl())
+    client._session = aiohttp.ClientSession(connector=client.connector, timeout=aiohttp.ClientTimeout(total=None))
 
 
 async def measure(url: str, runs: int, batches: int) -> dict[str, float]:

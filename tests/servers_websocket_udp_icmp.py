@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aiohttp import WSMsgType, web
 
-from probed.checks.http import basic_authorization
+from probed.checks.http_client import basic_authorization
 from tests.harness import PASSWORD, ServerProcess, port_open, wait_until
 from tests.servers import free_port
 
@@ -52,6 +52,11 @@ def websocket_app() -> web.Application:
             if message.type is WSMsgType.TEXT:
                 await ws.send_str(message.data)
         return ws
+
+    async def slow(request: web.Request) -> web.WebSocketResponse:
+        """Waits ?seconds= before its 101 answer, then echoes: a slow upgrade."""
+        await asyncio.sleep(float(request.query.get("seconds", "0")))
+        return await echo(request)
 
     async def greet(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -119,6 +124,7 @@ def websocket_app() -> web.Application:
     app = web.Application()
     for path, handler in [
         ("/echo", echo),
+        ("/slow", slow),
         ("/greet", greet),
         ("/wrong", wrong),
         ("/chatty", chatty),

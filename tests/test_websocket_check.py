@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from probed.config import ConfigError
-from probed.model import Reason, Status
+from probed.daemon import Daemon
+from probed.metrics import render
+from probed.model import Reason, Result, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
+from tests.conftest import check_from, config_from, run_check
 from tests.harness import PASSWORD
 from tests.servers import Certificate, closed_port, serve_app, silent_listener
 from tests.servers_ldap_ssh_memcached import answering_listener, sockets_after_failing_runs
@@ -42,7 +44,10 @@ async def test_echo_with_subprotocol_message_and_ping(ws_url: str) -> None:
     result = await run_check(options)
     assert result.status is Status.PASS, result.output
     assert result.output == f"{ws_url}/echo: upgraded, subprotocol {WS_SUBPROTOCOL}, sent, reply ok, pong"
-    assert list(result.observed) == ["handshake_time", "subprotocol", "reply_time", "ping_time"]
+    assert list(result.observed) == [
+        *("handshake_time", "connect_time", "first_byte_time"),  # an address: no lookup; ws://: no TLS
+        *("subprotocol", "reply_time", "ping_time"),
+    ]
     ping = result.observed["ping_time"]
     assert ping.unit == "s" and isinstance(ping.value, float) and ping.value > 0
 
@@ -196,6 +201,74 @@ async def test_no_socket_outlives_a_run(ws_url: str) -> None:
         ]:
             options = ws(url, timeout="50ms", send="x", expect_contains="yes")
             assert await sockets_after_failing_runs(options, where) == 0, url
+
+
+# -- where the upgrade's time went: phases from aiohttp's trace hooks, as for http ----------
+
+PHASE_NAMES = ("dns_time", "connect_time", "tls_time", "first_byte_time")
+
+
+def phases(result: Result) -> dict[str, float]:
+    return {name: float(result.observed[name].value) for name in PHASE_NAMES if name in result.observed}
+
+
+def assert_within_handshake(result: Result) -> None:
+    # Phases are intervals one after another inside the upgrade: never more than it took.
+    spent = phases(result)
+    assert all(value >= 0 and result.observed[name].unit == "s" for name, value in spent.items())
+    assert sum(spent.values()) <= float(result.observed["handshake_time"].value)
+
+
+async def test_phases_of_an_upgrade_by_name(ws_url: str) -> None:
+    check = check_from(ws(f"{ws_url.replace('127.0.0.1', 'localhost')}/echo"))
+    try:
+        runs = [await run_once(check) for _ in range(3)]
+    finally:
+        await check.close()
+    assert all(run.status is Status.PASS for run in runs), [run.output for run in runs]
+    # Every run looks the name up and connects afresh; no TLS on ws://.
+    assert all(set(phases(run)) == {"dns_time", "connect_time", "first_byte_time"} for run in runs)
+    for run in runs:
+        assert_within_handshake(run)
+
+
+async def test_an_address_needs_no_lookup(ws_url: str) -> None:
+    result = await run_check(
+        ws(f"{ws_url}/echo", levels={"dns_time": {"fail_above": 0}, "tls_time": {"fail_above": 0}})
+    )
+    assert result.status is Status.PASS, result.output  # levels on phases the run had not are not judged
+    assert set(phases(result)) == {"connect_time", "first_byte_time"}
+
+
+async def test_wss_has_a_tls_phase(tls_certificate: Certificate) -> None:
+    async with serve_app(websocket_app(), tls_certificate.server_context()) as url:
+        wss = url.replace("https://127.0.0.1", "wss://localhost")
+        verified = await run_check(ws(f"{wss}/echo", ca_file=str(tls_certificate.cert_file)))
+        unverified = await run_check(ws(f"{wss}/echo".replace("localhost", "127.0.0.1"), tls_verify=False))
+    assert verified.status is Status.PASS, verified.output
+    assert set(phases(verified)) == set(PHASE_NAMES)
+    assert phases(verified)["tls_time"] > 0
+    assert_within_handshake(verified)
+    assert unverified.status is Status.PASS, unverified.output
+    assert set(phases(unverified)) == {"connect_time", "tls_time", "first_byte_time"}
+
+
+async def test_a_slow_upgrade_shows_in_the_first_byte_phase(ws_url: str) -> None:
+    options = ws(f"{ws_url}/slow?seconds=0.3", levels={"first_byte_time": {"warn_above": 0.2}})
+    result = await run_check(options)
+    assert result.status is Status.WARN and "first_byte_time is" in result.output, result.output
+    assert phases(result)["first_byte_time"] >= 0.3  # the server waited 0.3 s before its 101
+    assert_within_handshake(result)
+
+
+async def test_phases_on_metrics(ws_url: str) -> None:
+    daemon = Daemon(config_from({"feed": ws(f"{ws_url}/echo")}), initial_offset=lambda check: 3600.0)
+    [check] = daemon.checks
+    daemon.store.record("feed", await run_once(check))
+    await check.close()
+    metrics = render(daemon).decode()
+    assert 'probed_websocket_phase_seconds{check="feed",phase="first_byte",type="websocket"} ' in metrics
+    assert 'phase="tls"' not in metrics and 'phase="dns"' not in metrics  # ws:// to an address
 
 
 @pytest.mark.parametrize(

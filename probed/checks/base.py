@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from probed.checks.errors import exception_text, network_failure
+from probed.checks.errors import described_failure
 from probed.checks.levels import LevelMap, Levels
 from probed.fields import Duration, ProbedModel, format_duration
 from probed.model import CheckFailed, Outcome
@@ -144,7 +144,7 @@ class Check(Generic[OptionsT]):
         Types map their driver's exceptions first and end with this, which
         handles the network errors every client library ends up raising.
         """
-        return network_failure(exc, self.target) or CheckFailed(f"{self.target}: {exception_text(exc)}")
+        return described_failure(exc, self.target)
 
     async def close(self) -> None:
         """Release what the check keeps between runs (sessions, connections)."""

@@ -36,6 +36,11 @@ def network_failure(exc: BaseException, target: str) -> CheckFailed | None:
     return None
 
 
+def described_failure(exc: BaseException, target: str) -> CheckFailed:
+    """network_failure, or else the exception in its own words."""
+    return network_failure(exc, target) or CheckFailed(f"{target}: {exception_text(exc)}")
+
+
 def exception_text(exc: BaseException) -> str:
     """`KeyError: 'x'`, or the bare type name when the exception says nothing."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

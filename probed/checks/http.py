@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import json
 import re
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.http_client import (
+    CONNECTION_PHASES,
+    OPTIONAL_PHASES,
+    FreshClient,
+    Phases,
+    basic_authorization,
+    client_failure,
+    phase_gauges,
+    traced_connector,
+)
 from probed.checks.levels import Levels
 from probed.checks.options import TlsOptions
 from probed.fields import ByteSize, ProbedModel, Regex
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
 _STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Where a run's time went, in order; each is observed as `<phase>_time`.
-PHASES = ("dns", "connect", "tls", "first_byte", "total")
+PHASES = (*CONNECTION_PHASES, "total")
 BUILT_IN_OBSERVED = frozenset({"status_code", "cert_not_after", "cert_days_left", *(f"{p}_time" for p in PHASES)})
 
 
@@ -47,7 +54,7 @@ class ExpiryLevels(Levels):
 class HttpOptions(CheckOptions, TlsOptions):
     type: Literal["http"]
     # Only https has a certificate and a handshake, only a host name a lookup.
-    optional_levels = frozenset({"cert_days_left", "tls_time", "dns_time"})
+    optional_levels = frozenset({"cert_days_left", *OPTIONAL_PHASES})
     url: str = Field(description="http:// or https:// URL to request")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict, description="request headers (values never shown)")
@@ -161,14 +168,10 @@ class HttpCheck(Check[HttpOptions]):
             "probed_tls_cert_expiry_timestamp_seconds",
             "When the peer certificate expires (Unix time).",
         ),
-        *(
-            Gauge(
-                f"{phase}_time",
-                "probed_http_phase_seconds",
-                "Where an http check's last run spent its time (dns, connect, tls, first_byte, total).",
-                (("phase", phase),),
-            )
-            for phase in PHASES
+        *phase_gauges(
+            "probed_http_phase_seconds",
+            "Where an http check's last run spent its time (dns, connect, tls, first_byte, total).",
+            PHASES,
         ),
         JSON_VALUE,
     )
@@ -176,10 +179,8 @@ class HttpCheck(Check[HttpOptions]):
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
         self.target = display_url(options.url)
-        self._session: aiohttp.ClientSession | None = None
-        self._connector: Any = None  # a CertificateConnector
         self._expect_headers = [(name, re.compile(pattern)) for name, pattern in options.expect_headers.items()]
-        self._tracing = phase_tracing()  # built once for every http check, not in a run
+        self._client = FreshClient(certificate_connector(), ssl=self._ssl())
 
     def exported_gauges(self) -> tuple[Gauge, ...]:
         named = (
@@ -197,54 +198,33 @@ class HttpCheck(Check[HttpOptions]):
     async def run(self) -> Outcome:
         opts = self.options
         phases = Phases()
-        async with self._client().request(
+        async with self._client.session(phases).request(
             opts.method,
             opts.url,
             data=opts.body,
             headers=self._headers(),
             allow_redirects=opts.follow_redirects,
             max_redirects=opts.max_redirects,
-            trace_request_ctx=phases,
         ) as response:
             observed: Observed = {"status_code": Observation(response.status, "status")}
-            observed |= certificate_expiry(self._connector.peer_not_after)
+            observed |= certificate_expiry(self._client.connector.peer_not_after)
             body = b"" if opts.method == "HEAD" else await read_limited(response, opts.max_body_bytes)
         observed |= phases.observed()
+        observed["total_time"] = phases.since_start()
         return self._judge(response, body, observed)
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """aiohttp's exceptions -> a plain sentence and a reason."""
         import aiohttp
 
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return CheckFailed(f"{self.target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
-        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: its OSError says which
-            return super().describe_error(exc.os_error)
         if isinstance(exc, aiohttp.TooManyRedirects):
             return CheckFailed(f"{self.target}: too many redirects", Reason.UNEXPECTED)
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return CheckFailed(f"{self.target}: server closed the connection without answering")
-        return super().describe_error(exc)
+        return client_failure(exc, self.target) or super().describe_error(exc)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None:
-            # A new connection and a fresh DNS lookup each run: a health check
-            # must see what a new client would, not a warm pooled socket.
-            connector_class = certificate_connector()
-            self._connector = connector_class(force_close=True, use_dns_cache=False, ssl=self._ssl())
-            timeout = aiohttp.ClientTimeout(total=None)  # the runner enforces the check's timeout
-            self._session = aiohttp.ClientSession(
-                connector=self._connector, timeout=timeout, trace_configs=[self._tracing]
-            )
-        self._connector.peer_not_after = None
-        return self._session
+        await self._client.close()
 
     def _ssl(self) -> ssl.SSLContext | bool:
         opts = self.options
@@ -301,12 +281,6 @@ class HttpCheck(Check[HttpOptions]):
                 shown = "the expected pattern" if SENSITIVE_NAME.search(name) else f"/{pattern.pattern}/"
                 return f"header {name} does not match {shown}"
         return None
-
-
-def basic_authorization(username: str, password: str) -> str:
-    """`Basic base64(user:password)` in UTF-8, as RFC 7617 has servers expect
-    (aiohttp's BasicAuth is deprecated and refuses what latin-1 cannot spell)."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def status_expected(status: int, expected: list[int | str]) -> bool:
@@ -372,36 +346,21 @@ def _short(value: Any) -> str:
 
 @functools.cache
 def certificate_connector() -> Any:
-    """aiohttp's TCPConnector, noting when the peer certificate of the last
-    connection expires. Built on first use: aiohttp loads with the first run.
+    """The traced connector, noting when the peer certificate of the last
+    connection expires. Built on first use: aiohttp loads with the first check.
 
     aiohttp hands a small response's connection back before the caller sees
     the response, so the certificate must be read as the connection is made.
     """
-    import aiohttp
-    from aiohttp.client_proto import ResponseHandler
 
-    class CertificateConnector(aiohttp.TCPConnector):
+    class CertificateConnector(traced_connector()):  # type: ignore[misc]
         peer_not_after: float | None = None
-        tcp_up: float | None = None  # when the TCP connection under a TLS one stood: its handshake began
-        _tls_next = False
 
-        def __init__(self, **options: Any) -> None:
-            super().__init__(**options)
-            # asyncio asks for the protocol once the TCP connection stands and
-            # before the TLS handshake starts: the one moment no trace hook marks.
-            # A private attribute: an aiohttp without it folds TLS into connect.
-            factory = getattr(self, "_factory", None)
-            if callable(factory):
-                self._factory = functools.partial(self._stamped, factory)
-
-        def _stamped(self, factory: Callable[[], ResponseHandler]) -> ResponseHandler:
-            if self._tls_next:
-                self.tcp_up = time.perf_counter()
-            return factory()
+        def begin(self, phases: Phases) -> None:
+            super().begin(phases)
+            self.peer_not_after = None
 
         async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
-            self.tcp_up, self._tls_next = None, req.is_ssl()
             connection = await super().connect(req, traces, timeout)
             transport = connection.transport
             ssl_object = transport.get_extra_info("ssl_object") if transport else None
@@ -410,63 +369,6 @@ def certificate_connector() -> Any:
             return connection
 
     return CertificateConnector
-
-
-class Phases:
-    """Where one run's time went, from aiohttp's trace hooks: each hook ends
-    the phase running since the previous one. Summed over redirects (each a
-    new connection), as blackbox_exporter sums them."""
-
-    __slots__ = ("mark", "spent", "start")
-
-    def __init__(self) -> None:
-        self.start = self.mark = time.perf_counter()
-        self.spent: dict[str, float] = {}
-
-    def lap(self, phase: str, now: float | None = None) -> None:
-        now = time.perf_counter() if now is None else now
-        self.spent[phase] = self.spent.get(phase, 0.0) + now - self.mark
-        self.mark = now
-
-    def observed(self) -> Observed:
-        """The phases this run went through (no dns for an address, no tls for http://), and the total."""
-        self.spent["total"] = time.perf_counter() - self.start
-        return {f"{p}_time": Observation(round(self.spent[p], 6), "s") for p in PHASES if p in self.spent}
-
-
-@functools.cache
-def phase_tracing() -> aiohttp.TraceConfig:
-    """One TraceConfig for every http check: the hooks keep nothing
-    themselves, each run passes its Phases as the trace_request_ctx."""
-    import aiohttp
-
-    async def started(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
-        context.trace_request_ctx.mark = time.perf_counter()
-
-    async def resolved(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
-        context.trace_request_ctx.lap("dns")
-
-    async def connected(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
-        phases: Phases = context.trace_request_ctx
-        tcp_up = getattr(session.connector, "tcp_up", None)
-        if tcp_up is not None:  # TLS: connect until the TCP connection stood, the handshake after it
-            phases.lap("connect", tcp_up)
-            phases.lap("tls")
-        else:
-            phases.lap("connect")
-
-    async def answered(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
-        context.trace_request_ctx.lap("first_byte")  # the answer's status line and headers are in
-
-    tracing = aiohttp.TraceConfig()
-    tracing.on_connection_create_start.append(started)
-    tracing.on_dns_resolvehost_start.append(started)
-    tracing.on_dns_resolvehost_end.append(resolved)
-    tracing.on_connection_create_end.append(connected)
-    tracing.on_request_redirect.append(answered)
-    tracing.on_request_end.append(answered)
-    tracing.freeze()
-    return tracing
 
 
 def certificate_expiry(not_after: float | None) -> Observed:

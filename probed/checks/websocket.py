@@ -10,17 +10,26 @@ created, and so is the SSL context of a wss:// URL.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from probed.checks.base import Check, CheckOptions, Gauge
+from probed.checks.http_client import (
+    CONNECTION_PHASES,
+    OPTIONAL_PHASES,
+    FreshClient,
+    Phases,
+    basic_authorization,
+    client_failure,
+    phase_gauges,
+    traced_connector,
+)
 from probed.checks.options import Credentials, TlsOptions
 from probed.checks.streams import preview
 from probed.checks.tcp import payload, payload_secrets
@@ -36,6 +45,7 @@ class WebsocketOptions(CheckOptions, Credentials, TlsOptions):
     """username/password: HTTP Basic on the upgrade request. The TLS options apply to wss://."""
 
     type: Literal["websocket"]
+    optional_levels = OPTIONAL_PHASES  # only wss:// has a handshake, only a host name a lookup
     url: str = Field(description="ws:// or wss:// URL to upgrade")
     subprotocol: str | None = Field(None, description="ask for this subprotocol; the server must choose it")
     headers: dict[str, str] = Field(default_factory=dict, description="upgrade request headers (values never shown)")
@@ -80,6 +90,11 @@ class WebsocketCheck(Check[WebsocketOptions]):
     gauges = (
         Gauge("handshake_time", "probed_websocket_handshake_seconds", "Time to connect and upgrade to WebSocket."),
         Gauge("ping_time", "probed_websocket_ping_seconds", "Round trip of a WebSocket ping to its pong."),
+        *phase_gauges(
+            "probed_websocket_phase_seconds",
+            "Where a websocket check's last upgrade spent its time (dns, connect, tls, first_byte).",
+            CONNECTION_PHASES,
+        ),
     )
 
     def __init__(self, name: str, options: WebsocketOptions) -> None:
@@ -87,16 +102,13 @@ class WebsocketCheck(Check[WebsocketOptions]):
         self.target = display_url(options.url)
         self._headers = {"User-Agent": "probed", **options.headers}
         if options.username is not None:
-            from probed.checks.http import basic_authorization
-
             self._headers["Authorization"] = basic_authorization(options.username, options.password_text() or "")
         self._send = payload(options.send).decode() if options.send is not None else None
         self._regex = re.compile(options.expect_regex) if options.expect_regex is not None else None
         self._expects = options.expect_contains is not None or self._regex is not None
         # Built once: loading the system's CAs takes the loop for tens of ms.
         self._ssl: ssl.SSLContext | bool = options.ssl_context() if urlsplit(options.url).scheme == "wss" else True
-        self._session: aiohttp.ClientSession | None = None
-        self._connector: Any = None  # a TransportConnector
+        self._client = FreshClient(traced_connector())
 
     def secrets(self) -> set[str]:
         # `send` may carry a login: a server echoing it back must not show it.
@@ -106,9 +118,8 @@ class WebsocketCheck(Check[WebsocketOptions]):
     async def run(self) -> Outcome:
         import aiohttp
 
-        start = time.perf_counter()
-        session = self._client()
-        ws = await session.ws_connect(
+        phases = Phases()
+        ws = await self._client.session(phases).ws_connect(
             self.options.url,
             protocols=(self.options.subprotocol,) if self.options.subprotocol else (),
             headers=self._headers,
@@ -120,7 +131,7 @@ class WebsocketCheck(Check[WebsocketOptions]):
         )
         clean = False
         try:
-            observed: Observed = {"handshake_time": Observation(round(time.perf_counter() - start, 6), "s")}
+            observed: Observed = {"handshake_time": phases.since_start(), **phases.observed()}
             steps = ["upgraded"] + self._subprotocol(ws, observed)
             if self._send is not None or self._expects:
                 steps += await self._exchange(ws, observed)
@@ -131,7 +142,7 @@ class WebsocketCheck(Check[WebsocketOptions]):
             if clean:
                 await ws.close()  # the close handshake, bounded by the runner's timeout
             else:
-                self._connector.abort()
+                self._client.connector.abort()
         return Outcome(Status.PASS, f"{self.target}: {', '.join(steps)}", observed)
 
     def _subprotocol(self, ws: aiohttp.ClientWebSocketResponse, observed: Observed) -> list[str]:
@@ -202,57 +213,15 @@ class WebsocketCheck(Check[WebsocketOptions]):
                 reason = Reason.AUTH if exc.status in (401, 403, 407) else Reason.UNEXPECTED
                 return CheckFailed(f"{self.target}: answered {exc.status} instead of upgrading to WebSocket", reason)
             return CheckFailed(f"{self.target}: upgrade refused: {exc.message}", Reason.UNEXPECTED)
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return CheckFailed(f"{self.target}: certificate rejected: {exc.certificate_error}", Reason.TLS)
-        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: its OSError says which
-            return super().describe_error(exc.os_error)
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return CheckFailed(f"{self.target}: closed the connection without upgrading", Reason.UNEXPECTED)
         if isinstance(exc, aiohttp.ClientResponseError):  # what came back is not HTTP
             return CheckFailed(f"{self.target}: answered something that is not HTTP: {exc.message}", Reason.UNEXPECTED)
-        return super().describe_error(exc)
+        return client_failure(exc, self.target) or super().describe_error(exc)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None:
-            # A new connection and a fresh DNS lookup each run, as a new client would make.
-            self._connector = transport_connector()(force_close=True, use_dns_cache=False)
-            timeout = aiohttp.ClientTimeout(total=None)  # the runner enforces the check's timeout
-            self._session = aiohttp.ClientSession(connector=self._connector, timeout=timeout)
-        self._connector.transport = None
-        return self._session
+        await self._client.close()
 
 
 def _quoted(text: str) -> str:
     return preview(text.encode())
-
-
-@functools.cache
-def transport_connector() -> Any:
-    """aiohttp's TCPConnector, keeping the transport of its last connection so
-    that a run that ends badly can abort it (aiohttp's own close of a
-    WebSocket waits for the server's close frame). Built on first use."""
-    import asyncio
-
-    import aiohttp
-
-    class TransportConnector(aiohttp.TCPConnector):
-        transport: asyncio.Transport | None = None
-
-        async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
-            connection = await super().connect(req, traces, timeout)
-            self.transport = connection.transport
-            return connection
-
-        def abort(self) -> None:
-            if self.transport is not None:
-                self.transport.abort()
-                self.transport = None
-
-    return TransportConnector
