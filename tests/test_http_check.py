@@ -347,6 +347,14 @@ async def test_a_credential_header_that_does_not_match_shows_neither_value_nor_p
         ({"observe": {"pending": ""}}, "pending: '' is not a dotted path"),
         ({"expect_headers": {"X-A": "(unclosed"}}, "checks.t.expect_headers.X-A: invalid regular expression"),
         ({"expect_headers": {"X-A": "a", "x-a": "b"}}, "X-A and x-a are the same header"),
+        (
+            {"method": "HEAD", "observe": {"pending": "a"}},
+            "checks.t: method HEAD gets no body, so observe cannot be judged (use GET)",
+        ),
+        (
+            {"method": "HEAD", "expect_json": {"status": "ok"}, "expect_body_contains": "ok"},
+            "method HEAD gets no body, so expect_body_contains, expect_json cannot be judged",
+        ),
     ],
 )
 def test_bad_observe_and_header_options_are_config_errors(options: dict[str, Any], problem: str) -> None:

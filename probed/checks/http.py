@@ -38,6 +38,7 @@ _STATUS_PATTERN = re.compile(r"^[1-5](xx|\d\d)$")
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Where a run's time went, in order; each is observed as `<phase>_time`.
 PHASES = (*CONNECTION_PHASES, "total")
+_BODY_EXPECTATIONS = ("expect_body_contains", "expect_body_regex", "expect_json", "observe")
 BUILT_IN_OBSERVED = frozenset({"status_code", "cert_not_after", "cert_days_left", *(f"{p}_time" for p in PHASES)})
 
 
@@ -134,6 +135,14 @@ class HttpOptions(CheckOptions, TlsOptions):
         return {
             "cert_days_left": ExpiryLevels(warn_below=self.warn_cert_expiry_days, fail_below=self.fail_cert_expiry_days)
         }
+
+    @model_validator(mode="after")
+    def _body_to_judge(self) -> HttpOptions:
+        # A HEAD answer has no body: these would fail every run, so say it once, here.
+        judged = [name for name in _BODY_EXPECTATIONS if getattr(self, name)]
+        if self.method == "HEAD" and judged:
+            raise ValueError(f"method HEAD gets no body, so {', '.join(judged)} cannot be judged (use GET)")
+        return self
 
     @model_validator(mode="after")
     def _one_authorization(self) -> HttpOptions:
