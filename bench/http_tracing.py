@@ -1,5 +1,6 @@
-"""CPU per http run with the phase timings' trace hooks against the same check without them, in one
-process, batches alternated: python bench/http_tracing.py URL RUNS BATCHES -> one JSON line."""
+"""CPU per http or websocket run with the phase timings' trace hooks against the same check without
+them, in one process, batches alternated: python bench/http_tracing.py URL RUNS BATCHES -> one JSON
+line. A ws:// or wss:// URL makes it a websocket check (upgrade and ping)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,24 @@ import aiohttp
 import yaml
 
 from probed.checks import create_check
-from probed.checks.http import HttpCheck, certificate_connector
+from probed.checks.http import HttpCheck
+from probed.checks.websocket import WebsocketCheck
 from probed.config import parse_config
 from probed.runner import run_once
 
 
-def without_tracing(check: HttpCheck) -> None:
+def without_tracing(check: HttpCheck | WebsocketCheck) -> None:
     """The session the check would build, minus its TraceConfig."""
     client = check._client
-    client.connector = certificate_connector()(force_close=True, use_dns_cache=False, ssl=check._ssl())
+    client.connector = client._connector_class(force_close=True, use_dns_cache=False, **client._options)
     client._session = aiohttp.ClientSession(connector=client.connector, timeout=aiohttp.ClientTimeout(total=None))
 
 
 async def measure(url: str, runs: int, batches: int) -> dict[str, float]:
-    options = {"type": "http", "url": url}
+    options = {"type": "websocket" if url.startswith(("ws://", "wss://")) else "http", "url": url}
     config = parse_config(yaml.safe_dump({"checks": {"traced": options, "plain": options}}), "bench")
     traced, plain = (create_check(name, config.checks[name]) for name in ("traced", "plain"))
-    assert isinstance(plain, HttpCheck)
+    assert isinstance(plain, HttpCheck | WebsocketCheck)
     without_tracing(plain)
     for check in (traced, plain):
         for _ in range(20):  # warm-up
