@@ -802,6 +802,18 @@ class MariaDbServer(ServerProcess):
             f"MASTER_PASSWORD='{escaped}', MASTER_LOG_FILE='{log_file}', MASTER_LOG_POS={position}, "
             "MASTER_CONNECT_RETRY=1; START SLAVE"
         )
+        self.wait_replicating()
+
+    def wait_replicating(self, within: float = 30.0) -> None:
+        """START SLAVE returns before the IO thread has connected ("Connecting"): wait for both threads."""
+        deadline = time.monotonic() + within
+        while True:
+            status = self.sql("SHOW STATUS LIKE 'Slave_running'")  # ON: connected, both threads running
+            if status.split()[-1:] == ["ON"]:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica did not start replicating within {within:g}s:\n{status}")
+            time.sleep(0.1)
 
 
 # -- RabbitMQ ------------------------------------------------------------------------------

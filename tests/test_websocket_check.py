@@ -174,7 +174,8 @@ async def test_close_at_once_is_a_fast_error_and_garbage_is_unexpected() -> None
     with answering_listener(b"") as closing, answering_listener(b"\x00\xff garbage\r\n\r\n") as garbage:
         closed = await run_check(ws(f"ws://127.0.0.1:{closing}/", timeout="2s"))
         nonsense = await run_check(ws(f"ws://127.0.0.1:{garbage}/", timeout="2s"))
-    assert closed.reason is Reason.UNEXPECTED, closed.output
+    # A close at once may reach the client as a reset on a loaded machine: both are fast failures.
+    assert closed.reason in (Reason.UNEXPECTED, Reason.ERROR), closed.output
     assert closed.output in (
         f"ws://127.0.0.1:{closing}/: closed the connection without upgrading",
         f"ws://127.0.0.1:{closing}/: connection reset by the server",
