@@ -276,6 +276,8 @@ def serve_command(config: Config, path: str | None) -> int:
 
 
 async def serve(config: Config, path: str | None) -> int:
+    import asyncio
+
     from aiohttp import web
 
     from probed.connections import GuardedSite
@@ -302,6 +304,10 @@ async def serve(config: Config, path: str | None) -> int:
         checks=len(daemon.checks),
     )
     await _until_signalled(daemon)
+    delay = daemon.config.server.shutdown_delay
+    if delay:  # readiness fails first, so that load balancers let go; a second signal still exits at once
+        daemon.drain()
+        await asyncio.sleep(delay)
     log.info("probed_stopping")
     await runner.cleanup()  # stops listening, then the cleanup context stops the checks
     log.info("probed_stopped")
@@ -309,7 +315,7 @@ async def serve(config: Config, path: str | None) -> int:
 
 
 async def _until_signalled(daemon: Daemon) -> None:
-    """Return on the first SIGTERM/SIGINT; a second one exits at once.
+    """Return on the first SIGTERM/SIGINT; a second one, then or later, exits at once.
     SIGHUP reloads the config file, keeping the last good config on mistakes;
     so does a change of the config file or a file it names (probed/watch.py)."""
     import asyncio
@@ -329,7 +335,9 @@ async def _until_signalled(daemon: Daemon) -> None:
         task.add_done_callback(reloads.discard)
 
     def on_signal(signum: int) -> None:
-        if stopping.is_set():
+        if stopping.is_set():  # also while draining (server.shutdown_delay)
+            log.warning("probed_exiting_at_once", signal=signal.Signals(signum).name)
+            sys.stdout.flush()
             os._exit(EXIT_FAIL)
         log.info("signal_received", signal=signal.Signals(signum).name)
         stopping.set()

@@ -28,7 +28,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
-from probed.fields import Duration, ProbedModel, read_secret_file
+from probed.fields import Delay, Duration, ProbedModel, read_secret_file
 from probed.groups import with_defaults
 from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
 
@@ -80,6 +80,12 @@ class ServerOptions(ProbedModel):
         15.0,
         description="a client connection without a complete request for this long is closed "
         "(a half-sent request, or kept alive between requests)",
+    )
+    shutdown_delay: Delay = Field(
+        0.0,
+        description="on SIGTERM, answer 503 on /health/ready, /health/startup, /health and every configured group "
+        "(not /health/live) for this long before stopping, so that load balancers stop sending requests first; "
+        "0: stop at once",
     )
     watch_files: bool = Field(
         True,

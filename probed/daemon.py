@@ -93,6 +93,13 @@ class Daemon:
     def alive(self) -> bool:
         return self.scheduler.alive()
 
+    def drain(self) -> None:
+        """The first SIGTERM with server.shutdown_delay: the kinds that drain
+        fail at once (probed/groups.py); the checks and the server go on."""
+        self.store.drain()
+        delay = self.config.server.shutdown_delay
+        log.info("probed_draining", shutdown_delay=delay, stops_at=iso_time(time.time() + delay))
+
     def peer_requests(self) -> dict[str, int]:
         """Requests sent to peers so far, by outcome (answered, unreachable)."""
         return dict(self.peers.requests) if self.peers is not None else {}
@@ -175,6 +182,7 @@ class Daemon:
             latched=self.store.latched(),  # startup succeeds once, for good
             peers=config.peers is not None,
             alive=self.alive,
+            draining=self.store.draining,  # a reload while shutting down drains on
         )
 
         def next_run(check: AnyCheck) -> float:

@@ -22,8 +22,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(value: Any) -> float:
-    """'500ms', '10s', '1m', '1h' or a plain number of seconds -> seconds."""
+def parse_duration(value: Any, zero: bool = False) -> float:
+    """'500ms', '10s', '1m', '1h' or a plain number of seconds -> seconds;
+    `zero`: 0 is allowed too (a delay that may be none)."""
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
     if isinstance(value, (int, float)):
@@ -33,9 +34,14 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"invalid duration {value!r} (use 500ms, 10s, 1m or seconds)")
         seconds = float(match[1]) * _DURATION_UNITS[match[2]]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"duration must be positive and finite, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        bound = "0 or more" if zero else "positive"
+        raise ValueError(f"duration must be {bound} and finite, got {value!r}")
     return seconds
+
+
+def parse_delay(value: Any) -> float:
+    return parse_duration(value, zero=True)
 
 
 def format_duration(seconds: float, precision: float = 0) -> str:
@@ -76,6 +82,17 @@ Duration = Annotated[
                 {"type": "number", "exclusiveMinimum": 0},
             ],
             "description": "a duration: 500ms, 10s, 1m, 1h or a number of seconds",
+        }
+    ),
+]
+
+Delay = Annotated[  # a Duration that may be 0: none
+    float,
+    BeforeValidator(parse_delay),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": _DURATION.pattern}, {"type": "number", "minimum": 0}],
+            "description": "a duration: 0, 500ms, 10s, 1m, 1h or a number of seconds",
         }
     ),
 ]

@@ -1,8 +1,9 @@
 """Groups: the table of group kinds, and a group's aggregate.
 
 A kind says how a group weighs its checks, whether it latches (passed once,
-passed for good), whether it needs the scheduler alive, and which checks it
-holds when the config lists none. `ready`, `startup` and `live` are kinds,
+passed for good), whether it needs the scheduler alive, whether it drains
+(fails while probed shuts down), and which checks it holds when the config
+lists none. `ready`, `startup` and `live` are kinds,
 each with a route of its own; any other configured name is a plain group.
 Nothing outside this table compares a group's name: the config fills its
 defaults from it, the store builds its groups from it, and the store's
@@ -71,14 +72,18 @@ class GroupKind:
     default: DefaultMembers  # its members when the config lists none
     latches: bool = False  # once it passes, it passes for good (the kubelet stops asking)
     needs_scheduler: bool = False  # fails while the scheduler makes no progress, whatever its checks say
+    # Fails from the first SIGTERM on (server.shutdown_delay), so that whatever sends
+    # requests by it lets go before probed stops; liveness must not, or the kubelet kills.
+    drains: bool = True
 
 
 READY, STARTUP, LIVE = "ready", "startup", "live"
+OVERALL = ""  # the group of every check, what /health answers: a plain group
 # In this order: startup's default follows ready's members, configured or not.
 KINDS: dict[str, GroupKind] = {
     READY: GroupKind(weigh_ready, _critical),
     STARTUP: GroupKind(weigh_startup, _same_as(READY), latches=True),
-    LIVE: GroupKind(weigh_overall, _none, needs_scheduler=True),
+    LIVE: GroupKind(weigh_overall, _none, needs_scheduler=True, drains=False),
 }
 PLAIN = GroupKind(weigh_overall, _none)  # a configured group of any other name; also the overall status
 
@@ -103,10 +108,14 @@ class GroupReason(enum.Enum):
 
     CHECKS = "checks"  # its checks' verdicts: ?verbose says which, one line each
     SCHEDULER = "scheduler"  # a kind that needs the scheduler, and it makes no progress
+    DRAINING = "draining"  # a kind that drains, and probed is shutting down
 
 
 # What ?verbose says first, after `[-]`, for a reason that is none of the checks.
-REASON_LINES = {GroupReason.SCHEDULER: "scheduler failed: a check loop died or the watchdog stopped"}
+REASON_LINES = {
+    GroupReason.SCHEDULER: "scheduler failed: a check loop died or the watchdog stopped",
+    GroupReason.DRAINING: "shutting down: probed answers 503 here until server.shutdown_delay has passed, then stops",
+}
 
 
 class GroupStatus(NamedTuple):
@@ -118,10 +127,17 @@ class GroupStatus(NamedTuple):
         """pass or warn: 200 from its endpoint."""
         return self.status is not Status.FAIL
 
+    @property
+    def note(self) -> str | None:
+        """The reason in words when it is none of the checks (?verbose's first line, `output` in JSON)."""
+        return REASON_LINES.get(self.reason) if self.reason else None
+
 
 # Every answer there can be, made once: the probes' fast path allocates nothing.
 ANSWERS = {status: GroupStatus(status, None if status is Status.PASS else GroupReason.CHECKS) for status in Status}
 SCHEDULER_STOPPED = GroupStatus(Status.FAIL, GroupReason.SCHEDULER)
+DRAINING = GroupStatus(Status.FAIL, GroupReason.DRAINING)
+EVERY_ANSWER = (*ANSWERS.values(), SCHEDULER_STOPPED, DRAINING)
 
 
 class Group:

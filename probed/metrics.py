@@ -250,6 +250,11 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         one("probed_live", "1 if /health/live answers 200.", float(answers[LIVE].passing)),
         (Family("probed_status", "stateset", "Overall status, as /health answers it."), statuses),
         one("probed_checks", "Number of configured checks.", len(store.checks)),
+        one(
+            "probed_draining",
+            "1 while probed shuts down (server.shutdown_delay): every group but live answers 503.",
+            float(store.draining),
+        ),
         (Family("probed_build_info", "gauge", "probed's version, as a label."), build),
         (Family("probed_group_status", "stateset", "Aggregate of each group, as /health/{group} answers it."), groups),
         (

@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from probed.checks.base import AnyCheck, Gauge
-from probed.groups import ANSWERS, READY, SCHEDULER_STOPPED, Group, GroupStatus, kind_of, with_defaults
+from probed.groups import (
+    ANSWERS,
+    DRAINING,
+    OVERALL,
+    READY,
+    SCHEDULER_STOPPED,
+    Group,
+    GroupStatus,
+    kind_of,
+    with_defaults,
+)
 from probed.model import Fleet, Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -152,8 +162,6 @@ class CheckState:
 
 Transition = Callable[[CheckState, "Status | None"], None]
 
-OVERALL = ""  # the group of every check: what /health answers
-
 
 class Store:
     def __init__(
@@ -165,18 +173,21 @@ class Store:
         latched: Iterable[str] = (),
         peers: bool = False,
         alive: Callable[[], bool] = lambda: True,
+        draining: bool = False,
     ) -> None:
         """`kept`: states carried over from a previous store (a config reload);
         `groups`: members by group name (the kinds' defaults fill the rest);
         `latched`: groups that latched in the previous store (a reload keeps them);
         `peers`: peers are configured to tell shared outages from local faults;
-        `alive`: whether the scheduler makes progress (the daemon's; always, for one run)."""
+        `alive`: whether the scheduler makes progress (the daemon's; always, for one run);
+        `draining`: probed is shutting down (a reload during server.shutdown_delay)."""
         kept = kept or {}
         self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
         self._on_transition = on_transition
         self._peers = peers
         self._alive = alive
+        self.draining = draining
         for state in self.checks.values():
             self._judge_scope(state)
         critical = (state.name for state in self.checks.values() if state.critical)
@@ -198,16 +209,25 @@ class Store:
 
     @property
     def status(self) -> Status:
-        return self.overall.status
+        """What /health answers."""
+        return self.group_status(OVERALL).status
 
     def group_status(self, name: str, excluded: Iterable[str] = ()) -> GroupStatus:
         """A group's answer and why: the one place it is decided. The probes'
-        fast path, every query (?exclude, ?verbose), the page, `probed check`
-        and the group gauge all take it from here. KeyError: no such group."""
-        group = self.groups[name]
+        fast path, every query (?exclude, ?verbose), /health (OVERALL), the
+        page, `probed check` and the group gauge all take it from here.
+        KeyError: no such group."""
+        group = self.groups[name] if name else self.overall
+        if self.draining and group.kind.drains:
+            return DRAINING
         if group.kind.needs_scheduler and not self._alive():
             return SCHEDULER_STOPPED
         return ANSWERS[group.status_without(excluded) if excluded else group.status]
+
+    def drain(self) -> None:
+        """probed is shutting down: every kind that drains fails from now on."""
+        self.draining = True
+        self.version += 1  # the bodies cached by version show it at once
 
     @property
     def ready(self) -> bool:

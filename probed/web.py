@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
 from probed.config import ServerOptions
 from probed.daemon import Daemon
-from probed.groups import KINDS
+from probed.groups import EVERY_ANSWER, KINDS, GroupStatus
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
 from probed.report import CONTENT_TYPE, Format, Report, published_status
@@ -114,7 +114,7 @@ class Handlers:
         excluded = frozenset(request.query.getall("exclude", []))
         answer = store.group_status(name, excluded)
         if "verbose" not in request.query:
-            return _group_response(answer.status)
+            return _group_response(answer)
         text = render_group_verbose(store, group, answer, excluded, self._details_allowed(request))
         return web.Response(text=text, status=http_status(answer.status), headers=HEADERS, content_type="text/plain")
 
@@ -214,7 +214,7 @@ def probe_handler(handlers: Handlers, name: str) -> Handler:
     async def probe(request: web.Request) -> web.StreamResponse:
         if request.query_string:  # ?exclude, ?verbose: may compute, may refuse a token (raw: no parsing)
             return await with_query(request)
-        body, code = _GROUP_ANSWERS[daemon.store.group_status(name).status]  # the kinds' groups always exist
+        body, code = _GROUP_ANSWERS[daemon.store.group_status(name)]  # the kinds' groups always exist
         return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
     return probe
@@ -224,11 +224,20 @@ async def _fixed_group(handlers: Handlers, name: str, request: web.Request) -> w
     return handlers.answer_group(request, name)
 
 
-_GROUP_ANSWERS = {status: (_STATUS_BODIES[status], http_status(status)) for status in Status}
+def _group_body(answer: GroupStatus) -> bytes:
+    """{"status": ...}, and for a reason that is none of the checks (probed is
+    shutting down, the scheduler stopped) what ?verbose says of it, as `output`."""
+    if answer.note is None:
+        return _STATUS_BODIES[answer.status]
+    return json.dumps({"status": answer.status.value, "output": answer.note}).encode()
 
 
-def _group_response(status: Status) -> web.Response:
-    body, code = _GROUP_ANSWERS[status]
+# Every answer a group can give, its body and code made once.
+_GROUP_ANSWERS = {answer: (_group_body(answer), http_status(answer.status)) for answer in EVERY_ANSWER}
+
+
+def _group_response(answer: GroupStatus) -> web.Response:
+    body, code = _GROUP_ANSWERS[answer]
     return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
 

@@ -10,7 +10,8 @@ its module and one entry here; the CLI and the web app never branch per format.
 The vocabulary: how a check's state shows (`published_status`, `state_name`),
 how a case of fleet readiness reads (`fleet_words`) and how a moment is written
 (`iso_time`). Durations read as probed.fields.format_duration spells them.
-This module imports no renderer and nothing beyond the model, so the CLI's
+This module imports no renderer and nothing beyond the model and the
+groups' table, so the CLI's
 parser can read the format names from it.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from probed.groups import OVERALL
 from probed.model import Fleet, Status
 
 if TYPE_CHECKING:
@@ -42,11 +44,13 @@ class Report:
     details: bool
     rendered_at: float = field(default_factory=time.time)  # wall clock, for the ages the page shows
     groups: tuple[tuple[str, Status, int], ...] = ()  # name, status, how many checks: what the page shows
+    note: str | None = None  # a reason for the status that is none of the checks (probed is shutting down)
 
     @classmethod
     def of_store(cls, store: Store, details: bool) -> Report:
         groups = tuple((name, store.group_status(name).status, len(g.members)) for name, g in store.groups.items())
-        return cls(store.status, tuple(store.checks.values()), details, groups=groups)
+        answer = store.group_status(OVERALL)
+        return cls(answer.status, tuple(store.checks.values()), details, groups=groups, note=answer.note)
 
     @classmethod
     def of_check(cls, state: CheckState, details: bool) -> Report:

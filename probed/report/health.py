@@ -22,11 +22,11 @@ def render(report: Report) -> bytes:
 
 
 def health_document(report: Report) -> dict[str, Any]:
-    return {
-        "status": report.status.value,
-        "releaseId": __version__,
-        "checks": {state.name: [check_entry(state, report.details)] for state in report.checks},
-    }
+    document: dict[str, Any] = {"status": report.status.value, "releaseId": __version__}
+    if report.note:  # the draft's `output`: why it fails when no check says (probed is shutting down)
+        document["output"] = report.note
+    document["checks"] = {state.name: [check_entry(state, report.details)] for state in report.checks}
+    return document
 
 
 def check_entry(state: CheckState, details: bool) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def render(report: Report) -> bytes:
         f'<h1 id="overall"><span aria-hidden="true">{SYMBOLS[overall]}</span> {overall.upper()}</h1>',
         f"<p>{len(report.checks)} checks: {escape(summary)} \u00b7 as of {_clock(report.rendered_at)} UTC"
         f" \u00b7 refreshes every {refresh} s</p>",
+        f'<p class="note-overall" id="note"><strong>{escape(report.note)}</strong></p>' if report.note else "",
         _groups(report.groups),
         "</header>",
         "<main>",

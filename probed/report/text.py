@@ -4,7 +4,7 @@ line per check (Kubernetes' /readyz?verbose style)."""
 from __future__ import annotations
 
 from probed.fields import format_duration
-from probed.groups import REASON_LINES, Group, GroupStatus
+from probed.groups import Group, GroupStatus
 from probed.model import Status
 from probed.report import PENDING, Report, fleet_words, published_status
 from probed.store import CheckState, Store
@@ -17,7 +17,7 @@ def render(report: Report) -> bytes:
     # The last column (output) is not padded: it can be long.
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
-    lines.append(f"overall: {report.status.value}")
+    lines.append(f"overall: {report.status.value}" + (f" ({report.note})" if report.note else ""))
     return ("\n".join(line.rstrip() for line in lines) + "\n").encode()
 
 
@@ -35,8 +35,7 @@ def render_group_verbose(
 ) -> str:
     """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|passed (warn)|failed`;
     first, a reason that is none of the checks (the scheduler's progress)."""
-    note = REASON_LINES.get(answer.reason) if answer.reason else None
-    lines = [f"[-]{note}"] if note else []
+    lines = [f"[-]{answer.note}"] if answer.note else []
     for name in group.members:
         state = store.checks[name]
         if name in excluded:
