@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from probed.cli import SHUTDOWN_TIMEOUT
 from probed.config import parse_config
 
 ROOT = Path(__file__).parent.parent
@@ -99,6 +100,21 @@ def test_config_map_holds_a_valid_probed_config() -> None:
     assert set(config.checks) == {"root-disk", "tmp-writable"}
 
 
+def test_the_pod_drains_on_shutdown_within_its_grace_period(app_chart: Path) -> None:
+    documents = render(CHART)
+    config = parse_config(by_kind(documents, "ConfigMap")["data"]["probed.yaml"], "configmap")
+    grace = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert config.server.shutdown_delay == 5.0
+    assert grace >= config.server.shutdown_delay + SHUTDOWN_TIMEOUT + 1  # and a second to stop the checks
+    longer = {"config": {"server": {"shutdown_delay": "20s"}}, "terminationGracePeriodSeconds": 30}
+    assert (
+        by_kind(render(CHART, longer), "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
+    )
+    # An application chart's probed.config.server is merged with the default: its sidecar drains too.
+    shop = by_kind(render(app_chart), "ConfigMap")["data"]["probed.yaml"]
+    assert parse_config(shop, "configmap", {"DATABASE_URL": "postgresql://db/shop"}).server.shutdown_delay == 5.0
+
+
 def test_a_config_change_rolls_the_pods_only_when_asked() -> None:
     def annotations(values: dict[str, Any]) -> dict[str, str]:
         deployment = by_kind(render(CHART, values), "Deployment")
@@ -169,6 +185,7 @@ def test_app_liveness_on_probed_is_opt_in(app_chart: Path) -> None:
         {"serviceMonitor": {"enabeld": True}},  # a typo must not pass silently
         {"peers": {"enabled": True, "alone": "maybe"}},
         {"peers": {"enabled": True, "quorum": 2}},
+        {"terminationGracePeriodSeconds": "15s"},
     ],
 )
 def test_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
