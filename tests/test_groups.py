@@ -16,6 +16,7 @@ from typing import Any
 from pytest_aiohttp import AiohttpClient
 
 from probed.checks.base import Check, CheckOptions
+from probed.groups import REASON_LINES, GroupReason
 from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.scheduler import Scheduler
 from probed.store import Store
@@ -298,3 +299,14 @@ def test_probed_check_shows_each_group_as_its_endpoint_would(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     shown = dict((name, status) for status, name in re.findall(PAGE_GROUP, done.stdout))
     assert shown == {"ready": "warn", "startup": "pass", "live": "pass", "payments": "warn"}
+
+
+async def test_live_says_when_the_scheduler_stopped(aiohttp_client: AiohttpClient) -> None:
+    d = daemon(THREE)
+    client = await aiohttp_client(d.app)
+    assert (await client.get("/health/live")).status == 200
+    await d.daemon.scheduler.stop()
+    live = await client.get("/health/live")
+    line = REASON_LINES[GroupReason.SCHEDULER]
+    assert live.status == 503 and await live.json(content_type=None) == {"status": "fail", "output": line}
+    assert (await (await client.get("/health/live?verbose")).text()).startswith(f"[-]{line}\n")
