@@ -1,10 +1,12 @@
 """YAML -> validated, immutable configuration; every problem reported with its place.
 
 Loading goes in three steps, each collecting problems instead of stopping at
-the first: parse the YAML into plain data while remembering the line of every
-key (and rejecting duplicate keys, which plain loaders silently drop),
-substitute `${VAR}` / `${VAR:-default}` from the environment, then validate the
-sections and each check against its type's options model.
+the first (parse_config runs them): read the YAML into plain data while
+remembering the line of every key (probed/config_read.py), substitute
+`${VAR}` / `${VAR:-default}` from the environment (probed/config_env.py), then
+build the models here: the sections, and each check against its type's options
+model. All three add to one list (probed/config_problems.py), which gives each
+problem one line, with its place, in reading order.
 
 Whatever the document, loading ends in a Config or in ConfigError: size,
 depth and value counts are bounded, YAML tags are refused without echoing
@@ -23,14 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
+from probed.config_env import substitute
+from probed.config_problems import Path_, Problems, shown
+from probed.config_read import MAX_CONFIG_BYTES, read_yaml
 from probed.fields import Delay, Duration, ProbedModel, read_secret_file
 from probed.groups import with_defaults
-from probed.secrets import SENSITIVE_NAME, redact, secret_forms, url_secrets
+from probed.secrets import SENSITIVE_NAME, secret_forms, url_secrets
 
 BUILTIN_SOURCE = "<built-in default>"
 BUILTIN_CONFIG = """\
@@ -42,14 +46,6 @@ checks:
 """
 
 CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-# Bounds on what a config file may be: it is written by hand, and anything
-# past these is a mistake or an attack (a "billion laughs" of aliases).
-MAX_CONFIG_BYTES = 1_000_000
-MAX_VALUES = 100_000  # scalars, mappings and lists, counted after expanding aliases
-MAX_DEPTH = 32
-
-Path_ = tuple[str | int, ...]
 
 
 class ConfigError(Exception):
@@ -225,166 +221,33 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Co
 
 
 def parse_config(text: str, source: str, environ: Mapping[str, str] = os.environ) -> Config:
-    reader = _Reader(source, environ)
-    data = reader.read(text)
-    config = reader.validate(data)
-    if reader.problems:
-        raise ConfigError(reader.sorted_problems())
+    """The three steps, each adding to one list of problems: read, substitute, build."""
+    problems = Problems(source)
+    document = read_yaml(text, problems)
+    data = substitute(document.data, environ, problems)
+    # Nothing to build from a document read only in part (its problem says why).
+    config = _Builder(problems).build({} if data is None else data) if document.whole else None
+    if problems:
+        raise ConfigError(problems.listed())
     assert config is not None
     return config
 
 
-class _Unreadable(Exception):
-    """The document cannot be turned into data at all (too big, too deep, cyclic)."""
+class _Builder:
+    """Step 3: read data -> Config, each section and each check against its options model."""
 
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        self.source = problems.source
 
+    def problem(self, path: Path_, message: str) -> None:
+        self.problems.add(path, message)
 
-class _Reader:
-    """Collects problems with their lines while turning YAML into a Config."""
-
-    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
-        self.source = source
-        self.environ = environ
-        self.lines: dict[Path_, int] = {}
-        self.problems: list[tuple[int, str]] = []
-        self.reported: set[Path_] = set()  # places whose value is unusable and already has a problem
-        self.secrets: set[str] = set()  # the config's secret values, masked in every problem
-        self._values = 0
-        self._open: set[int] = set()  # nodes being read: an alias back to one is a cycle
-
-    def problem(self, path: Path_, message: str, line: int | None = None) -> None:
-        line = line or self._line_of(path)
-        where = f"{self.source}:{line}" if line else self.source
-        place = f"{_dotted(path)}: " if path else ""
-        self.problems.append((line or 0, _one_line(f"{where}: {place}{message}")))
-
-    def sorted_problems(self) -> list[str]:
-        # Masked last, once every secret of the file is known: a secret pasted
-        # into the wrong field is echoed by that field's error otherwise.
-        return [redact(text, self.secrets) for _, text in sorted(self.problems, key=lambda p: p[0])]
-
-    def _line_of(self, path: Path_) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
-    # YAML -> data, with lines, duplicate keys and ${VAR} substitution.
-
-    def read(self, text: str) -> Any:
-        try:
-            _check_depth(text)
-            root = yaml.compose(text, Loader=_LOADER)
-            data = None if root is None else self._node(root, ())
-            return {} if data is None else data  # an empty document, or one that is only `---`
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark else None
-            detail = getattr(exc, "problem", None) or "cannot parse"
-            self.problem((), f"invalid YAML: {detail}", line)
-        except _Unreadable as exc:
-            self.problem((), exc.message, exc.line)
-        return None
-
-    def _node(self, node: yaml.Node, path: Path_) -> Any:
-        line = node.start_mark.line + 1
-        self._values += 1
-        if self._values > MAX_VALUES:
-            raise _Unreadable(f"the document has over {MAX_VALUES:,} values (after expanding aliases)", line)
-        if len(path) > MAX_DEPTH:
-            raise _Unreadable(f"the document is nested too deeply (at most {MAX_DEPTH} levels)", line)
-        if id(node) in self._open:
-            raise _Unreadable("an alias refers to a value that contains it", line)
-        if not node.tag.startswith(_STANDARD_TAG):
-            self.reported.add(path)
-            hint = "write plain values; secrets come from ${VAR} or *_file"
-            self.problem(path, f"unsupported YAML tag {_shown(node.tag)} ({hint})", line)
-            return None
-        self._open.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path)
-            if isinstance(node, yaml.SequenceNode):
-                return self._sequence(node, path)
-            return self._scalar(node, path)
-        finally:
-            self._open.discard(id(node))
-
-    def _sequence(self, node: yaml.SequenceNode, path: Path_) -> list[Any]:
-        items = []
-        for index, item in enumerate(node.value):
-            self.lines[path + (index,)] = item.start_mark.line + 1
-            items.append(self._node(item, path + (index,)))
-        return items
-
-    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
-        try:
-            value = yaml.constructor.SafeConstructor().construct_object(node)
-        except Exception:  # !!int abc, !!binary with bad base64, ...: not a value; never echo it
-            self.reported.add(path)
-            self.problem(path, f"not a valid {node.tag.removeprefix(_STANDARD_TAG)} value")
-            return None
-        return self._substitute(value, path) if isinstance(value, str) else value
-
-    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:
-                self.problem(path, "YAML merge keys (<<) are not supported: write the keys out, or use defaults", line)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(path, "keys must be plain names", line)
-                continue
-            key = str(key_node.value)
-            if key in result:
-                first = self.lines[path + (key,)]
-                self.problem(path + (key,), f"duplicate key (first defined at line {first})", line)
-                continue
-            self.lines[path + (key,)] = line
-            result[key] = self._node(value_node, path + (key,))
-        return result
-
-    def _substitute(self, text: str, path: Path_) -> str | None:
-        missing: list[str] = []
-
-        def replace(match: re.Match[str]) -> str:
-            if match[0] == "$$":
-                return "$"
-            name, default = match["name"], match["default"]
-            if name in self.environ:
-                return self.environ[name]
-            if default is not None:
-                return default
-            missing.append(name)
-            return ""
-
-        result = _VARIABLE.sub(replace, text)
-        if missing:
-            self.reported.add(path)  # the value is unusable; say why once
-        for name in missing:
-            self.problem(path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
-        if "${" in _VARIABLE.sub("", text):
-            self.problem(path, "malformed ${...}: write ${NAME} or ${NAME:-default}")
-        # A value that was only variables and came out empty means "not set".
-        if result == "" and _VARIABLE.fullmatch(text):
-            return None
-        return result
-
-    # data -> Config
-
-    def validate(self, data: Any) -> Config | None:
-        if data is None:
-            return None
+    def build(self, data: Any) -> Config | None:
         if not isinstance(data, dict):
             self.problem((), "the config must be a mapping with server, defaults and checks")
             return None
-        self.secrets |= config_secrets(data)
+        self.problems.secrets |= config_secrets(data)
         for key in data.keys() - _Sections.model_fields.keys():
             self.problem((key,), "unknown key (expected server, scheduler, defaults, groups, peers, checks)")
         # Each section on its own, so a mistake in one hides none in another.
@@ -507,31 +370,11 @@ class _Reader:
         key, sep, rest = message.partition(": ")
         if sep and loc == path and key in data:
             loc, message = (*path, key), rest
-        if loc not in self.reported:
+        if loc not in self.problems.unusable:
             self.problem(loc, message)
 
     def _has_unusable_value(self, path: Path_) -> bool:
-        return any(place[: len(path)] == path for place in self.reported)
-
-
-def _check_depth(text: str) -> None:
-    """Refuse deep nesting and floods of values from the event stream, before
-    composing: PyYAML's scanner slows with every open level ([[[[... took
-    seconds per thousand) and its composer recurses."""
-    depth = 0
-    for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):
-        if count > 2 * MAX_VALUES:  # keys and values
-            raise _Unreadable(f"the document has over {MAX_VALUES:,} values", _line(event))
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _Unreadable(f"the document is nested too deeply (at most {MAX_DEPTH} levels)", _line(event))
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _line(event: yaml.Event) -> int | None:
-    return event.start_mark.line + 1 if event.start_mark else None
+        return any(place[: len(path)] == path for place in self.problems.unusable)
 
 
 def config_secrets(data: Any, secret: bool = False) -> set[str]:
@@ -602,16 +445,8 @@ def _with_server_heartbeat_token(checks: dict[str, CheckOptions], token: SecretS
     }
 
 
-_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-
-# libyaml's parser when PyYAML has it: the same documents, ten times faster.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_STANDARD_TAG = "tag:yaml.org,2002:"
-_MERGE_TAG = _STANDARD_TAG + "merge"
 # Keys whose values are secrets (every SecretStr field matches; tests/test_config.py proves it).
 _SECRET_KEY = re.compile(rf"{SENSITIVE_NAME.pattern}|dsn", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_MAX_SHOWN = 80
 
 # Inputs under these keys are never echoed back in an error message.
 _SECRET_HINTS = ("password", "token", "secret", "key", "dsn", "url", "header", "auth", "body")
@@ -636,29 +471,8 @@ def _describe(error: Any) -> str:
         and isinstance(value, (str, int, float))
         and not any(h in key.lower() for h in _SECRET_HINTS)
     ):
-        message += f" (got {_shown(value)})"
+        message += f" (got {shown(value)})"
     return message
-
-
-def _shown(value: object) -> str:
-    """A value as an error message may echo it: quoted, and short."""
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 4] + "...'"
-
-
-def _one_line(text: str) -> str:
-    """Problems are one line each: escape line breaks and control characters."""
-    return _CONTROL.sub(lambda match: repr(match[0])[1:-1], text)
-
-
-def _dotted(path: Path_) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else _short_key(p) for p in path).replace(".[", "[")
-
-
-def _short_key(key: str) -> str:
-    if not key or key != key.strip():
-        return repr(key)  # an empty or blank key stays visible
-    return key if len(key) <= 64 else key[:61] + "..."
 
 
 # -- JSON Schema ----------------------------------------------------------------

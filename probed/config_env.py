@@ -1,0 +1,56 @@
+"""Step 2 of loading a config: `${VAR}` and `${VAR:-default}` from the environment.
+
+Every string value of the read data is substituted (keys are names, never
+substituted); `$$` is a literal `$`. A variable that is not set and has no
+default is a problem at its value, and that value is unusable: the models are
+not asked about it again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from probed.config_problems import Path_, Problems
+
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def substitute(data: Any, environ: Mapping[str, str], problems: Problems, path: Path_ = ()) -> Any:
+    """The data with every string value substituted."""
+    if isinstance(data, dict):
+        return {key: substitute(value, environ, problems, path + (key,)) for key, value in data.items()}
+    if isinstance(data, list):
+        return [substitute(item, environ, problems, path + (index,)) for index, item in enumerate(data)]
+    if isinstance(data, str):
+        return _substitute_text(data, environ, problems, path)
+    return data
+
+
+def _substitute_text(text: str, environ: Mapping[str, str], problems: Problems, path: Path_) -> str | None:
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, default = match["name"], match["default"]
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    result = _VARIABLE.sub(replace, text)
+    if missing:
+        problems.unusable.add(path)  # the value is unusable; say why once
+    for name in missing:
+        hint = f"write ${{{name}:-default}} for a default"
+        problems.add_to_value(path, f"environment variable {name} is not set ({hint})")
+    if "${" in _VARIABLE.sub("", text):
+        problems.add_to_value(path, "malformed ${...}: write ${NAME} or ${NAME:-default}")
+    # A value that was only variables and came out empty means "not set".
+    if result == "" and _VARIABLE.fullmatch(text):
+        return None
+    return result
