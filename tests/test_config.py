@@ -104,6 +104,22 @@ INVALID = {
         "8: checks.db.scope: Input should be 'local' or 'shared' (got 'everywhere')",
     ],
     "invalid-peers-source.yaml": ["1: peers: give dns (with port) or static, exactly one of them"],
+    # On one line, problems list in the order the line reads, whichever step found them;
+    # the models' problems after the line's reading ones.
+    "invalid-one-line.yaml": [
+        "4: checks.web.interval: unsupported YAML tag '!secret' "
+        "(write plain values; secrets come from ${VAR} or *_file)",
+        "4: checks.web.url: environment variable PROBED_TEST_UNSET_URL is not set "
+        "(write ${PROBED_TEST_UNSET_URL:-default} for a default)",
+        "4: checks.web.url: duplicate key (first defined at line 4)",
+        "4: checks.web.timeout: invalid duration 'soon' (use 500ms, 10s, 1m or seconds)",
+    ],
+    # Reading stops at a cycle: what came before keeps its problems, nothing after is read or built.
+    "invalid-alias-cycle.yaml": [
+        "2: checks.web.url: environment variable PROBED_TEST_UNSET_URL is not set "
+        "(write ${PROBED_TEST_UNSET_URL:-default} for a default)",
+        "3: an alias refers to a value that contains it",
+    ],
 }
 
 
