@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probed.config_problems import Path_, Problems
+if TYPE_CHECKING:  # the standard library alone at run time: `probed probe` substitutes with expand too
+    from probed.config_problems import Path_, Problems
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -28,7 +29,8 @@ def substitute(data: Any, environ: Mapping[str, str], problems: Problems, path: 
     return data
 
 
-def _substitute_text(text: str, environ: Mapping[str, str], problems: Problems, path: Path_) -> str | None:
+def expand(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The text substituted, and the variables it names that are neither set nor defaulted."""
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
@@ -42,7 +44,11 @@ def _substitute_text(text: str, environ: Mapping[str, str], problems: Problems, 
         missing.append(name)
         return ""
 
-    result = _VARIABLE.sub(replace, text)
+    return _VARIABLE.sub(replace, text), missing
+
+
+def _substitute_text(text: str, environ: Mapping[str, str], problems: Problems, path: Path_) -> str | None:
+    result, missing = expand(text, environ)
     if missing:
         problems.unusable.add(path)  # the value is unusable; say why once
     for name in missing:

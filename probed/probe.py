@@ -10,7 +10,6 @@ that way (tests/test_imports.py guards it). Without a URL it asks the address
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -19,9 +18,6 @@ from urllib.parse import urlsplit
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_LISTEN = "0.0.0.0:8080"  # the same default as ServerOptions.listen
 DEFAULT_PATH = "/health/live"
-
-# ${NAME}, ${NAME:-default} and $$, as the config loader substitutes them.
-_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
 class ProbeUsageError(Exception):
@@ -129,14 +125,9 @@ def config_listen(path: str, environ: Mapping[str, str]) -> str:
 
 
 def _substitute(text: str, environ: Mapping[str, str], path: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match[0] == "$$":
-            return "$"
-        name, default = match["name"], match["default"]
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise ProbeUsageError(f"{path}: server.listen: environment variable {name} is not set")
+    from probed.config_env import expand  # the config loader's own rules, with the standard library alone
 
-    return _VARIABLE.sub(replace, text) or DEFAULT_LISTEN
+    result, missing = expand(text, environ)
+    if missing:
+        raise ProbeUsageError(f"{path}: server.listen: environment variable {missing[0]} is not set")
+    return result or DEFAULT_LISTEN

@@ -105,7 +105,7 @@ def test_probe_following_a_config_adds_yaml_only(tmp_path: Path) -> None:
     modules = imported(tmp_path, "probe", env={"PROBED_CONFIG": str(config)}, exit_code=1)
     assert "yaml" in modules  # it did read the config
     assert third_party(modules) <= {"yaml", "_yaml"}
-    assert probed_modules(modules) == {"probed", "probed.cli", "probed.probe"}
+    assert probed_modules(modules) == {"probed", "probed.cli", "probed.probe", "probed.config_env"}
 
 
 def test_version_imports_nothing_but_argparse(tmp_path: Path) -> None:
