@@ -42,9 +42,23 @@ class Fleet(enum.StrEnum):
 
     NO_PEERS = "no-peers"  # no peers configured: readiness ignores the check
     ASKING = "asking"  # waiting for peers fresher than the local failure
-    SHARED_OUTAGE = "shared-outage"  # at least the quorum of replicas see it failing
-    LOCAL_FAULT = "local-fault"  # most replicas see it passing: this one is cut off
+    SHARED_OUTAGE = "shared-outage"  # more than the quorum of replicas see it failing
+    LOCAL_FAULT = "local-fault"  # the others reach it (a tie included): this one is cut off
     ALONE = "alone"  # no peer answered: the `alone` policy decides
+
+
+@dataclass(frozen=True)
+class FleetPeers:
+    """Whom a fleet verdict heard, each peer as host:port: `answered` is
+    `counted` (its answer is evidence) plus `not_yet` (no run that tells yet)."""
+
+    counted: tuple[str, ...] = ()
+    not_yet: tuple[str, ...] = ()
+    unreachable: tuple[str, ...] = ()
+
+    @property
+    def answered(self) -> tuple[str, ...]:
+        return self.counted + self.not_yet
 
 
 ObservedScalar = int | float | str | bool

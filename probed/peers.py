@@ -2,30 +2,43 @@
 fails for them too.
 
 An input beside the checks: a background task that, only while a check with
-`scope: shared` is failing here, asks each peer's `GET /peers/checks/{name}`
-what its last run of that check said, and writes the conclusion into the
+`scope: shared` is failing here, asks the peers' `GET /peers/checks/{name}`
+for their latest runs of that check, and writes the conclusion into the
 store (Store.set_fleet). No request path ever waits on a peer.
+
+Which answers are evidence. This replica's failure window runs from the end
+of the first failing run of the current streak to the end of the latest one
+(wall clock). A peer counts
+- as failing when its latest run failed: it sees the dependency failing now;
+- as passing when one of its runs that ended inside the window passed: it
+  reached the dependency after this replica had found it failing, and before
+  this replica found it failing again. Ended after the window's start, so the
+  first replica to notice a shared outage does not take the others' last
+  passes from before the outage as "they reach it"; ended before the window's
+  end, so the last replica to recover does not take their first passes after
+  the outage for the same. The peers' runs fall one interval apart and the
+  window is one interval long after the second failing run, so one of them
+  ends inside it whatever the phases: a local fault is decided with the
+  second failing run here, within 2 x interval + timeout + peers.timeout of
+  the cut;
+- otherwise not yet: it has not run since this replica failed (ask again
+  after its next run), or passed only after this replica's latest failing run
+  (ask again after this replica's next run).
 
 The conclusion, for one failing shared check:
 - no peer answered (unreachable, hanging, garbage): `alone`, and the
   `alone` policy says whether readiness fails;
-- at least `quorum` of the replicas that answered, this one included, see it
+- peers answered, none is evidence yet: `asking` (readiness stays up);
+- more than `quorum` of the counted replicas, this one included, see it
   failing: `shared-outage` (readiness stays up);
-- otherwise `local-fault` (readiness fails, as for a local check);
-- peers answered, but none ran the check since this replica saw it fail and
-  none sees it failing: `asking` (no evidence yet; ask again after their
-  next run).
-
-A peer's passing answer counts only when it passed while this replica was
-failing: its run began after this replica's failure began (else the first
-replica to notice an outage would call it local) and before this replica's
-latest failing run (else the last replica to recover from an outage would).
-A failing answer always counts: the peer saw it fail.
+- otherwise `local-fault` (readiness fails, as for a local check): a tie is a
+  local fault, so in a fleet of two a replica whose own path is broken leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import json
 import secrets
@@ -33,76 +46,147 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
 
 from probed.config import PeersOptions, parse_listen
-from probed.model import Fleet, Status
+from probed.model import Fleet, FleetPeers, Status
+from probed.report import published_status
 from probed.store import CheckState, Store
 
 log = structlog.get_logger("probed.peers")
 
-TICK = 0.25  # seconds between looks at the store for failing shared checks
-MIN_RETRY = 0.5  # seconds: the soonest an `asking` check asks again
+TICK = 0.05  # seconds between looks at the store: a new failing run here is asked about at once
+MARGIN = 0.05  # seconds after a peer's expected next run before asking it again (its clock, its loop)
 PATH = "/peers/checks/{name}"
 MAX_ANSWER = 4096  # bytes: a peer's answer is a few fields; more is garbage
+RUNS_IN_ANSWER = 4  # a peer's latest runs: one that ended in the asker's window is still among them
+
+Address = tuple[str, int]
+Window = tuple[float, float]  # wall clock ends of the first and of the latest failing run here
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    failing: bool
+    started: float  # wall clock
+    ended: float
 
 
 @dataclass(frozen=True)
 class Answer:
-    """What one peer's last run of a check said (None fields: the peer did not answer usefully)."""
+    """A peer's latest runs of a check, oldest first (none: not run yet)."""
 
-    failing: bool
-    started_at: float  # wall clock start of the peer's last run
+    runs: tuple[PeerRun, ...]
+    interval: float | None = None  # the peer's interval for the check, when it says
 
 
-@dataclass
-class _Asked:
-    due: float  # time.monotonic() of the next round
-    latest: float  # the latest local failing run it judged: a newer one is new evidence
+class Evidence(enum.Enum):
+    FAILING = "failing"
+    PASSING = "passing"
+    NOT_YET = "not yet"
+
+
+def evidence(answer: Answer, window: Window) -> Evidence:
+    """What one peer's answer says about this replica's failure (see the module's doc)."""
+    if not answer.runs:
+        return Evidence.NOT_YET
+    if answer.runs[-1].failing:
+        return Evidence.FAILING
+    first, latest = window
+    if any(not run.failing and first <= run.ended <= latest for run in answer.runs):
+        return Evidence.PASSING
+    return Evidence.NOT_YET
 
 
 @dataclass(frozen=True)
 class Verdict:
     fleet: Fleet
     gates: bool
-    failing: int  # replicas seeing it failing, this one included
-    answering: int  # replicas whose answer counted, this one included
-    reachable: int  # peers that answered at all
+    failing: int  # counted replicas seeing it failing, this one included
+    answering: int  # counted replicas, this one included
+    peers: FleetPeers
 
 
-def judge(answers: list[Answer | None], streak: tuple[float, float], quorum: float, alone_fails: bool) -> Verdict:
-    """The fleet's verdict on a check failing here; `streak`: the wall clock
-    start of the first and of the latest failing run of this failure."""
-    reachable = [a for a in answers if a is not None]
-    if not reachable:
-        return Verdict(Fleet.ALONE, alone_fails, 1, 1, 0)
-    first, latest = streak
-    counted = [a for a in reachable if a.failing or first <= a.started_at <= latest]
-    if not counted:
-        return Verdict(Fleet.ASKING, False, 1, 1, len(reachable))
-    failing = 1 + sum(a.failing for a in counted)
+def judge(answers: Mapping[str, Answer | None], window: Window, quorum: float, alone_fails: bool) -> Verdict:
+    """The fleet's verdict on a check failing here, from each peer's answer
+    (None: it did not answer usefully), keyed by host:port."""
+    counted: list[str] = []
+    not_yet: list[str] = []
+    unreachable: list[str] = []
+    failing = 1
+    for peer, answer in answers.items():
+        found = None if answer is None else evidence(answer, window)
+        if found is None:
+            unreachable.append(peer)
+        elif found is Evidence.NOT_YET:
+            not_yet.append(peer)
+        else:
+            counted.append(peer)
+            failing += found is Evidence.FAILING
+    peers = FleetPeers(tuple(counted), tuple(not_yet), tuple(unreachable))
     answering = 1 + len(counted)
-    if failing >= quorum * answering:
-        return Verdict(Fleet.SHARED_OUTAGE, False, failing, answering, len(reachable))
-    return Verdict(Fleet.LOCAL_FAULT, True, failing, answering, len(reachable))
+    if not counted and not not_yet:
+        return Verdict(Fleet.ALONE, alone_fails, 1, 1, peers)
+    if not counted:
+        return Verdict(Fleet.ASKING, False, 1, 1, peers)
+    if failing > quorum * answering:  # more than the quorum: a tie is this replica's own fault
+        return Verdict(Fleet.SHARED_OUTAGE, False, failing, answering, peers)
+    return Verdict(Fleet.LOCAL_FAULT, True, failing, answering, peers)
+
+
+def peer_answer(state: CheckState, instance: str) -> dict[str, Any]:
+    """What this replica answers a peer about a check: its latest runs."""
+    last = state.last
+    runs = list(state.history)[-RUNS_IN_ANSWER:]
+    return {
+        "check": state.name,
+        "status": published_status(state.effective).value,
+        "last": last.status.value if last else None,
+        "time": last.started_at if last else None,
+        "interval": state.interval,
+        "runs": [[run.status.value, run.started_at, run.started_at + run.duration] for run in runs],
+        "instance": instance,
+    }
 
 
 def parse_answer(body: bytes) -> tuple[str, Answer] | None:
     """A peer's JSON answer with the instance that gave it; None for garbage."""
     try:
         data = json.loads(body)
-        instance, last, started_at = data["instance"], data["last"], data["time"]
-        if not isinstance(instance, str) or last not in ("pass", "warn", "fail"):
+        instance, runs, interval = data["instance"], data["runs"], data.get("interval")
+        if not isinstance(instance, str) or not isinstance(runs, list) or len(runs) > RUNS_IN_ANSWER:
             return None
-        if not isinstance(started_at, (int, float)):
+        if interval is not None and not (_is_number(interval) and interval > 0):
             return None
-        return instance, Answer(failing=last == "fail", started_at=float(started_at))
-    except (ValueError, KeyError, TypeError):
+        parsed = tuple(_peer_run(run) for run in runs)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
+    return instance, Answer(parsed, None if interval is None else float(interval))
+
+
+def _peer_run(run: object) -> PeerRun:
+    if not isinstance(run, list) or len(run) != 3:
+        raise ValueError("a run is [status, started, ended]")
+    status, started, ended = run
+    if status not in ("pass", "warn", "fail") or not (_is_number(started) and _is_number(ended)) or ended < started:
+        raise ValueError("a run is [status, started, ended]")
+    return PeerRun(status == "fail", float(started), float(ended))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class _Asked:
+    window: Window  # the failure window the peers were last asked about all together
+    answers: dict[Address, Answer | None]
+    due: float  # time.monotonic() when the peers without evidence yet are asked again
 
 
 class Peers:
@@ -124,7 +208,7 @@ class Peers:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._asked: dict[str, _Asked] = {}
-        self._own: set[tuple[str, int]] = set()  # addresses that answered with this instance: not asked again
+        self._own: set[Address] = set()  # addresses that answered with this instance: not asked again
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.requests: Counter[str] = Counter()  # peer requests by outcome: answered, unreachable
@@ -151,39 +235,52 @@ class Peers:
             await asyncio.sleep(TICK)
 
     async def round(self) -> None:
-        """Ask about every failing shared check whose answers are due."""
+        """Ask about every failing shared check: all peers after each new
+        failing run here, those without evidence yet again when they are due."""
         store = self._store()
         if self._shared[0] is not store:  # a reload: find the shared checks once per store
             self._shared = (store, [state for state in store.checks.values() if state.scope == "shared"])
         now = time.monotonic()
-        due = []
+        anew, again = [], []
         for state in self._shared[1]:
-            if state.fleet is None or state.failing_since is None or state.last_failure_at is None:
+            if state.fleet is None or state.failure_window is None:
                 self._asked.pop(state.name, None)
                 continue
             asked = self._asked.get(state.name)
-            if asked is None or asked.due <= now or asked.latest != state.last_failure_at:
-                due.append(state)
-        if not due:
+            if asked is None or asked.window != state.failure_window:
+                anew.append(state)
+            elif asked.due <= now:
+                again.append((state, asked))
+        if not anew and not again:
             return
-        addresses = await self.addresses()
-        await asyncio.gather(*(self._ask_about(store, state, addresses) for state in due))
+        addresses = await self.addresses() if anew else []
+        await asyncio.gather(
+            *(self._ask_about(store, state, dict.fromkeys(addresses)) for state in anew),
+            *(self._ask_about(store, state, asked.answers) for state, asked in again),
+        )
 
-    async def _ask_about(self, store: Store, state: CheckState, addresses: list[tuple[str, int]]) -> None:
-        failing_since, latest = state.failing_since, state.last_failure_at
-        assert failing_since is not None and latest is not None
-        answers = await asyncio.gather(*(self.ask(host, port, state.name) for host, port in addresses))
-        verdict = judge(answers, (failing_since, latest), self.options.quorum, self.options.alone == "fail")
-        if state.effective is not Status.FAIL or state.failing_since != failing_since:
-            return  # it changed while we asked: the next round judges afresh
-        store.set_fleet(state.name, verdict.fleet, verdict.gates, (verdict.failing, verdict.answering))
-        self._asked[state.name] = _Asked(time.monotonic() + self._retry_after(state, verdict), latest)
+    async def _ask_about(self, store: Store, state: CheckState, known: dict[Address, Answer | None]) -> None:
+        """Ask the peers in `known` that have no evidence yet (all, for a new
+        failing run), and judge with every answer."""
+        window = state.failure_window
+        assert window is not None
+        asking = [a for a, answer in known.items() if answer is None or evidence(answer, window) is Evidence.NOT_YET]
+        fresh = await asyncio.gather(*(self.ask(host, port, state.name) for host, port in asking))
+        answers = {a: answer for a, answer in {**known, **dict(zip(asking, fresh))}.items() if a not in self._own}
+        current = state.failure_window
+        if state.effective is not Status.FAIL or current is None or current[0] != window[0]:
+            return  # passing again, or a new failure: the next round judges afresh
+        # A newer failing run ended meanwhile: judging against it is just as
+        # sound (every answer's runs ended before it was given), and the next
+        # round still asks every peer about that run.
+        labelled = {_label(a): answer for a, answer in answers.items()}
+        verdict = judge(labelled, current, self.options.quorum, self._alone)
+        store.set_fleet(state.name, verdict.fleet, verdict.gates, (verdict.failing, verdict.answering), verdict.peers)
+        self._asked[state.name] = _Asked(window, answers, time.monotonic() + _ask_again_in(state, answers, current))
 
-    def _retry_after(self, state: CheckState, verdict: Verdict) -> float:
-        """Decided: ask again in an interval. Asking: soon, the peers run again within one."""
-        if verdict.fleet is Fleet.ASKING:
-            return max(MIN_RETRY, state.interval / 4)
-        return state.interval
+    @property
+    def _alone(self) -> bool:
+        return self.options.alone == "fail"
 
     async def ask(self, host: str, port: int, name: str) -> Answer | None:
         """One peer's answer; None when it is unreachable, slow, or answers garbage."""
@@ -211,7 +308,7 @@ class Peers:
             return None
         return parse_answer(body)
 
-    async def addresses(self) -> list[tuple[str, int]]:
+    async def addresses(self) -> list[Address]:
         """Every replica's (host, port): the static list, or each A/AAAA record of the name."""
         if self.options.static:
             return [a for a in map(parse_listen, self.options.static) if a not in self._own]
@@ -226,6 +323,39 @@ class Peers:
             log.warning("peers_unresolved", name=self.options.dns, error=str(exc) or type(exc).__name__)
             return []
         return [(host, self.port) for host in hosts if (host, self.port) not in self._own]
+
+
+def _ask_again_in(state: CheckState, answers: Mapping[Address, Answer | None], window: Window) -> float:
+    """Seconds until the peers without evidence yet may have some: just after
+    the soonest one's next run. Those that passed after this replica's latest
+    failing run wait for this replica's next run (a new window asks everyone
+    anew); with none to wait for, an interval. Never sooner than a quarter
+    interval, so a peer that is late costs at most four requests an interval."""
+    now, soonest = time.time(), None
+    for answer in answers.values():
+        if answer is None or evidence(answer, window) is not Evidence.NOT_YET:
+            continue
+        if answer.runs and answer.runs[-1].ended > window[1]:
+            continue
+        expected = _next_run_ends(answer, state.interval, now)
+        soonest = expected if soonest is None else min(soonest, expected)
+    if soonest is None:
+        return state.interval
+    return min(state.interval, max(state.interval / 4, soonest + MARGIN - now))
+
+
+def _next_run_ends(answer: Answer, interval: float, now: float) -> float:
+    """When a peer's next run should have ended (wall clock): one of its
+    intervals after its latest run, lasting as long; a peer not run yet: now."""
+    if not answer.runs:
+        return now
+    latest = answer.runs[-1]
+    return latest.started + (answer.interval or interval) + (latest.ended - latest.started)
+
+
+def _label(address: Address) -> str:
+    host, port = address
+    return f"{_host_in_url(host)}:{port}"
 
 
 def new_instance_id() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +31,14 @@ def first_run_soon(check: AnyCheck) -> float:
 
 def random_phase(check: AnyCheck) -> float:
     """Where in the interval a check's later runs fall, spread at random so a
-    hundred checks do not all hit the network in the same millisecond."""
-    return random.uniform(0, check.options.interval)
+    hundred checks do not all hit the network in the same millisecond; or,
+    with `phase`, at that point of each interval of the wall clock, the same
+    on every replica (time.time(): the wall clock is what replicas share)."""
+    interval: float = check.options.interval
+    phase: float | None = check.options.phase
+    if phase is not None:
+        return (phase - time.time()) % interval
+    return random.uniform(0, interval)
 
 
 WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats

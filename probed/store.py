@@ -28,7 +28,7 @@ from probed.groups import (
     kind_of,
     with_defaults,
 )
-from probed.model import Fleet, Reason, Result, Status
+from probed.model import Fleet, FleetPeers, Reason, Result, Status
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Runs each check remembers: 5 minutes at the default 10 s interval, and a strip
@@ -69,8 +69,10 @@ class CheckState:
     fleet_gates: bool = True  # whether that failure gates readiness
     fleet_counts: tuple[int, int] | None = None  # (failing, answering) replicas, this one included
     passed_once: bool = False  # published pass or warn at least once (startup latches on it)
-    failing_since: float | None = None  # wall clock start of the first run of the current failure streak
-    last_failure_at: float | None = None  # wall clock start of the latest failing run
+    fleet_peers: FleetPeers | None = None  # whom that verdict heard
+    # Wall clock ends of the first and of the latest run of the current failure
+    # streak: the window in which a peer's run is evidence (probed/peers.py).
+    failure_window: tuple[float, float] | None = None
     last: Result | None = None
     last_finished: float | None = None  # time.monotonic() of the last completed run
     last_success_at: float | None = None  # wall clock of the last passing or warning run
@@ -133,9 +135,9 @@ class CheckState:
         self.history.append(Run(result.status, result.reason, result.started_at, result.duration))
         self._observe_duration(result.duration)
         if result.status is Status.FAIL:
-            if self.consecutive_failures == 0:
-                self.failing_since = result.started_at
-            self.last_failure_at = result.started_at
+            ended = result.started_at + result.duration
+            first = ended if self.consecutive_failures == 0 or self.failure_window is None else self.failure_window[0]
+            self.failure_window = (first, ended)
             self.consecutive_failures += 1
             self.consecutive_successes = 0
             self.failures[result.reason or Reason.ERROR] += 1
@@ -260,11 +262,21 @@ class Store:
                 return parent
         return None
 
-    def set_fleet(self, name: str, fleet: Fleet, gates: bool, counts: tuple[int, int] | None = None) -> None:
+    def set_fleet(
+        self,
+        name: str,
+        fleet: Fleet,
+        gates: bool,
+        counts: tuple[int, int] | None = None,
+        peers: FleetPeers | None = None,
+    ) -> None:
         """What the peers say about a failing shared check (peers.py writes it)."""
         state = self.checks[name]
-        if state.fleet is None or (state.fleet, state.fleet_gates, state.fleet_counts) == (fleet, gates, counts):
-            return  # passing again, or nothing new
+        if state.fleet is None:
+            return  # passing again
+        state.fleet_peers = peers  # who said it: shown by /health, no change of verdict
+        if (state.fleet, state.fleet_gates, state.fleet_counts) == (fleet, gates, counts):
+            return  # nothing new
         state.fleet, state.fleet_gates, state.fleet_counts = fleet, gates, counts
         self._changed(state, state.effective)
 
@@ -283,7 +295,7 @@ class Store:
         """A failing shared check does not gate readiness until the peers say
         the fault is local; passing, it has nothing to ask."""
         if state.scope != "shared" or state.effective is not Status.FAIL:
-            state.fleet, state.fleet_gates, state.fleet_counts = None, True, None
+            state.fleet, state.fleet_gates, state.fleet_counts, state.fleet_peers = None, True, None, None
         elif state.fleet is None:
             state.fleet, state.fleet_gates = (Fleet.ASKING if self._peers else Fleet.NO_PEERS), False
 

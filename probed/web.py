@@ -32,6 +32,7 @@ from probed.daemon import Daemon
 from probed.groups import EVERY_ANSWER, KINDS, GroupStatus
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
+from probed.peers import peer_answer
 from probed.report import CONTENT_TYPE, Format, Report, published_status
 from probed.report.health import history_document
 from probed.report.negotiation import negotiate
@@ -149,15 +150,7 @@ class Handlers:
         state = self.daemon.store.checks.get(name)
         if state is None:
             raise web.HTTPNotFound(reason="no such check")
-        last = state.last
-        answer = {
-            "check": name,
-            "status": published_status(state.effective).value,
-            "last": last.status.value if last else None,
-            "time": last.started_at if last else None,
-            "instance": self.daemon.instance,
-        }
-        return web.json_response(answer, headers=HEADERS)
+        return web.json_response(peer_answer(state, self.daemon.instance), headers=HEADERS)
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         """A job's "I ran" (or "I failed"), written into the daemon's book; the

@@ -13,13 +13,49 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from probed.config import PeersOptions
-from probed.model import Fleet, Reason, Result, Status
-from probed.peers import Answer, Peers, judge, parse_answer, resolve
+from probed.model import Fleet, FleetPeers, Reason, Result, Status
+from probed.peers import Answer, Evidence, PeerRun, Peers, evidence, judge, parse_answer, resolve
 from tests.harness import DnsServer
 from tests.servers import closed_port, serve_app, silent_listener
 from tests.test_web import daemon, failed, passed
 
-SINCE = (1_000.0, 1_010.0)  # the local failure's first and latest failing runs (wall clock)
+WINDOW = (1_000.0, 1_010.0)  # ends of the local failure's first and latest failing runs (wall clock)
+
+
+def runs(*spans: tuple[str, float, float]) -> Answer:
+    return Answer(tuple(PeerRun(status == "fail", started, ended) for status, started, ended in spans), 1.0)
+
+
+PASSED_BEFORE = ("pass", 998.0, 999.9)  # ended before this replica's first failing run ended
+PASSED_DURING = ("pass", 1004.0, 1004.01)
+PASSED_AFTER = ("pass", 1010.01, 1010.02)  # ended after this replica's latest failing run
+FAILED = ("fail", 1009.0, 1009.5)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (runs(), Evidence.NOT_YET),  # the peer has not run the check yet
+        (runs(PASSED_BEFORE), Evidence.NOT_YET),  # its last pass may predate the outage
+        (runs(PASSED_AFTER), Evidence.NOT_YET),  # the outage may be over: wait for the next run here
+        (runs(("pass", 999.0, 1000.0)), Evidence.PASSING),  # the window's edges are inside it
+        (runs(("pass", 1009.0, 1010.0)), Evidence.PASSING),
+        (runs(PASSED_DURING), Evidence.PASSING),
+        (runs(PASSED_BEFORE, PASSED_DURING, PASSED_AFTER), Evidence.PASSING),  # a newer pass hides no older one
+        (runs(("fail", 990.0, 990.5)), Evidence.FAILING),  # its latest run failed: failing now
+        (runs(PASSED_DURING, FAILED), Evidence.FAILING),
+        (runs(FAILED, PASSED_AFTER), Evidence.NOT_YET),  # it recovered: nothing to say about this window
+    ],
+)
+def test_which_runs_are_evidence(answer: Answer, expected: Evidence) -> None:
+    assert evidence(answer, WINDOW) is expected
+
+
+def peers_answering(*answers: Answer | None) -> dict[str, Answer | None]:
+    return {f"127.0.0.{i + 2}:8080": answer for i, answer in enumerate(answers)}
+
+
+FAILING, PASSING, NOT_YET = runs(FAILED), runs(PASSED_DURING), runs(PASSED_BEFORE)
 
 
 @pytest.mark.parametrize(
@@ -27,27 +63,37 @@ SINCE = (1_000.0, 1_010.0)  # the local failure's first and latest failing runs 
     [
         ([], (Fleet.ALONE, True, 1, 1)),
         ([None, None], (Fleet.ALONE, True, 1, 1)),
-        ([Answer(True, 990.0), Answer(True, 1001.0)], (Fleet.SHARED_OUTAGE, False, 3, 3)),
-        ([Answer(False, 1001.0), Answer(False, 1002.0)], (Fleet.LOCAL_FAULT, True, 1, 3)),
-        ([Answer(False, 1001.0), Answer(True, 1002.0)], (Fleet.SHARED_OUTAGE, False, 2, 3)),  # 2 of 3 >= half
-        ([Answer(False, 1001.0), None], (Fleet.SHARED_OUTAGE, False, 1, 2)),  # 1 of 2 is half
-        ([Answer(False, 999.0), Answer(False, 998.0)], (Fleet.ASKING, False, 1, 1)),  # passed before we failed
-        ([Answer(False, 999.0), Answer(False, 1001.0), Answer(False, 1002.0)], (Fleet.LOCAL_FAULT, True, 1, 3)),
-        # Passed after this replica's latest failing run: the outage may be over, not local.
-        ([Answer(False, 1011.0), Answer(False, 1012.0)], (Fleet.ASKING, False, 1, 1)),
-        ([Answer(True, 1005.0), Answer(False, 1011.0)], (Fleet.SHARED_OUTAGE, False, 2, 2)),
+        ([NOT_YET, None], (Fleet.ASKING, False, 1, 1)),
+        ([FAILING], (Fleet.SHARED_OUTAGE, False, 2, 2)),  # two of two
+        ([PASSING], (Fleet.LOCAL_FAULT, True, 1, 2)),  # a tie in a fleet of two: this replica is the one cut off
+        ([PASSING, None], (Fleet.LOCAL_FAULT, True, 1, 2)),  # three with one down: the same
+        ([FAILING, None], (Fleet.SHARED_OUTAGE, False, 2, 2)),
+        ([FAILING, FAILING], (Fleet.SHARED_OUTAGE, False, 3, 3)),
+        ([FAILING, PASSING], (Fleet.SHARED_OUTAGE, False, 2, 3)),  # 2 of 3 is more than half
+        ([PASSING, PASSING], (Fleet.LOCAL_FAULT, True, 1, 3)),
+        ([FAILING, PASSING, PASSING, FAILING], (Fleet.SHARED_OUTAGE, False, 3, 5)),
+        ([PASSING, PASSING, FAILING, NOT_YET], (Fleet.LOCAL_FAULT, True, 2, 4)),  # 2 of 4: a tie again
+        ([NOT_YET, PASSING], (Fleet.LOCAL_FAULT, True, 1, 2)),  # decided on what counts
     ],
 )
 def test_the_fleet_verdict(answers: list[Answer | None], expected: tuple[Fleet, bool, int, int]) -> None:
-    verdict = judge(answers, SINCE, quorum=0.5, alone_fails=True)
+    verdict = judge(peers_answering(*answers), WINDOW, quorum=0.5, alone_fails=True)
     assert (verdict.fleet, verdict.gates, verdict.failing, verdict.answering) == expected
 
 
+def test_the_verdict_says_who_counted() -> None:
+    verdict = judge(peers_answering(FAILING, NOT_YET, None, PASSING), WINDOW, quorum=0.5, alone_fails=True)
+    assert verdict.peers == FleetPeers(
+        counted=("127.0.0.2:8080", "127.0.0.5:8080"), not_yet=("127.0.0.3:8080",), unreachable=("127.0.0.4:8080",)
+    )
+    assert verdict.peers.answered == ("127.0.0.2:8080", "127.0.0.5:8080", "127.0.0.3:8080")
+
+
 def test_alone_policy_and_quorum() -> None:
-    assert not judge([None], SINCE, quorum=0.5, alone_fails=False).gates
-    two_of_three: list[Answer | None] = [Answer(True, 1001.0), Answer(False, 1001.0)]
-    assert judge(two_of_three, SINCE, quorum=0.75, alone_fails=True).fleet is Fleet.LOCAL_FAULT
-    assert judge(two_of_three, SINCE, quorum=0.6, alone_fails=True).fleet is Fleet.SHARED_OUTAGE
+    assert not judge(peers_answering(None), WINDOW, quorum=0.5, alone_fails=False).gates
+    two_of_three = peers_answering(FAILING, PASSING)
+    assert judge(two_of_three, WINDOW, quorum=0.7, alone_fails=True).fleet is Fleet.LOCAL_FAULT
+    assert judge(two_of_three, WINDOW, quorum=0.6, alone_fails=True).fleet is Fleet.SHARED_OUTAGE
 
 
 @pytest.mark.parametrize(
@@ -57,9 +103,15 @@ def test_alone_policy_and_quorum() -> None:
         b"not json",
         b"[]",
         b'{"last": "fail"}',
-        b'{"last": "maybe", "time": 1, "instance": "x"}',
-        b'{"last": "fail", "time": "yesterday", "instance": "x"}',
-        b'{"last": "fail", "time": 1, "instance": 7}',
+        b'{"runs": [], "instance": 7}',
+        b'{"runs": {}, "instance": "x"}',
+        b'{"runs": [["maybe", 1, 2]], "instance": "x"}',
+        b'{"runs": [["fail", "yesterday", 2]], "instance": "x"}',
+        b'{"runs": [["fail", 2, 1]], "instance": "x"}',  # ended before it started
+        b'{"runs": [["fail", true, 2]], "instance": "x"}',
+        b'{"runs": [["fail", 1]], "instance": "x"}',
+        b'{"runs": [["fail", 1, 2]], "interval": -1, "instance": "x"}',
+        b'{"runs": [["fail", 1, 2], ["fail", 1, 2], ["fail", 1, 2], ["fail", 1, 2], ["fail", 1, 2]], "instance": "x"}',
         b"\xff\xfe",
     ],
 )
@@ -68,7 +120,9 @@ def test_garbage_is_no_answer(body: bytes) -> None:
 
 
 def test_a_peer_answer() -> None:
-    assert parse_answer(b'{"last": "fail", "time": 5.5, "instance": "x"}') == ("x", Answer(True, 5.5))
+    body = b'{"runs": [["pass", 4, 4.1], ["fail", 5.5, 6]], "interval": 1, "instance": "x"}'
+    assert parse_answer(body) == ("x", Answer((PeerRun(False, 4.0, 4.1), PeerRun(True, 5.5, 6.0)), 1.0))
+    assert parse_answer(b'{"runs": [], "last": null, "instance": "x"}') == ("x", Answer(()))  # not run yet
 
 
 @pytest.fixture
@@ -137,7 +191,8 @@ async def test_health_says_which_case_holds(aiohttp_client: AiohttpClient) -> No
     client = await aiohttp_client(d.app)
     d.store.record("local", passed())
     d.store.record("db", failed())
-    d.store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (2, 3))
+    heard = FleetPeers(counted=("127.0.0.2:8080", "127.0.0.3:8080"), not_yet=("127.0.0.4:8080",))
+    d.store.set_fleet("db", Fleet.SHARED_OUTAGE, False, (2, 3), heard)
     body = await (await client.get("/health")).json(content_type=None)
     assert body["status"] == "warn"
     assert body["checks"]["db"][0]["fleet"] == {
@@ -147,6 +202,12 @@ async def test_health_says_which_case_holds(aiohttp_client: AiohttpClient) -> No
         "since removing every replica helps nobody",
         "failing": 2,
         "answering": 3,
+        "peers": {
+            "answered": ["127.0.0.2:8080", "127.0.0.3:8080", "127.0.0.4:8080"],
+            "counted": ["127.0.0.2:8080", "127.0.0.3:8080"],
+            "notYet": ["127.0.0.4:8080"],
+            "unreachable": [],
+        },
     }
     verbose = await (await client.get("/health/ready?verbose")).text()
     assert verbose.splitlines()[0].startswith("[+]db failed: unexpected")
@@ -181,7 +242,7 @@ async def test_unreachable_hanging_and_garbage_peers_are_no_answer(tmp_path: Pat
                 await with_token.stop()
                 await without.stop()
     [real, *others] = answers
-    assert real is not None and real.failing
+    assert real is not None and real.runs[-1].failing
     assert others == [None, None, None]
     assert dict(with_token.requests) == {"answered": 1, "unreachable": 3}
     assert anonymous is None  # details: token, and no token: 401
@@ -197,6 +258,7 @@ async def test_the_peer_answer_needs_the_token_when_details_do(aiohttp_client: A
     answer = await client.get("/peers/checks/db", headers={"Authorization": "Bearer fleet-secret"})
     body = await answer.json()
     assert (body["check"], body["status"], body["last"], body["time"]) == ("db", "fail", "fail", 1_700_000_010.0)
+    assert body["runs"] == [["fail", 1_700_000_010.0, 1_700_000_010.5]] and body["interval"] == 10
     assert body["instance"] == d.daemon.instance
     assert (await client.get("/peers/checks/nope", headers={"Authorization": "Bearer fleet-secret"})).status == 404
 

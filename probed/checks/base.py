@@ -42,6 +42,11 @@ class CommonOptions(ProbedModel):
     depends_on: tuple[str, ...] = Field(
         (), description="checks this one needs: while one of them fails, this one is not run (reason dependency)"
     )
+    phase: Duration | None = Field(
+        None,
+        description="where in each interval the runs after the first start, counted from the wall clock's "
+        "multiples of the interval (default: a random point, so checks do not run together)",
+    )
 
     @model_validator(mode="after")
     def _timeout_shorter_than_interval(self) -> CommonOptions:
@@ -51,6 +56,11 @@ class CommonOptions(ProbedModel):
         if self.timeout >= self.interval:
             raise ValueError(
                 f"timeout ({format_duration(self.timeout)}) must be shorter than "
+                f"interval ({format_duration(self.interval)})"
+            )
+        if self.phase is not None and self.phase >= self.interval:
+            raise ValueError(
+                f"phase ({format_duration(self.phase)}) must be shorter than "
                 f"interval ({format_duration(self.interval)})"
             )
         if self.warn_latency and self.fail_latency and self.warn_latency >= self.fail_latency:

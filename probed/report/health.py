@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from probed import __version__
-from probed.model import Status
+from probed.model import FleetPeers, Status
 from probed.report import Report, fleet_words, iso_time, published_status
 from probed.store import CheckState, Run
 
@@ -41,6 +41,8 @@ def check_entry(state: CheckState, details: bool) -> dict[str, Any]:
         entry["fleet"] = fleet_entry(state)
     if not details:
         return entry
+    if state.fleet_peers is not None:  # peer addresses are details: the topology of the fleet
+        entry["fleet"]["peers"] = fleet_peers_entry(state.fleet_peers)
     last = state.last
     if last is not None and last.observed:
         name, primary = next(iter(last.observed.items()))
@@ -67,6 +69,16 @@ def fleet_entry(state: CheckState) -> dict[str, Any]:
     if state.fleet_counts is not None:
         entry["failing"], entry["answering"] = state.fleet_counts
     return entry
+
+
+def fleet_peers_entry(peers: FleetPeers) -> dict[str, list[str]]:
+    """Whom the verdict heard: `answered` is `counted` plus `notYet`."""
+    return {
+        "answered": list(peers.answered),
+        "counted": list(peers.counted),
+        "notYet": list(peers.not_yet),
+        "unreachable": list(peers.unreachable),
+    }
 
 
 def history_document(state: CheckState, details: bool) -> dict[str, Any]:
