@@ -308,3 +308,110 @@ checks:
     ]
     assert sorted(first_passes) == ["db", "disk"]
     assert events.index("probed_started") < events.index("check_status_changed")
+
+
+# -- the fleet judgment whatever the phases ----------------------------------------------------
+#
+# Each replica reaches the shared PostgreSQL through a proxy of its own, so the
+# test cuts one replica's path (a local fault) or every path (a shared outage).
+# The replicas run the shared check at pinned points of the wall clock's second
+# (`phase`), so the peers run it at known offsets from the first replica's runs:
+# 10 and 100 ms behind and ahead, and half an interval.
+
+BASE_PHASE = 0.3  # seconds into each 1 s interval: the first replica's runs
+
+
+@dataclass
+class Member:
+    replica: Replica
+    path: TcpProxy
+
+
+@contextmanager
+def phased_fleet(tmp_path: Path, postgres: PostgresServer, offsets: tuple[float, ...]) -> Iterator[list[Member]]:
+    """The first replica at BASE_PHASE, one more per offset at BASE_PHASE + offset."""
+    hosts = [f"127.0.0.{i + 2}" for i in range(len(offsets) + 1)]
+    port = free_port()
+    with ExitStack() as stack:
+        members = []
+        for host, offset in zip(hosts, (0.0, *offsets)):
+            path = TcpProxy(postgres.port)
+            path.start()
+            stack.callback(path.cut)
+            dsn = postgres.dsn().replace(f":{postgres.port}/", f":{path.port}/")
+            config = f"""\
+peers:
+  static: {json.dumps([f"{h}:{port}" for h in hosts])}
+  timeout: 500ms
+defaults:
+  interval: 1s
+  timeout: 500ms
+checks:
+  db: {{type: postgres, dsn: '{dsn}', scope: shared, phase: {(BASE_PHASE + offset) % 1:.3f}s}}
+"""
+            members.append(Member(stack.enter_context(replica(tmp_path, host, port, config)), path))
+        for member in members:
+            poll(f"{member.replica.base}/health/ready", lambda status, _: status == 200, DECIDED_WITHIN)
+        yield members
+
+
+def a_local_fault_takes_out_only_the_cut_replica(members: list[Member], down: int = 0) -> None:
+    """`members`: the replicas that are up; `down` more do not answer."""
+    cut, *others = members
+    with ReadinessWatch([m.replica for m in others]) as watch:
+        cut.path.cut()
+        poll(f"{cut.replica.base}/health/ready", lambda status, _: status == 503, DECIDED_WITHIN)
+        fleet_entry = cut.replica.health()["checks"]["db"][0]["fleet"]  # type: ignore[index]
+        assert fleet_entry["case"] == "local-fault"
+        assert (fleet_entry["failing"], fleet_entry["answering"]) == (1, len(others) + 1)
+        assert len(fleet_entry["peers"]["unreachable"]) == down
+        cut.path.heal()
+        poll(f"{cut.replica.base}/health", lambda status, body: status == 200 and _case_in(body) is None)
+    for host, statuses in watch.seen.items():
+        assert statuses and set(statuses) == {200}, f"{host} left the Service: {statuses}"
+
+
+def a_shared_outage_keeps_every_replica_in(members: list[Member]) -> None:
+    with ReadinessWatch([m.replica for m in members]) as watch:
+        for member in members:
+            member.path.cut()
+        for member in members:
+            wait_for_case(member.replica, "shared-outage")
+        for member in members:
+            member.path.heal()
+        for member in members:
+            poll(f"{member.replica.base}/health", lambda status, body: status == 200 and _case_in(body) is None)
+    for host, statuses in watch.seen.items():
+        assert statuses and set(statuses) == {200}, f"{host} left the Service: {statuses}"
+
+
+BEHIND_AND_AHEAD = [
+    (-0.1,),
+    (-0.01,),
+    (0.01,),
+    (0.1,),
+    (0.5,),
+    (0.01, -0.01),
+    (0.1, -0.1),
+    (0.5, 0.01),
+    (-0.1, -0.01, 0.01, 0.1),
+    (0.5, -0.01, 0.5, 0.1),
+]
+
+
+@pytest.mark.parametrize("offsets", BEHIND_AND_AHEAD, ids=lambda offsets: "peers at " + ",".join(map(str, offsets)))
+def test_the_fleet_judgment_whatever_the_phases(
+    tmp_path: Path, own_postgres: PostgresServer, offsets: tuple[float, ...]
+) -> None:
+    with phased_fleet(tmp_path, own_postgres, offsets) as members:
+        a_local_fault_takes_out_only_the_cut_replica(members)
+        a_shared_outage_keeps_every_replica_in(members)
+        if len(members) < 3:
+            return  # two with one down is a replica alone: test_alone_follows_the_policy
+        hung = members[-1].replica.process
+        hung.send_signal(signal.SIGSTOP)  # one peer down: it takes requests and never answers
+        try:
+            a_local_fault_takes_out_only_the_cut_replica(members[:-1], down=1)
+            a_shared_outage_keeps_every_replica_in(members[:-1])
+        finally:
+            hung.send_signal(signal.SIGCONT)
