@@ -132,9 +132,9 @@ class PeersOptions(ProbedModel):
     quorum: float = Field(
         0.5,
         gt=0,
-        le=1,
-        description="share of the answering replicas (itself included) that must see a shared "
-        "check failing for a shared outage",
+        lt=1,
+        description="a shared outage needs more than this share of the counted replicas (itself "
+        "included) to see a shared check failing; a tie at 0.5 is a local fault",
     )
     alone: Literal["fail", "pass"] = Field(
         "fail", description="when no peer answers: fail gates readiness (this replica is the one cut off), pass not"

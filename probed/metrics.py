@@ -212,7 +212,7 @@ CHECK_FAMILIES = [
     CheckFamily(
         "probed_check_shared_outage",
         "gauge",
-        "1 if a shared check fails here and on at least the quorum of the replicas: readiness stays up.",
+        "1 if a shared check fails here and on more than the quorum of the replicas: readiness stays up.",
         _gauge(lambda s: (1.0 if s.shared_outage else 0.0) if s.scope == "shared" else None),
     ),
     CheckFamily(

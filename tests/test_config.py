@@ -35,6 +35,7 @@ INVALID = {
         "(write ${PROBED_TEST_UNSET_URL:-default} for a default)"
     ],
     "invalid-timeout-not-shorter.yaml": ["2: checks.web: timeout (5s) must be shorter than interval (2s)"],
+    "invalid-phase.yaml": ["2: checks.web: phase (2s) must be shorter than interval (2s)"],
     "invalid-yaml-syntax.yaml": ["5: invalid YAML: did not find expected ',' or ']'"],
     "invalid-no-checks.yaml": [" checks: no checks configured: add at least one"],
     "invalid-not-a-mapping.yaml": [" the config must be a mapping with server, defaults and checks"],
@@ -98,7 +99,7 @@ INVALID = {
     ],
     "invalid-peers.yaml": [
         "1: peers: give dns (with port) or static, exactly one of them",  # reported beside the wrong keys
-        "4: peers.quorum: Input should be less than or equal to 1 (got 2)",
+        "4: peers.quorum: Input should be less than 1 (got 2)",
         "5: peers.alone: Input should be 'fail' or 'pass' (got 'maybe')",
         "6: peers.resolver: resolver takes host:port with a port from 1 to 65535, got 'nowhere'",
         "8: checks.db.scope: Input should be 'local' or 'shared' (got 'everywhere')",

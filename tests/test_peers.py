@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -310,3 +310,57 @@ async def test_a_round_asks_the_peers_and_writes_the_verdict(peer_runs: list[Sta
             await peers.stop()
     db = me.store.checks["db"]
     assert (db.fleet, db.fleet_counts, me.store.ready) == (case, (3, 3) if ready else (1, 3), ready)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("never happened")
+
+
+async def test_a_pass_after_the_latest_failure_here_counts_once_this_replica_fails_again() -> None:
+    peer = daemon(SHARED)
+    peer.store.record("db", run_at(Status.PASS, 1_700_000_005.0))  # after this replica's only failing run
+    async with serve_app(peer.app) as url:
+        static = [url.removeprefix("http://")]
+        me = daemon({**SHARED, "local": {"type": "disk", "path": "/tmp", "critical": False}}, peers={"static": static})
+        me.store.record("db", run_at(Status.PASS, 1_699_999_990.0))
+        me.store.record("db", run_at(Status.FAIL, 1_700_000_000.0))
+        db = me.store.checks["db"]
+        peers = Peers(PeersOptions(static=tuple(static), timeout=1.0), lambda: me.store, 8080, me.daemon.instance)
+        await peers.start()  # its background rounds ask
+        try:
+            await until(lambda: db.fleet_peers is not None)
+            assert (db.fleet, me.store.ready) == (Fleet.ASKING, True)  # the outage may have ended meanwhile
+            assert db.fleet_peers == FleetPeers(not_yet=tuple(static))
+            await asyncio.sleep(0.3)
+            assert dict(peers.requests) == {"answered": 1}  # nothing new to ask until a run here
+            me.store.record("db", run_at(Status.FAIL, 1_700_000_010.0))  # still failing: the pass was during it
+            await until(lambda: db.fleet is Fleet.LOCAL_FAULT)
+        finally:
+            await peers.stop()
+    assert (db.fleet_counts, me.store.ready, db.fleet_peers) == ((1, 2), False, FleetPeers(counted=tuple(static)))
+    assert dict(peers.requests) == {"answered": 2}
+
+
+async def test_a_peer_not_run_since_the_failure_here_is_asked_again_after_its_next_run() -> None:
+    fast = {"db": {"type": "disk", "path": "/", "scope": "shared", "interval": "1s"}}
+    peer = daemon(fast)
+    peer.store.record("db", run_at(Status.PASS, 1_699_999_999.0))  # before this replica's failure
+    async with serve_app(peer.app) as url:
+        static = [url.removeprefix("http://")]
+        me = daemon(fast, peers={"static": static})
+        me.store.record("db", run_at(Status.FAIL, 1_700_000_000.0))
+        db = me.store.checks["db"]
+        peers = Peers(PeersOptions(static=tuple(static), timeout=1.0), lambda: me.store, 8080, me.daemon.instance)
+        await peers.start()
+        try:
+            await until(lambda: db.fleet_peers is not None)
+            assert db.fleet is Fleet.ASKING
+            peer.store.record("db", run_at(Status.FAIL, 1_700_000_000.5))  # its next run: the outage is shared
+            await until(lambda: db.fleet is Fleet.SHARED_OUTAGE)  # asked again, though nothing ran here
+        finally:
+            await peers.stop()
+    assert (db.fleet_counts, me.store.ready) == ((2, 2), True)

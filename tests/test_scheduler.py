@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -156,6 +157,15 @@ def test_first_runs_start_at_once_and_later_runs_keep_the_spread() -> None:
     assert max(phases) > 1800 and min(phases) < 1800  # spread over the whole interval
     fast = make(Counting, "fast", interval=0.2, timeout=0.1)
     assert all(first_run_soon(fast) <= 0.1 for _ in range(100))  # never beyond half an interval
+
+
+def test_a_phase_pins_the_later_runs_to_that_point_of_the_wall_clocks_interval() -> None:
+    pinned = make(Counting, "pinned", interval=60.0, timeout=3.0, phase=15.0)
+    for _ in range(20):
+        now = time.time()
+        offset = random_phase(pinned)
+        assert 0 <= offset < 60.0
+        assert abs((now + offset - 15.0 + 30.0) % 60.0 - 30.0) < 0.01  # at 15 s past a minute of the wall clock
 
 
 def test_the_second_run_joins_the_cadence_at_least_half_an_interval_later() -> None:
