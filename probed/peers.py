@@ -64,6 +64,7 @@ TICK = 0.05  # seconds between looks at the store: a new failing run here is ask
 MARGIN = 0.05  # seconds after a peer's expected next run before asking it again (its clock, its loop)
 PATH = "/peers/checks/{name}"
 MAX_ANSWER = 4096  # bytes: a peer's answer is a few fields; more is garbage
+KEPT = 2  # intervals a peer's last answer stands in for one it did not give
 RUNS_IN_ANSWER = 4  # a peer's latest runs: one that ended in the asker's window is still among them
 
 Address = tuple[str, int]
@@ -185,7 +186,8 @@ def _is_number(value: object) -> bool:
 @dataclass
 class _Asked:
     window: Window  # the failure window the peers were last asked about all together
-    answers: dict[Address, Answer | None]
+    answers: dict[Address, Answer | None]  # what the verdict rests on
+    heard: dict[Address, tuple[float, Answer]]  # each peer's last answer in this failure, and when (monotonic)
     due: float  # time.monotonic() when the peers without evidence yet are asked again
 
 
@@ -255,18 +257,29 @@ class Peers:
             return
         addresses = await self.addresses() if anew else []
         await asyncio.gather(
-            *(self._ask_about(store, state, dict.fromkeys(addresses)) for state in anew),
-            *(self._ask_about(store, state, asked.answers) for state, asked in again),
+            *(self._ask_about(store, state, dict.fromkeys(addresses), self._heard(state)) for state in anew),
+            *(self._ask_about(store, state, asked.answers, asked.heard) for state, asked in again),
         )
 
-    async def _ask_about(self, store: Store, state: CheckState, known: dict[Address, Answer | None]) -> None:
+    def _heard(self, state: CheckState) -> dict[Address, tuple[float, Answer]]:
+        """The peers' answers so far in this failure (none for a new one)."""
+        asked, window = self._asked.get(state.name), state.failure_window
+        return asked.heard if asked is not None and window is not None and asked.window[0] == window[0] else {}
+
+    async def _ask_about(
+        self,
+        store: Store,
+        state: CheckState,
+        known: dict[Address, Answer | None],
+        heard: dict[Address, tuple[float, Answer]],
+    ) -> None:
         """Ask the peers in `known` that have no evidence yet (all, for a new
         failing run), and judge with every answer."""
         window = state.failure_window
         assert window is not None
         asking = [a for a, answer in known.items() if answer is None or evidence(answer, window) is Evidence.NOT_YET]
-        fresh = await asyncio.gather(*(self.ask(host, port, state.name) for host, port in asking))
-        answers = {a: answer for a, answer in {**known, **dict(zip(asking, fresh))}.items() if a not in self._own}
+        fresh = dict(zip(asking, await asyncio.gather(*(self.ask(h, p, state.name) for h, p in asking))))
+        answers = self._standing(state, known, fresh, heard)
         current = state.failure_window
         if state.effective is not Status.FAIL or current is None or current[0] != window[0]:
             return  # passing again, or a new failure: the next round judges afresh
@@ -275,8 +288,35 @@ class Peers:
         # round still asks every peer about that run.
         labelled = {_label(a): answer for a, answer in answers.items()}
         verdict = judge(labelled, current, self.options.quorum, self._alone)
+        if verdict.fleet is not state.fleet:
+            _log_verdict(state.name, verdict)
         store.set_fleet(state.name, verdict.fleet, verdict.gates, (verdict.failing, verdict.answering), verdict.peers)
-        self._asked[state.name] = _Asked(window, answers, time.monotonic() + _ask_again_in(state, answers, current))
+        due = time.monotonic() + _ask_again_in(state, answers, current)
+        self._asked[state.name] = _Asked(window, answers, heard, due)
+
+    def _standing(
+        self,
+        state: CheckState,
+        known: dict[Address, Answer | None],
+        fresh: dict[Address, Answer | None],
+        heard: dict[Address, tuple[float, Answer]],
+    ) -> dict[Address, Answer | None]:
+        """The answers a verdict rests on: the fresh ones, the known ones of
+        the peers not asked, and for a peer that missed an ask (slow, busy)
+        its last answer in this failure, for KEPT intervals, so that one late
+        reply does not turn a shared outage into `alone`."""
+        now = time.monotonic()
+        standing: dict[Address, Answer | None] = {}
+        for address in known:
+            if address in self._own:
+                continue
+            answer = fresh[address] if address in fresh else known[address]
+            if address in fresh and answer is not None:
+                heard[address] = (now, answer)
+            elif answer is None and address in heard and now - heard[address][0] <= KEPT * state.interval:
+                answer = heard[address][1]
+            standing[address] = answer
+        return standing
 
     @property
     def _alone(self) -> bool:
@@ -323,6 +363,21 @@ class Peers:
             log.warning("peers_unresolved", name=self.options.dns, error=str(exc) or type(exc).__name__)
             return []
         return [(host, self.port) for host in hosts if (host, self.port) not in self._own]
+
+
+def _log_verdict(name: str, verdict: Verdict) -> None:
+    """A new case for a failing shared check: which peers it rests on."""
+    log.info(
+        "check_fleet_changed",
+        check=name,
+        case=verdict.fleet.value,
+        gates_readiness=verdict.gates,
+        failing=verdict.failing,
+        answering=verdict.answering,
+        counted=list(verdict.peers.counted),
+        not_yet=list(verdict.peers.not_yet),
+        unreachable=list(verdict.peers.unreachable),
+    )
 
 
 def _ask_again_in(state: CheckState, answers: Mapping[Address, Answer | None], window: Window) -> float:

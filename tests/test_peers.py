@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -364,3 +365,27 @@ async def test_a_peer_not_run_since_the_failure_here_is_asked_again_after_its_ne
         finally:
             await peers.stop()
     assert (db.fleet_counts, me.store.ready) == ((2, 2), True)
+
+
+async def test_a_peer_that_misses_an_ask_keeps_its_last_answer_for_two_intervals() -> None:
+    fast = {"db": {"type": "disk", "path": "/", "scope": "shared", "interval": "1s"}}
+    peer = daemon(fast)
+    peer.store.record("db", run_at(Status.FAIL, time.time() - 0.5))
+    me = daemon(fast, peers={"static": ["127.0.0.1:1"]})
+    db = me.store.checks["db"]
+    async with serve_app(peer.app) as url:
+        static = (url.removeprefix("http://"),)
+        peers = Peers(PeersOptions(static=static, timeout=0.5), lambda: me.store, 8080, me.daemon.instance)
+        await peers.start()
+        me.store.record("db", run_at(Status.FAIL, time.time() - 0.2))
+        await until(lambda: db.fleet is Fleet.SHARED_OUTAGE)
+    try:  # the peer is gone: its port refuses
+        me.store.record("db", run_at(Status.FAIL, time.time()))  # a new failing run here: every peer is asked
+        await until(lambda: peers.requests["unreachable"] == 1)
+        assert (db.fleet, db.fleet_peers) == (Fleet.SHARED_OUTAGE, FleetPeers(counted=static))  # its answer stands
+        await asyncio.sleep(2.0)  # two intervals after it last answered, its answer no longer stands
+        me.store.record("db", run_at(Status.FAIL, time.time()))
+        await until(lambda: db.fleet is Fleet.ALONE)
+    finally:
+        await peers.stop()
+    assert db.fleet_peers == FleetPeers(unreachable=static)
