@@ -274,9 +274,12 @@ class Store:
         state = self.checks[name]
         if state.fleet is None:
             return  # passing again
-        state.fleet_peers = peers  # who said it: shown by /health, no change of verdict
         if (state.fleet, state.fleet_gates, state.fleet_counts) == (fleet, gates, counts):
-            return  # nothing new
+            if state.fleet_peers != peers:  # the same verdict from other peers: /health lists them
+                state.fleet_peers = peers
+                self.version += 1
+            return
+        state.fleet_peers = peers
         state.fleet, state.fleet_gates, state.fleet_counts = fleet, gates, counts
         self._changed(state, state.effective)
 
