@@ -29,6 +29,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from probed.checks import TypeUnavailable, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
+from probed.checks.push import with_token_default
 from probed.config_env import substitute
 from probed.config_problems import Path_, Problems, shown
 from probed.config_read import MAX_CONFIG_BYTES, read_yaml
@@ -69,7 +70,7 @@ class ServerOptions(ProbedModel):
     token: SecretStr | None = Field(None, description="bearer token that unlocks details")
     token_file: Path | None = Field(None, description="file holding the bearer token")
     heartbeat_token: SecretStr | None = Field(
-        None, description="bearer token for POST /heartbeat/{name}, for heartbeat checks without a token of their own"
+        None, description="bearer token for POST /heartbeat/{name}, for push checks without a token of their own"
     )
     heartbeat_token_file: Path | None = Field(None, description="file holding the heartbeat token")
     idle_timeout: Duration = Field(
@@ -266,8 +267,8 @@ class _Builder:
         self._check_dependencies(checks, raw_checks)
         groups = self._groups(data.get("groups"), checks, raw_checks)
         peers = self._section(PeersOptions, data, "peers") if data.get("peers") is not None else None
-        if server is not None and server.heartbeat_token is not None:
-            checks = _with_server_heartbeat_token(checks, server.heartbeat_token)
+        if server is not None:  # push checks without a token take the server's
+            checks = {name: with_token_default(options, server) for name, options in checks.items()}
         if server is None or scheduler is None or self.problems:
             return None
         return Config(server, scheduler, checks, self.source, groups, peers)
@@ -433,16 +434,6 @@ def _cycles(edges: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
     for name in edges:
         visit(name, [])
     return found
-
-
-def _with_server_heartbeat_token(checks: dict[str, CheckOptions], token: SecretStr) -> dict[str, CheckOptions]:
-    """Heartbeat checks without a token of their own take the server-wide one."""
-    return {
-        name: options.model_copy(update={"token": token})
-        if options.type == "heartbeat" and getattr(options, "token", None) is None
-        else options
-        for name, options in checks.items()
-    }
 
 
 # Keys whose values are secrets (every SecretStr field matches; tests/test_config.py proves it).

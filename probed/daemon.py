@@ -37,7 +37,7 @@ from pydantic import BaseModel, SecretStr
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
-from probed.checks.heartbeat import Heartbeats
+from probed.checks.push import PushBook
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, load_config, saturation_warning
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
@@ -72,9 +72,9 @@ class Daemon:
         self.watched = snapshot(watched_paths(config_path, config))
         self.file_digests = file_digests(config)  # of the files the checks were made from
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
-        # Written by POST /heartbeat/{name}, read by the heartbeat checks; kept across reloads.
-        self.heartbeats = Heartbeats()
-        self.heartbeats.serve(self.checks)
+        # Written by POST /heartbeat/{name}, read by the push checks; kept across reloads.
+        self.pushes = PushBook()
+        self.pushes.serve(self.checks)
         self.store = Store(
             self.checks, on_transition, groups=config.groups, peers=config.peers is not None, alive=self.alive
         )
@@ -195,7 +195,7 @@ class Daemon:
         await self.scheduler.stop()
         retired = [check for check in self.checks if check.name not in kept]
         self.checks, self.store = checks, store
-        self.heartbeats.serve(checks)
+        self.pushes.serve(checks)
         late_runs = self.scheduler.load().late_runs
         self.scheduler = Scheduler(
             checks, store, config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs

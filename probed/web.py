@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from probed.checks.heartbeat import MAX_REPORT_BYTES, Beat, parse_report
+from probed.checks.push import Push
 from probed.config import ServerOptions
 from probed.daemon import Daemon
 from probed.groups import EVERY_ANSWER, KINDS, GroupStatus
@@ -152,29 +152,31 @@ class Handlers:
             raise web.HTTPNotFound(reason="no such check")
         return web.json_response(peer_answer(state, self.daemon.instance), headers=HEADERS)
 
-    async def heartbeat(self, request: web.Request) -> web.Response:
-        """A job's "I ran" (or "I failed"), written into the daemon's book; the
-        heartbeat check reads it on its next run."""
+    async def push(self, request: web.Request) -> web.Response:
+        """A job's "I ran" (or "I failed"), for any check that receives pushes
+        (probed/checks/push.py): written into the daemon's book, which the
+        check reads on its next run."""
         name = request.match_info["name"]
-        check = self.daemon.heartbeats.checks.get(name)
+        check = self.daemon.pushes.checks.get(name)
         if check is None:
             raise web.HTTPNotFound(reason="no heartbeat check of that name")
-        token = check.options.token  # its own, or server.heartbeat_token
+        token = check.options.token  # its own, or the server setting its type names
         sent = request.headers.get("Authorization", "").encode()
         if token is None or not hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}".encode()):
             log.warning("heartbeat_refused", check=name, reason="invalid bearer token")
             raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-        if (request.content_length or 0) > MAX_REPORT_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_REPORT_BYTES, request.content_length or 0)
+        largest = check.max_push_bytes
+        if (request.content_length or 0) > largest:
+            raise web.HTTPRequestEntityTooLarge(largest, request.content_length or 0)
         body = await request.read()  # past the app's client_max_size, aiohttp answers 413 itself
-        if len(body) > MAX_REPORT_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_REPORT_BYTES, len(body))
+        if len(body) > largest:
+            raise web.HTTPRequestEntityTooLarge(largest, len(body))
         try:
-            status, output = parse_report(body)
+            status, output = check.parse_push(body)
         except ValueError as exc:
             raise web.HTTPBadRequest(reason=str(exc)) from None
         output = redact(output, {token.get_secret_value()})  # a job that prints its own token
-        self.daemon.heartbeats.record(name, Beat(time.monotonic(), status, output))
+        self.daemon.pushes.record(name, Push(time.monotonic(), status, output))
         log.info("heartbeat_received", check=name, status=status.value)
         return web.json_response({"check": name, "status": status.value}, headers=HEADERS)
 
@@ -299,7 +301,7 @@ def create_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/health/{group}", json_errors(handlers.group))  # the configured groups
     app.router.add_get("/peers/checks/{name}", json_errors(handlers.peer_view))
     app.router.add_get("/metrics", json_errors(handlers.metrics))
-    app.router.add_post("/heartbeat/{name}", json_errors(handlers.heartbeat))
+    app.router.add_post("/heartbeat/{name}", json_errors(handlers.push))
     app.router.add_route("*", "/{path:.*}", unmatched)  # last: only what no other route matches
     app.cleanup_ctx.append(_run_checks)
     app.on_cleanup.append(lambda _: _close_exposition(handlers.exposition))
