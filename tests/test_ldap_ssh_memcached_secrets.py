@@ -71,7 +71,7 @@ def config(tmp_path: Path, servers: tuple[SlapdServer, SshdServer, MemcachedServ
                             "password": WRONG},
     }  # fmt: skip
     path = tmp_path / "probed.yaml"
-    document = {"server": {"listen": f"127.0.0.1:{port}"}, "defaults": {"interval": "2s", "timeout": "1s"}}
+    document = {"server": {"listen": f"127.0.0.1:{port}"}, "defaults": {"interval": "4s", "timeout": "3s"}}
     path.write_text(yaml.safe_dump({**document, "checks": checks}))
     return str(path)
 

@@ -130,7 +130,7 @@ async def test_refused_unresolvable_and_silent_endpoints() -> None:
     refused = await run_check({"type": "tls", "host": "127.0.0.1", "port": closed_port()})
     unresolved = await run_check({"type": "tls", "host": "www.invalid"})
     with silent_listener() as port:
-        silent = await run_check({"type": "tls", "host": "127.0.0.1", "port": port, "timeout": "300ms"})
+        silent = await run_check({"type": "tls", "host": "127.0.0.1", "port": port, "timeout": "2s"})
     assert refused.reason is Reason.REFUSED, refused.output
     assert unresolved.reason is Reason.DNS and unresolved.output.startswith("tls://www.invalid:443: name not resolved")
     assert silent.reason is Reason.TIMEOUT and silent.output.endswith(": TLS handshake timed out"), silent.output
