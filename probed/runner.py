@@ -25,8 +25,14 @@ async def run_once(check: AnyCheck) -> Result:
     opts = check.options
     started_at = time.time()
     start = time.perf_counter()
+    outcome: object
     try:
-        outcome = await _bounded(check, opts.timeout)
+        if isinstance(check.unprepared, CheckFailed):  # what prepare raised, said at every run
+            outcome = check.unprepared
+        elif check.unprepared is not None:
+            outcome = _describe(check, check.unprepared)
+        else:
+            outcome = await _bounded(check, opts.timeout)
     except TimeoutError:
         outcome = CheckFailed(f"timed out after {format_duration(opts.timeout)}", Reason.TIMEOUT)
     except CheckFailed as exc:

@@ -88,13 +88,23 @@ def _installed(module: str) -> bool:
 
 
 def create_check(name: str, options: CheckOptions) -> AnyCheck:
-    """A check ready to run. Its driver is imported here, not in its first
-    run: an import takes the event loop for up to a few hundred ms, which
-    must not count against this check's timeout or any other's."""
+    """A check ready to run: its driver imported and the check prepared
+    (SSL contexts, clients), here and not in its first run. An import or a
+    context takes the event loop for tens to hundreds of ms, which must
+    not count against this check's timeout or any other's.
+
+    A check whose preparation fails (a key that does not match its
+    certificate) is still made: each of its runs fails with that error,
+    as the run that met it would have, and the other checks go on."""
     cls = load_type(options.type)
     for module in cls.requires:
         importlib.import_module(module)
-    return cls(name, options)
+    check = cls(name, options)
+    try:
+        check.prepare()
+    except Exception as exc:  # this check's failure, not probed's: a start or reload goes on
+        check.unprepared = exc
+    return check
 
 
 __all__ = ["TYPES", "Check", "CheckOptions", "TypeUnavailable", "create_check", "known_types", "load_type"]

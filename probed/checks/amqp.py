@@ -88,7 +88,11 @@ class AmqpCheck(Check[AmqpOptions]):
         self.target = display_url(options.url)
         # aiormq logs each failed connection as an error; the check's result already says it.
         logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-        self._ssl: ssl.SSLContext | None = options.ssl_context() if options.url.startswith("amqps://") else None
+
+    def prepare(self) -> None:
+        self._ssl: ssl.SSLContext | None = (
+            self.options.ssl_context() if self.options.url.startswith("amqps://") else None
+        )
 
     async def run(self) -> Outcome:
         import aiormq

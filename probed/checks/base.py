@@ -112,7 +112,7 @@ class Check(Generic[OptionsT]):
     any other exception goes through `describe_error`, once, in the runner.
     The module of a type imports its driver (listed in `requires`) inside the
     methods that use it, so reading and validating options never pays for it;
-    create_check imports it before the first run.
+    create_check imports it, then calls `prepare`, before the first run.
     A check keeps no secret in anything it prints: `secrets()` lists the strings
     the runner masks in every message, as a last line of defence.
     """
@@ -130,6 +130,17 @@ class Check(Generic[OptionsT]):
         self.name = name
         self.options = options
         self.target = name  # what the check reaches, for messages; never holds a secret
+        self.unprepared: Exception | None = None  # what prepare raised: each run fails with it
+
+    def prepare(self) -> None:
+        """Build what every run reuses and what costs CPU: SSL contexts (the
+        system's CAs take tens of ms), credentials, client objects, parsed
+        options. create_check calls it once, when the check is created (at
+        start, and in a thread on reload), and the check keeps it for its
+        life: no timed run pays for it, and no run pays for another's.
+        Objects bound to a running event loop (an aiohttp session) cannot be
+        made here; a run makes them once, from what was prepared.
+        """
 
     @property
     def type(self) -> str:

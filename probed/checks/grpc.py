@@ -7,7 +7,6 @@ passes; NOT_SERVING, UNKNOWN and SERVICE_UNKNOWN fail with reason unexpected.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +71,35 @@ class GrpcCheck(Check[GrpcOptions]):
     def secrets(self) -> set[str]:
         return super().secrets() | set(self.options.metadata.values())  # metadata carries tokens
 
+    def prepare(self) -> None:
+        import grpc
+
+        opts = self.options
+        # One connection per run, no retries: what a new client would see.
+        # gRPC's C core gives a connection attempt at least 20 s and keeps
+        # it after the channel closes: against a server that accepts and
+        # never answers, every timed-out run left its socket for 20 s. Bound
+        # the attempt by the run's timeout, so the socket ends with the run.
+        attempt_ms = max(1, int(opts.timeout * 1000))
+        self._channel_options: list[tuple[str, Any]] = [
+            ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.min_reconnect_backoff_ms", attempt_ms),
+            ("grpc.initial_reconnect_backoff_ms", attempt_ms),
+        ]
+        if opts.tls and opts.server_name:
+            self._channel_options.append(("grpc.ssl_target_name_override", opts.server_name))
+        # Read once; gRPC verifies with its own TLS stack, from PEM bytes.
+        self._credentials = (
+            grpc.ssl_channel_credentials(
+                root_certificates=opts.ca_file.read_bytes() if opts.ca_file else None,
+                private_key=opts.key_file.read_bytes() if opts.key_file else None,
+                certificate_chain=opts.cert_file.read_bytes() if opts.cert_file else None,
+            )
+            if opts.tls
+            else None
+        )
+
     async def run(self) -> Outcome:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -93,36 +121,9 @@ class GrpcCheck(Check[GrpcOptions]):
     def _channel(self) -> grpc.aio.Channel:
         import grpc
 
-        opts = self.options
-        # One connection per run, no retries: what a new client would see.
-        # gRPC's C core gives a connection attempt at least 20 s and keeps
-        # it after the channel closes: against a server that accepts and
-        # never answers, every timed-out run left its socket for 20 s. Bound
-        # the attempt by the run's timeout, so the socket ends with the run.
-        attempt_ms = max(1, int(opts.timeout * 1000))
-        options: list[tuple[str, Any]] = [
-            ("grpc.enable_retries", 0),
-            ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.min_reconnect_backoff_ms", attempt_ms),
-            ("grpc.initial_reconnect_backoff_ms", attempt_ms),
-        ]
-        if not opts.tls:
-            return grpc.aio.insecure_channel(opts.target, options=options)
-        if opts.server_name:
-            options.append(("grpc.ssl_target_name_override", opts.server_name))
-        return grpc.aio.secure_channel(opts.target, self._credentials, options=options)
-
-    @functools.cached_property
-    def _credentials(self) -> grpc.ChannelCredentials:
-        """Read once; gRPC verifies with its own TLS stack, from PEM bytes."""
-        import grpc
-
-        opts = self.options
-        return grpc.ssl_channel_credentials(
-            root_certificates=opts.ca_file.read_bytes() if opts.ca_file else None,
-            private_key=opts.key_file.read_bytes() if opts.key_file else None,
-            certificate_chain=opts.cert_file.read_bytes() if opts.cert_file else None,
-        )
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self.options.target, options=self._channel_options)
+        return grpc.aio.secure_channel(self.options.target, self._credentials, options=self._channel_options)
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """gRPC status codes -> a plain sentence and a reason."""

@@ -148,8 +148,6 @@ class LdapCheck(Check[LdapOptions]):
         self._tls_first, self._host, self._port = parse_url(options.url)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self.target = f"{'ldaps' if self._tls_first else 'ldap'}://{host}:{self._port}"
-        # Built once: loading the system's CAs takes the loop for tens of ms.
-        self._tls = options.ssl_context() if self._tls_first or options.starttls else None
         self._starttls = _message(_STARTTLS_ID, _tlv(0x77, _tlv(0x80, _STARTTLS_OID)))
         self._bind = _message(_BIND_ID, bind_request(options.username or "", options.password_text() or ""))
         self._search = None
@@ -163,6 +161,10 @@ class LdapCheck(Check[LdapOptions]):
             )
             self._search = _message(_SEARCH_ID, request)
         self._unbind = _message(_UNBIND_ID, b"\x42\x00")
+
+    def prepare(self) -> None:
+        # Built once: loading the system's CAs takes the loop for tens of ms.
+        self._tls = self.options.ssl_context() if self._tls_first or self.options.starttls else None
 
     async def run(self) -> Outcome:
         server_name = self.options.server_name or self._host

@@ -62,10 +62,12 @@ class MemcachedCheck(Check[MemcachedOptions]):
         super().__init__(name, options)
         host = f"[{options.host}]" if ":" in options.host else options.host
         self.target = f"memcached://{host}:{options.port}"
-        # Built once: loading the system's CAs takes the loop for tens of ms.
-        self._tls = options.ssl_context() if options.tls else None
         self._login = self._login_request()
         self._key = _probe_key(options.key_prefix + name)
+
+    def prepare(self) -> None:
+        # Built once: loading the system's CAs takes the loop for tens of ms.
+        self._tls = self.options.ssl_context() if self.options.tls else None
 
     def _login_request(self) -> bytes | None:
         """The text protocol's login: a `set` whose data is `user password`."""

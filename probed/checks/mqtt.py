@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import ssl
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,6 +67,9 @@ class MqttCheck(Check[MqttOptions]):
         # gmqtt logs every refusal and disconnect itself; the check's verdict says it once.
         logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
 
+    def prepare(self) -> None:
+        self._tls_context = self.options.ssl_context() if self.options.tls else False
+
     async def run(self) -> Outcome:
         start = time.perf_counter()
         client, messages = self._client()
@@ -120,7 +121,7 @@ class MqttCheck(Check[MqttOptions]):
             client.connect(
                 opts.host,
                 opts.effective_port,
-                ssl=self._tls_context if opts.tls else False,
+                ssl=self._tls_context,
                 keepalive=max(5, int(opts.interval)),
                 version=MQTTv50 if opts.protocol == "5" else MQTTv311,
             )
@@ -153,10 +154,6 @@ class MqttCheck(Check[MqttOptions]):
                 Reason.UNEXPECTED,
             ) from None
         return round(time.perf_counter() - sent, 6)
-
-    @functools.cached_property
-    def _tls_context(self) -> ssl.SSLContext:
-        return self.options.ssl_context()  # once: loading the system's CAs is not free
 
     def describe_error(self, exc: Exception) -> CheckFailed:
         """gmqtt's exceptions -> a plain sentence and a reason."""

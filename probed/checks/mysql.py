@@ -112,8 +112,10 @@ class MysqlCheck(Check[MysqlOptions]):
         super().__init__(name, options)
         self.target = describe_target(options)
         self._kept: Connection | None = None
-        self._ssl: ssl.SSLContext | None = options.ssl_context() if options.wants_tls() else None
         self._status_statement = "SHOW REPLICA STATUS"  # SHOW SLAVE STATUS before MySQL 8.0.22 / MariaDB 10.5.1
+
+    def prepare(self) -> None:
+        self._ssl: ssl.SSLContext | None = self.options.ssl_context() if self.options.wants_tls() else None
 
     async def run(self) -> Outcome:
         # The kept connection is taken, not shared: a run the timeout abandoned

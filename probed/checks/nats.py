@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
-import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,6 +86,9 @@ class NatsCheck(Check[NatsOptions]):
         token = _url_token(self.options.url)
         return super().secrets() | ({token, unquote(token)} if token else set())
 
+    def prepare(self) -> None:
+        self._tls_context = self.options.ssl_context() if self.options.uses_tls else None
+
     async def run(self) -> Outcome:
         from nats.aio.client import Client
 
@@ -134,16 +135,12 @@ class NatsCheck(Check[NatsOptions]):
                 # wait is one quick retry, then NoServersError.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0,
-                tls=self._tls_context if opts.uses_tls else None,
+                tls=self._tls_context,
                 error_cb=remember,
                 **login,
             )
         except Exception as exc:
             raise (errors[0] if errors else exc) from exc
-
-    @functools.cached_property
-    def _tls_context(self) -> ssl.SSLContext:
-        return self.options.ssl_context()  # once: loading the system's CAs is not free
 
     async def _jetstream(self, client: Client) -> Observed:
         opts = self.options

@@ -68,6 +68,9 @@ class PostgresCheck(Check[PostgresOptions]):
         self.target = describe_target(options)
         self._kept: asyncpg.Connection | None = None
 
+    def prepare(self) -> None:
+        self._ssl = self._ssl_option()
+
     async def run(self) -> Outcome:
         connection = await self._connect()
         try:
@@ -99,7 +102,7 @@ class PostgresCheck(Check[PostgresOptions]):
             user=opts.username,
             password=opts.password_text(),
             database=opts.database,
-            ssl=self._ssl(),
+            ssl=self._ssl,
             timeout=opts.timeout,
             statement_cache_size=0,  # one query per run: nothing to gain from caching
             server_settings={"application_name": "probed"},
@@ -108,7 +111,9 @@ class PostgresCheck(Check[PostgresOptions]):
             self._kept = connection
         return connection
 
-    def _ssl(self) -> ssl.SSLContext | str | None:
+    def _ssl_option(self) -> ssl.SSLContext | str | None:
+        """What asyncpg is given for TLS: the sslmode, or for the verifying
+        modes a context, built once and not at each connect."""
         opts = self.options
         if opts.sslmode not in ("verify-ca", "verify-full"):
             return opts.sslmode

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,29 +52,33 @@ class RedisCheck(Check[RedisOptions]):
         super().__init__(name, options)
         self.target = display_url(options.url)
 
+    def prepare(self) -> None:
+        # One client for the check's life: made here, its TLS context too
+        # (redis-py would build one on the loop for each new connection object).
+        self._client = self._new_client()
+
     async def run(self) -> Outcome:
-        client = self._client()
         try:
-            observed = await self._probe(client)
+            observed = await self._probe(self._client)
         finally:
-            await client.aclose()
+            # Closes this run's connection; the client and its pool stay for the next run.
+            await self._client.aclose()
         return self._judge(observed)
 
-    def _client(self) -> aioredis.Redis:
+    def _new_client(self) -> aioredis.Redis:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.driver_info import DriverInfo
 
         opts = self.options
+        url = opts.url
         extra: dict[str, Any] = {}
-        if opts.url.startswith("rediss://"):
-            extra = {"ssl_cert_reqs": "required" if opts.tls_verify else "none", "ssl_check_hostname": opts.tls_verify}
-            if opts.ca_file:
-                extra["ssl_ca_certs"] = str(opts.ca_file)
-            if opts.cert_file:
-                extra["ssl_certfile"] = str(opts.cert_file)
-                extra["ssl_keyfile"] = str(opts.key_file) if opts.key_file else None
+        if url.startswith("rediss://"):
+            # TLS the way every type's TLS options read (ca_file instead of the system's CAs),
+            # in a context built now; redis:// keeps redis-py from choosing its own class.
+            url = "redis://" + url.removeprefix("rediss://")
+            extra = {"connection_class": prepared_tls_connection(), "prepared_context": opts.ssl_context()}
         if opts.username:
             extra["username"] = opts.username
         if opts.password:
@@ -80,7 +86,7 @@ class RedisCheck(Check[RedisOptions]):
         if opts.db is not None:
             extra["db"] = opts.db
         return aioredis.Redis.from_url(
-            opts.url,
+            url,
             socket_connect_timeout=opts.timeout,
             socket_timeout=opts.timeout,
             # The client retries with backoff by default (a refused port then
@@ -145,6 +151,19 @@ class RedisCheck(Check[RedisOptions]):
         if expected not in ("any", role):
             raise CheckFailed(f"{self.target} is a {role}, expected a {expected}", Reason.UNEXPECTED, observed)
         return Outcome(Status.PASS, f"{self.target}: {role}, PONG", observed)
+
+
+@functools.cache
+def prepared_tls_connection() -> type[Any]:
+    """redis-py's TLS connection, with the SSL context the check prepared."""
+    from redis.asyncio.connection import SSLConnection
+
+    class PreparedTlsConnection(SSLConnection):
+        def __init__(self, *, prepared_context: ssl.SSLContext, **options: Any) -> None:
+            super().__init__(**options)
+            self.ssl_context.context = prepared_context  # what RedisSSLContext.get() returns once built
+
+    return PreparedTlsConnection
 
 
 def _role(info: dict[str, Any]) -> str:

@@ -66,8 +66,12 @@ class S3Check(Check[S3Options]):
         super().__init__(name, options)
         where = display_url(options.endpoint_url) if options.endpoint_url else "aws"
         self.target = f"s3://{options.bucket} ({where})"
-        self._client: Any = None
         self._thread = OneAtATime[Observed](_EXECUTOR, f"{self.target}: the previous run is still waiting on S3")
+
+    def prepare(self) -> None:
+        # Made once, before any run: a boto3 client takes about 100 ms of CPU,
+        # in a thread that would hold the GIL the event loop needs.
+        self._client = self._new_client()
 
     async def run(self) -> Outcome:
         deadline = time.monotonic() + self.options.timeout
@@ -101,7 +105,7 @@ class S3Check(Check[S3Options]):
         return failure
 
     def _probe(self, deadline: float) -> Observed:
-        client = self._s3()
+        client = self._client
         start = time.perf_counter()
         client.head_bucket(Bucket=self.options.bucket)
         observed: Observed = {"head_time": Observation(round(time.perf_counter() - start, 6), "s")}
@@ -122,33 +126,30 @@ class S3Check(Check[S3Options]):
         finally:
             client.delete_object(Bucket=bucket, Key=key)
 
-    def _s3(self) -> Any:
-        """The client, made on first use in the check's thread (never on the loop)."""
-        if self._client is None:
-            import botocore.config
+    def _new_client(self) -> Any:
+        import botocore.config
 
-            opts = self.options
-            # Half the timeout each to connect and to read, one attempt: a run
-            # that cannot finish within the check's timeout is not retried.
-            config = botocore.config.Config(
-                connect_timeout=opts.timeout / 2,
-                read_timeout=opts.timeout / 2,
-                retries={"total_max_attempts": 1},
-                s3={"addressing_style": opts.addressing_style},
-                user_agent_extra="probed",
-                client_cert=_client_cert(opts),
-            )
-            verify: bool | str = str(opts.ca_file) if opts.ca_file else opts.tls_verify
-            self._client = create_client(
-                endpoint_url=opts.endpoint_url,
-                config=config,
-                verify=verify,
-                region_name=opts.region,
-                aws_access_key_id=opts.access_key_id,
-                aws_secret_access_key=opts.secret_access_key.get_secret_value() if opts.secret_access_key else None,
-                aws_session_token=opts.session_token.get_secret_value() if opts.session_token else None,
-            )
-        return self._client
+        opts = self.options
+        # Half the timeout each to connect and to read, one attempt: a run
+        # that cannot finish within the check's timeout is not retried.
+        config = botocore.config.Config(
+            connect_timeout=opts.timeout / 2,
+            read_timeout=opts.timeout / 2,
+            retries={"total_max_attempts": 1},
+            s3={"addressing_style": opts.addressing_style},
+            user_agent_extra="probed",
+            client_cert=_client_cert(opts),
+        )
+        verify: bool | str = str(opts.ca_file) if opts.ca_file else opts.tls_verify
+        return create_client(
+            endpoint_url=opts.endpoint_url,
+            config=config,
+            verify=verify,
+            region_name=opts.region,
+            aws_access_key_id=opts.access_key_id,
+            aws_secret_access_key=opts.secret_access_key.get_secret_value() if opts.secret_access_key else None,
+            aws_session_token=opts.session_token.get_secret_value() if opts.session_token else None,
+        )
 
 
 def _client_cert(opts: S3Options) -> str | tuple[str, str] | None:

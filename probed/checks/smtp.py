@@ -5,8 +5,6 @@ It never sends mail.
 
 from __future__ import annotations
 
-import functools
-import ssl
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
@@ -52,6 +50,10 @@ class SmtpCheck(Check[SmtpOptions]):
         super().__init__(name, options)
         self.target = f"smtp://{options.host}:{options.effective_port}"
 
+    def prepare(self) -> None:
+        opts = self.options
+        self._tls_context = opts.ssl_context() if opts.tls or opts.starttls else None
+
     async def run(self) -> Outcome:
         import aiosmtplib
 
@@ -61,7 +63,7 @@ class SmtpCheck(Check[SmtpOptions]):
             port=opts.effective_port,
             use_tls=opts.tls,
             start_tls=False,  # never upgrade behind the config's back
-            tls_context=self._tls_context if opts.tls or opts.starttls else None,
+            tls_context=self._tls_context,
             local_hostname=opts.helo_name,
             timeout=opts.timeout,
         )
@@ -71,11 +73,6 @@ class SmtpCheck(Check[SmtpOptions]):
             client.close()
         steps = "banner, EHLO" + (", STARTTLS" if opts.starttls else "") + (", AUTH" if opts.username else "")
         return Outcome(Status.PASS, f"{self.target}: {steps}, NOOP ok", observed)
-
-    @functools.cached_property
-    def _tls_context(self) -> ssl.SSLContext:
-        # Built once, and only for TLS: loading the system's CAs takes the loop for tens of ms.
-        return self.options.ssl_context()
 
     async def _converse(self, client: aiosmtplib.SMTP) -> Observed:
         import aiosmtplib

@@ -7,11 +7,9 @@ a line protocol (`PING` -> `+PONG`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import re
 import socket
-import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -132,10 +130,9 @@ class TcpCheck(Check[TcpOptions]):
         # `send` may carry a login (AUTH ...): a server echoing it back must not show it.
         return super().secrets() | (payload_secrets(self._send) if self._send else set())
 
-    @functools.cached_property
-    def _tls_context(self) -> ssl.SSLContext:
-        # Built once, and only for TLS: loading the system's CAs takes the loop for tens of ms.
-        return self.options.ssl_context()
+    def prepare(self) -> None:
+        if self.options.tls:
+            self._tls_context = self.options.ssl_context()
 
     async def run(self) -> Outcome:
         loop = asyncio.get_running_loop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import ipaddress
 import socket
 import ssl
@@ -124,17 +123,14 @@ class TlsCheck(Check[TlsCheckOptions]):
 
     # -- endpoints --------------------------------------------------------------------------
 
-    @functools.cached_property
-    def _context(self) -> ssl.SSLContext:
-        # Built once: loading the system's CAs takes the loop for tens of ms.
-        return self.options.ssl_context()
-
-    @functools.cached_property
-    def _unverified_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+    def prepare(self) -> None:
+        if self.options.file is not None:
+            return
+        self._context = self.options.ssl_context()
+        # For the dates of a rejected certificate: verifies nothing, so needs no CAs.
+        self._unverified_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self._unverified_context.check_hostname = False
+        self._unverified_context.verify_mode = ssl.CERT_NONE
 
     async def _handshake(self) -> tuple[x509.Certificate, str]:
         """Connect, STARTTLS if asked, and complete a handshake; the peer's
