@@ -43,6 +43,10 @@ TYPES: dict[str, str] = {
 
 ENTRY_POINT_GROUP = "probed.checks"
 
+# Standard modules a first run would load: asyncio and urllib3 encode host
+# names with the idna codec, and asyncio looks names up in a thread pool.
+_FIRST_USE = ("encodings.idna", "concurrent.futures.thread")
+
 
 class TypeUnavailable(Exception):
     """A configured type cannot be used here: unknown, broken plugin, missing extra."""
@@ -97,7 +101,7 @@ def create_check(name: str, options: CheckOptions) -> AnyCheck:
     certificate) is still made: each of its runs fails with that error,
     as the run that met it would have, and the other checks go on."""
     cls = load_type(options.type)
-    for module in cls.requires:
+    for module in (*cls.requires, *_FIRST_USE):
         importlib.import_module(module)
     check = cls(name, options)
     try:

@@ -91,6 +91,18 @@ class DnsCheck(Check[DnsOptions]):
         where = f"@{_host_port(options.server, options.port)}" if options.server else "(system resolver)"
         self.target = f"{options.name} {options.record_type} {where}"
 
+    def prepare(self) -> None:
+        import dns.asyncbackend
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
+        # dnspython imports its asyncio backend and each record type's parser
+        # on first use: the first run would pay a few ms of imports.
+        dns.asyncbackend.get_backend("asyncio")
+        for record_type in {self.options.record_type, "SOA", "CNAME"}:  # SOA: a negative answer's authority
+            dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.from_text(record_type))  # type: ignore[no-untyped-call]
+
     async def run(self) -> Outcome:
         resolver = self._resolver()
         start = time.perf_counter()
