@@ -521,6 +521,22 @@ def soak() -> Section:
 # -- 3b. driver import time ----------------------------------------------------------------------
 
 
+def in_company() -> Section:
+    """A check's duration alone and beside others (bench/company.py, issue 16)."""
+    from bench.company import HEADER, ROUNDS, compare
+
+    return Section(
+        "A check alone and in company",
+        "`bench/company.py`: one check run alone and beside others against real local servers (redis beside "
+        "s3 and postgres; tcp beside tls, grpc and dns), at a 1 s interval: in `probed check` (its one run, "
+        "every check started at once), and in `probed serve` (its first run, and the median of the five "
+        f"after it); medians of {ROUNDS} rounds, alone and in company alternated. Target: in company within "
+        "1.25x (+2 ms) of alone. `python bench/company.py main HEAD` compares two revisions in one session.",
+        header=HEADER,
+        rows=compare([None], ROUNDS),
+    )
+
+
 def driver_imports() -> Section:
     runs = 3 if QUICK else 9
     done = subprocess.run([PYTHON, "bench/drivers.py", str(runs)], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -1224,6 +1240,7 @@ def main() -> None:
             ("history", history_memory),
             ("cost per run", lambda: with_services(work, target, dependency_services, cost_per_run)),
             ("driver imports", driver_imports),
+            ("company", in_company),
             ("soak", soak),
             ("command check", command_against_subprocess),
             ("start-up", lambda: startup(work, target)),
