@@ -4,10 +4,7 @@ and a check whose preparation fails fails its own runs, not probed."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +16,7 @@ from probed.runner import run_once
 from tests.conftest import check_from, config_from
 from tests.harness import RedisServer
 from tests.servers import Certificate, self_signed_certificate
-
-
-@asynccontextmanager
-async def tls_listener(certificate: Certificate) -> AsyncIterator[int]:
-    """A TLS server on a free port that answers nothing and closes when the client does."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.read(1)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=certificate.server_context())
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
+from tests.test_tls_check import tls_endpoint
 
 
 def trusting(options: dict[str, Any], ca_file: Path) -> dict[str, Any]:
@@ -58,7 +37,7 @@ async def test_the_ca_file_is_read_when_the_check_is_created(tmp_path: Path, typ
     certificate = self_signed_certificate(tmp_path)
     ca_file = tmp_path / "ca.pem"
     shutil.copy(certificate.cert_file, ca_file)
-    async with tls_listener(certificate) as port:
+    async with tls_endpoint(certificate) as port:
         check = check_from(trusting({**type_options, "port": port}, ca_file))
         ca_file.unlink()
         try:
