@@ -33,6 +33,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.net import free_port  # noqa: E402
+
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SERVE_RUNS = 6  # runs per check in one `probed serve`: the first, then five later ones
 TARGET_RATIO, TARGET_SLACK = 1.25, 0.002
@@ -55,9 +59,13 @@ CASES = (
 @contextmanager
 def servers(work: Path) -> Iterator[dict[str, dict[str, Any]]]:
     """The cases' dependencies, real servers on loopback; the options of a check of each."""
-    sys.path.insert(0, str(ROOT))
-    from tests.harness import DnsServer, GrpcServer, PostgresServer, RedisServer, S3Server, temp_dir
-    from tests.servers import issue_certificate
+    from tests.support.certificates import issue_certificate
+    from tests.support.servers import temp_dir
+    from tests.support.servers.dnsmasq import DnsServer
+    from tests.support.servers.health_grpc import GrpcServer
+    from tests.support.servers.postgres import PostgresServer
+    from tests.support.servers.redis import RedisServer
+    from tests.support.servers.s3 import S3Server
 
     with contextlib.ExitStack() as stack:
         base = temp_dir("probed-bench-company-")
@@ -173,12 +181,6 @@ def _history(url: str) -> list[dict[str, Any]]:
             return runs
     except OSError:
         return []
-
-
-def free_port() -> int:
-    from tests.servers import free_port as free
-
-    return free()
 
 
 def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: int) -> list[dict[str, Any]]:

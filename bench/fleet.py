@@ -28,8 +28,8 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import DnsServer  # noqa: E402
-from tests.servers import free_port, http_get  # noqa: E402
+from tests.support.net import free_port, http_get  # noqa: E402
+from tests.support.servers.dnsmasq import DnsServer  # noqa: E402
 
 PROBED = [sys.executable, "-m", "probed", "serve", "--config"]
 QUICK = os.environ.get("BENCH_QUICK") == "1"

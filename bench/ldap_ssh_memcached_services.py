@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.harness import PASSWORD, temp_dir
-from tests.servers import issue_certificate
-from tests.servers_ldap_ssh_memcached import LDAP_USER, SSH_USER, MemcachedServer, SlapdServer, SshdServer
+from tests.support.certificates import issue_certificate
+from tests.support.servers import PASSWORD, temp_dir
+from tests.support.servers.memcached import MemcachedServer
+from tests.support.servers.slapd import LDAP_USER, SlapdServer
+from tests.support.servers.sshd import SSH_USER, SshdServer
 
 
 @contextmanager

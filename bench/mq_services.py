@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.harness import MariaDbServer, RabbitMqServer, temp_dir
+from tests.support.servers import temp_dir
+from tests.support.servers.mariadb import MariaDbServer
+from tests.support.servers.rabbitmq import RabbitMqServer
 
 
 @contextmanager

@@ -13,18 +13,14 @@ from typing import Any
 from bench.ldap_ssh_memcached_services import ldap_ssh_memcached_services
 from bench.mq_services import mq_services
 from bench.websocket_udp_icmp_services import websocket_udp_icmp_services
-from tests.harness import (
-    ENCODED_PASSWORD,
-    DnsServer,
-    MosquittoServer,
-    NatsServer,
-    PostgresServer,
-    RedisServer,
-    port_open,
-    temp_dir,
-    wait_until,
-)
-from tests.servers import free_port, issue_certificate
+from tests.support.certificates import issue_certificate
+from tests.support.net import free_port, port_open, wait_until
+from tests.support.servers import ENCODED_PASSWORD, temp_dir
+from tests.support.servers.dnsmasq import DnsServer
+from tests.support.servers.mosquitto import MosquittoServer
+from tests.support.servers.nats import NatsServer
+from tests.support.servers.postgres import PostgresServer
+from tests.support.servers.redis import RedisServer
 
 
 @contextmanager
@@ -49,7 +45,7 @@ def dependency_services(work: Path, target: str) -> Iterator[dict[str, Any]]:
     dns = DnsServer(work / "dns")
     dns.start({"www.bench.test": ["192.0.2.10", "192.0.2.11"]})
     smtp_port, s3_port, grpc_port = free_port(), free_port(), free_port()
-    grpc = subprocess.Popen([sys.executable, "-m", "tests.grpc_server", str(grpc_port)])
+    grpc = subprocess.Popen([sys.executable, "-m", "tests.support.servers.health_grpc", str(grpc_port)])
     smtp = subprocess.Popen(
         [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
         stdout=subprocess.DEVNULL,

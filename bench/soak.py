@@ -23,8 +23,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bench.services import dependency_services
-from tests.harness import wait_until
-from tests.servers import free_port
+from tests.support.net import free_port, wait_until
 
 SAMPLE_EVERY = 2.0  # seconds
 WARM_UP = 0.25  # share of the run left out of the trends

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.servers_websocket_udp_icmp import UdpEchoServer, WebsocketServer
+from tests.support.servers.udp_echo import UdpEchoServer
+from tests.support.servers.websocket import WebsocketServer
 
 
 @contextmanager

@@ -1,48 +1,49 @@
+"""One fixture per throwaway server (tests/support/servers), named after it:
+`NAME` is shared by the tests that do not break it, `own_NAME` is a test's
+own, to stop, pause or reconfigure. Helpers live in tests/support, never here."""
+
 from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TypeVar
 
 import pytest
-import yaml
 
-from probed.checks import create_check
-from probed.checks.base import AnyCheck
-from probed.config import Config, parse_config
-from probed.model import Result
-from probed.runner import run_once
-from tests.harness import (
-    PASSWORD,
-    MariaDbServer,
-    PostgresServer,
-    RabbitMqServer,
-    RedisServer,
-    S3Server,
-    SmtpServer,
-    temp_dir,
-)
-from tests.servers import Certificate, self_signed_certificate, serve_app, target_app
+from tests.support.apps import serve_app, target_app
+from tests.support.certificates import Certificate, self_signed_certificate
+from tests.support.servers import PASSWORD, temp_dir
+from tests.support.servers.mariadb import MariaDbServer
+from tests.support.servers.memcached import MemcachedServer
+from tests.support.servers.nats import NatsServer
+from tests.support.servers.postgres import PostgresServer
+from tests.support.servers.rabbitmq import RabbitMqServer
+from tests.support.servers.redis import RedisServer
+from tests.support.servers.s3 import S3Server
+from tests.support.servers.slapd import SlapdServer
+from tests.support.servers.smtp import SmtpServer
+from tests.support.servers.sshd import SshdServer
 
 
-def config_from(checks: dict[str, Any], **sections: Any) -> Config:
-    """A Config built through the real YAML loader and validation."""
-    return parse_config(yaml.safe_dump({**sections, "checks": checks}), "test.yaml")
+class Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
 
-def check_from(options: dict[str, Any], name: str = "t") -> AnyCheck:
-    config = config_from({name: options})
-    return create_check(name, config.checks[name])
+Server = TypeVar("Server", bound=Startable)
 
 
-async def run_check(options: dict[str, Any]) -> Result:
-    check = check_from(options)
+def started(server: Server, base: Path | None = None) -> Iterator[Server]:
+    """Start a server, yield it, stop it (and remove its directory `base`)."""
+    server.start()
     try:
-        return await run_once(check)
+        yield server
     finally:
-        await check.close()
+        server.stop()
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -52,7 +53,12 @@ async def target() -> AsyncIterator[str]:
         yield url
 
 
-# -- real dependency servers (tests/harness.py) ---------------------------------------
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -102,45 +108,7 @@ def postgres_replica(postgres: PostgresServer) -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis-auth", password=PASSWORD)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    server.create_bucket("app-media")
-    yield server
-    server.stop()
-
-
-# -- MariaDB and RabbitMQ (the mysql and amqp checks) ---------------------------------
+# -- MariaDB ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -153,13 +121,7 @@ def mariadb_template() -> Iterator[MariaDbServer]:
 
 def _running_mariadb(template: MariaDbServer, name: str, server_id: int = 1) -> Iterator[MariaDbServer]:
     base = temp_dir(f"probed-mariadb-{name}-")
-    server = template.copy(base, server_id)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from started(template.copy(base, server_id), base)
 
 
 @pytest.fixture(scope="session")
@@ -182,12 +144,100 @@ def mariadb_replica(mariadb: MariaDbServer, mariadb_template: MariaDbServer) -> 
         yield server
 
 
+# -- Redis, memcached -------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test, no password."""
+    yield from started(RedisServer(tmp_path / "redis"))
+
+
+@pytest.fixture
+def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test that wants PASSWORD."""
+    yield from started(RedisServer(tmp_path / "redis-auth", password=PASSWORD))
+
+
+@pytest.fixture
+def memcached(tmp_path: Path) -> Iterator[MemcachedServer]:
+    """A memcached for one test, no login."""
+    yield from started(MemcachedServer(tmp_path / "memcached"))
+
+
+@pytest.fixture
+def memcached_with_login(tmp_path: Path) -> Iterator[MemcachedServer]:
+    """A memcached for one test where `probe` logs in with PASSWORD."""
+    yield from started(MemcachedServer(tmp_path / "memcached-auth", users={"probe": PASSWORD}))
+
+
+# -- SMTP, S3, NATS ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server (aiosmtpd) for one test, no AUTH."""
+    yield from started(SmtpServer())
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server with the bucket `app-media`: tests must not stop it."""
+    server = S3Server()
+    server.start()
+    server.create_bucket("app-media")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server with JetStream for one test, no auth."""
+    yield from started(NatsServer(tmp_path / "nats"))
+
+
+# -- RabbitMQ ----------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def rabbitmq(tls_certificate: Certificate) -> Iterator[RabbitMqServer]:
     """One node for the session (a cold start takes 5 to 60 s): tests must not stop it."""
     base = temp_dir("probed-rabbitmq-")
-    server = RabbitMqServer(base, tls=(tls_certificate.cert_file, tls_certificate.key_file))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    yield from started(RabbitMqServer(base, tls=(tls_certificate.cert_file, tls_certificate.key_file)), base)
+
+
+# -- slapd, sshd --------------------------------------------------------------------------
+
+
+def _slapd(certificate: Certificate) -> Iterator[SlapdServer]:
+    base = temp_dir("probed-slapd-")
+    yield from started(SlapdServer(base / "slapd", (certificate.cert_file, certificate.key_file)), base)
+
+
+@pytest.fixture(scope="session")
+def slapd(tls_certificate: Certificate) -> Iterator[SlapdServer]:
+    """One slapd for the tests that do not break it."""
+    yield from _slapd(tls_certificate)
+
+
+@pytest.fixture
+def own_slapd(tls_certificate: Certificate) -> Iterator[SlapdServer]:
+    """A slapd for one test, which may stop or pause it."""
+    yield from _slapd(tls_certificate)
+
+
+def _sshd() -> Iterator[SshdServer]:
+    base = temp_dir("probed-sshd-")
+    yield from started(SshdServer(base / "sshd"), base)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshdServer]:
+    """One sshd for the tests that do not break it."""
+    yield from _sshd()
+
+
+@pytest.fixture
+def own_sshd() -> Iterator[SshdServer]:
+    """An sshd for one test, which may stop or pause it."""
+    yield from _sshd()

@@ -13,9 +13,12 @@ import pytest
 from probed.model import Reason, Status
 from probed.runner import run_once
 from probed.store import Store
-from tests.conftest import check_from, run_check
-from tests.harness import ENCODED_PASSWORD, PASSWORD, RabbitMqServer, temp_dir
-from tests.servers import Certificate, closed_port, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import ENCODED_PASSWORD, PASSWORD, temp_dir
+from tests.support.servers.rabbitmq import RabbitMqServer
 
 pytest.importorskip("aiormq", reason="the amqp extra is not installed: pip install 'probed[amqp]'")
 

@@ -14,49 +14,19 @@ from pathlib import Path
 import pytest
 
 from probed import __version__
-from tests.servers import closed_port, free_port, poll
-
-NO_LEVELS = (
-    "warn_free_percent: null, fail_free_percent: null, warn_free_inodes_percent: null, fail_free_inodes_percent: null"
-)
-
-
-def probed(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "probed", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def write_config(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "probed.yaml"
-    path.write_text(text)
-    return str(path)
-
-
-def mixed_config(tmp_path: Path) -> str:
-    """A passing critical check, a failing non-critical one."""
-    return write_config(
-        tmp_path,
-        f"""
-checks:
-  tmp: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
-  api: {{type: http, url: 'http://127.0.0.1:{closed_port()}/health', critical: false}}
-""",
-    )
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.net import closed_port, free_port, poll
+from tests.support.probed import mixed_config, run_probed, write_config
 
 
 def test_version() -> None:
-    done = probed("--version")
+    done = run_probed("--version")
     assert done.returncode == 0
     assert done.stdout.strip() == f"probed {__version__}"
 
 
 def test_check_table_and_exit_0_when_only_non_critical_fail(tmp_path: Path) -> None:
-    done = probed("check", "--config", mixed_config(tmp_path))
+    done = run_probed("check", "--config", mixed_config(tmp_path))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["CHECK", "TYPE", "STATUS", "TIME", "REASON", "OUTPUT"]
@@ -67,7 +37,7 @@ def test_check_table_and_exit_0_when_only_non_critical_fail(tmp_path: Path) -> N
 
 
 def test_check_json_output(tmp_path: Path) -> None:
-    done = probed("check", "--config", mixed_config(tmp_path), "--output", "json")
+    done = run_probed("check", "--config", mixed_config(tmp_path), "--output", "json")
     assert done.returncode == 0
     report = json.loads(done.stdout)
     assert report["status"] == "warn"
@@ -77,25 +47,25 @@ def test_check_json_output(tmp_path: Path) -> None:
 
 def test_check_exit_1_when_a_critical_check_fails(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"checks:\n  api: {{type: http, url: 'http://127.0.0.1:{closed_port()}/'}}\n")
-    done = probed("check", "--config", config)
+    done = run_probed("check", "--config", config)
     assert done.returncode == 1
     assert "connection refused" in done.stdout
 
 
 def test_check_selected_names_only(tmp_path: Path) -> None:
-    done = probed("check", "tmp", "--config", mixed_config(tmp_path), "-o", "json")
+    done = run_probed("check", "tmp", "--config", mixed_config(tmp_path), "-o", "json")
     assert done.returncode == 0
     assert list(json.loads(done.stdout)["checks"]) == ["tmp"]
 
 
 def test_check_unknown_name_is_a_usage_error(tmp_path: Path) -> None:
-    done = probed("check", "nope", "--config", mixed_config(tmp_path))
+    done = run_probed("check", "nope", "--config", mixed_config(tmp_path))
     assert done.returncode == 2
     assert done.stderr == "probed: unknown check nope (configured: tmp, api)\n"
 
 
 def test_config_from_environment_variable(tmp_path: Path) -> None:
-    done = probed("check", "-o", "json", env={"PROBED_CONFIG": mixed_config(tmp_path)})
+    done = run_probed("check", "-o", "json", env={"PROBED_CONFIG": mixed_config(tmp_path)})
     assert set(json.loads(done.stdout)["checks"]) == {"tmp", "api"}
 
 
@@ -110,13 +80,13 @@ def test_builtin_default_config() -> None:
 
 def test_validate_ok(tmp_path: Path) -> None:
     config = mixed_config(tmp_path)
-    done = probed("validate", "--config", config)
+    done = run_probed("validate", "--config", config)
     assert done.returncode == 0
     assert done.stdout == f"{config}: ok, 2 checks\n"
 
 
 def test_validate_says_one_check_and_accepts_an_upper_case_log_level() -> None:
-    done = probed("validate", "--log-level", "INFO")
+    done = run_probed("validate", "--log-level", "INFO")
     assert (done.returncode, done.stdout) == (0, "<built-in default>: ok, 1 check\n"), done.stderr
 
 
@@ -149,7 +119,7 @@ def test_validate_warns_of_a_schedule_that_cannot_be_kept(tmp_path: Path) -> Non
     config = tmp_path / "probed.yaml"
     checks = "".join(f"  c{i}: {{type: disk, path: /, interval: 1s, timeout: 900ms}}\n" for i in range(3))
     config.write_text(f"scheduler: {{max_concurrency: 2}}\nchecks:\n{checks}")
-    done = probed("validate", "--config", str(config))
+    done = run_probed("validate", "--config", str(config))
     assert done.returncode == 0  # valid: it may well be fine while targets answer
     assert done.stdout == f"{config}: ok, 3 checks\n"
     assert done.stderr == (
@@ -159,13 +129,13 @@ def test_validate_warns_of_a_schedule_that_cannot_be_kept(tmp_path: Path) -> Non
 
 
 def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
-    done = probed("check", "--config", str(tmp_path / "nope.yaml"))
+    done = run_probed("check", "--config", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2
     assert done.stderr == f"{tmp_path / 'nope.yaml'}: cannot read config file: No such file or directory\n"
 
 
 def test_usage_error_is_one_line_exit_2() -> None:
-    done = probed("check", "--output", "xml")
+    done = run_probed("check", "--output", "xml")
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1
     assert "invalid choice: 'xml'" in done.stderr
@@ -177,7 +147,7 @@ def test_serve_answers_then_stops_on_sigterm_within_two_seconds(tmp_path: Path) 
     config = write_config(
         tmp_path,
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
-        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS}}}\n",
+        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS_YAML}}}\n",
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "probed", "serve", "--config", config],
@@ -213,24 +183,24 @@ def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
         config = write_config(
             tmp_path, f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  r: {{type: disk, path: /}}\n"
         )
-        done = probed("serve", "--config", config, timeout=30)
+        done = run_probed("serve", "--config", config, timeout=30)
     assert done.returncode == 1
     assert done.stderr == f"probed: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_probe_exit_codes(tmp_path: Path) -> None:
-    from tests.servers import app_in_thread, target_app
+    from tests.support.apps import app_in_thread, target_app
 
     with app_in_thread(target_app()) as url:
-        assert probed("probe", f"{url}/ok").returncode == 0
-        assert probed("probe", f"{url}/redirect").returncode == 0  # 3xx counts as up, like kubelet
-        failed = probed("probe", f"{url}/error")
+        assert run_probed("probe", f"{url}/ok").returncode == 0
+        assert run_probed("probe", f"{url}/redirect").returncode == 0  # 3xx counts as up, like kubelet
+        failed = run_probed("probe", f"{url}/error")
         assert failed.returncode == 1 and failed.stderr == f"probed: {url}/error: answered 500\n"
-        slow = probed("probe", f"{url}/slow?seconds=5", "--timeout", "0.3")
+        slow = run_probed("probe", f"{url}/slow?seconds=5", "--timeout", "0.3")
         assert slow.returncode == 1 and "timed out" in slow.stderr
-    refused = probed("probe", f"http://127.0.0.1:{closed_port()}/")
+    refused = run_probed("probe", f"http://127.0.0.1:{closed_port()}/")
     assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
-    assert probed("probe", "localhost:8080").returncode == 2
+    assert run_probed("probe", "localhost:8080").returncode == 2
 
 
 def test_probe_without_url_follows_the_listen_address(tmp_path: Path) -> None:
@@ -238,7 +208,7 @@ def test_probe_without_url_follows_the_listen_address(tmp_path: Path) -> None:
     /health/live where `probed serve` listens, a wildcard bind reached through loopback."""
     from aiohttp import web
 
-    from tests.servers import app_in_thread
+    from tests.support.apps import app_in_thread
 
     async def live(request: web.Request) -> web.Response:
         return web.Response(text="live")
@@ -248,15 +218,15 @@ def test_probe_without_url_follows_the_listen_address(tmp_path: Path) -> None:
     config = tmp_path / "probed.yaml"
     with app_in_thread(app) as url:
         port = url.rpartition(":")[2]
-        assert probed("probe", env={"PROBED_LISTEN": f"0.0.0.0:{port}"}).returncode == 0
+        assert run_probed("probe", env={"PROBED_LISTEN": f"0.0.0.0:{port}"}).returncode == 0
         config.write_text(f"server:\n  listen: ':{port}'\nchecks: {{}}\n")
-        assert probed("probe", "--config", str(config)).returncode == 0
+        assert run_probed("probe", "--config", str(config)).returncode == 0
         config.write_text("server:\n  listen: ${PROBED_LISTEN:-0.0.0.0:8080}\n")
         env = {"PROBED_CONFIG": str(config), "PROBED_LISTEN": f"127.0.0.1:{port}"}
-        assert probed("probe", env=env).returncode == 0
+        assert run_probed("probe", env=env).returncode == 0
         # the config's listen address wins over PROBED_LISTEN, as it does for serve
         config.write_text(f"server:\n  listen: 127.0.0.1:{closed_port()}\n")
-        refused = probed("probe", env=env)
+        refused = run_probed("probe", env=env)
         assert refused.returncode == 1 and refused.stderr.endswith("Connection refused\n")
 
 
@@ -282,7 +252,7 @@ def test_probe_of_a_server_that_is_not_http(tmp_path: Path) -> None:
             thread = threading.Thread(target=answer)
             thread.start()
             url = f"http://127.0.0.1:{listener.getsockname()[1]}/health/live"
-            done = probed("probe", url)
+            done = run_probed("probe", url)
             thread.join(10)
         assert done.returncode == 1 and done.stderr == f"probed: {url}: {message}\n"
 
@@ -298,11 +268,11 @@ def test_probe_reaches_a_wildcard_bind_through_loopback() -> None:
 
 
 def test_probe_without_url_and_an_unusable_config_is_a_usage_error(tmp_path: Path) -> None:
-    missing = probed("probe", "--config", str(tmp_path / "nope.yaml"))
+    missing = run_probed("probe", "--config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
     assert missing.stderr.startswith(f"probed: {tmp_path / 'nope.yaml'}: cannot read the listen address")
     config = tmp_path / "probed.yaml"
     config.write_text("server:\n  listen: ${NO_SUCH_VARIABLE_HERE}\n")
-    unset = probed("probe", "--config", str(config))
+    unset = run_probed("probe", "--config", str(config))
     assert unset.returncode == 2
     assert unset.stderr == f"probed: {config}: server.listen: environment variable NO_SUCH_VARIABLE_HERE is not set\n"

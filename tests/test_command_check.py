@@ -21,8 +21,9 @@ from probed.checks.command import CommandCheck, parse_perf_data, split_output
 from probed.config import ConfigError
 from probed.model import Observation, Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, config_from, run_check
-from tests.servers import closed_port, silent_listener
+from tests.support.checks import check_from, config_from, run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 PR_SET_CHILD_SUBREAPER = 36

@@ -31,7 +31,7 @@ from probed.config import (
     parse_config,
 )
 from probed.secrets import MIN_MASKED_LENGTH, maskable
-from tests.test_cli import probed
+from tests.support.probed import run_probed
 
 SOURCE = "fuzz.yaml"
 PROBLEM = re.compile(rf"^{re.escape(SOURCE)}(:\d+)?: \S")
@@ -217,7 +217,7 @@ def test_hostile_files_end_in_one_line_problems(tmp_path: Path, name: str) -> No
 def test_hostile_files_exit_2_from_the_cli(tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.yaml"
     path.write_bytes(HOSTILE[name].encode("utf-8", errors="surrogateescape"))
-    done = probed("validate", "--config", str(path))
+    done = run_probed("validate", "--config", str(path))
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()

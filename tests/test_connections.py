@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from probed.connections import MAX_CONNECTIONS, MIN_CONNECTIONS, connection_limit
-from tests.servers import free_port, http_get, poll
-from tests.test_cli import NO_LEVELS
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.net import free_port, http_get, poll
 
 PARTIAL_REQUEST = b"GET /health HTTP/1.1\r\nHost: probed\r\n"  # the blank line never comes
 
@@ -26,7 +26,7 @@ def probed_serve(tmp_path: Path, nofile: int | None = None, idle_timeout: str = 
     path = tmp_path / "probed.yaml"
     path.write_text(
         f"server: {{listen: '127.0.0.1:{port}', idle_timeout: {idle_timeout}}}\n"
-        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS}}}\n"
+        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS_YAML}}}\n"
     )
 
     def lower_limit() -> None:

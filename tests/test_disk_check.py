@@ -10,15 +10,8 @@ import pytest
 
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.servers import hung_filesystem
-
-NO_LEVELS = {
-    "warn_free_percent": None,
-    "fail_free_percent": None,
-    "warn_free_inodes_percent": None,
-    "fail_free_inodes_percent": None,
-}
+from tests.support.checks import NO_LEVELS, check_from, run_check
+from tests.support.faults import hung_filesystem
 
 
 async def test_reports_what_statvfs_sees(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ import yaml
 
 from probed.config import ConfigError
 from probed.model import Reason, Status
-from tests.conftest import config_from, run_check
-from tests.harness import DnsServer, RcodeServer, silent_udp_port
-from tests.servers import closed_port
+from tests.support.checks import config_from, run_check
+from tests.support.faults import RcodeServer, silent_udp_port
+from tests.support.net import closed_port
+from tests.support.servers.dnsmasq import DnsServer
 
 RECORDS = {
     "www.example.test": ["192.0.2.10", "192.0.2.11", "2001:db8::10"],

@@ -22,11 +22,11 @@ from pytest_aiohttp import AiohttpClient
 from probed.config import load_config
 from probed.daemon import Daemon
 from probed.groups import REASON_LINES, GroupReason
-from tests.harness import wait_until
-from tests.servers import app_in_thread, free_port, http_get, poll, switch_app
-from tests.test_cli import NO_LEVELS
-from tests.test_integrations import binary
-from tests.test_web import daemon, passed
+from tests.support.apps import app_in_thread, switch_app
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.daemon import daemon, passed
+from tests.support.net import free_port, http_get, poll, wait_until
+from tests.support.servers import binary
 
 SHUTTING_DOWN = REASON_LINES[GroupReason.DRAINING]
 TWO = {"db": {"type": "disk", "path": "/"}, "cache": {"type": "disk", "path": "/tmp"}}
@@ -115,7 +115,7 @@ class Serving:
         config = tmp_path / "probed.yaml"
         config.write_text(
             f"server: {{listen: '127.0.0.1:{self.port}', shutdown_delay: {delay}}}\n"
-            f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 500ms, timeout: 400ms, {NO_LEVELS}}}\n"
+            f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 500ms, timeout: 400ms, {NO_LEVELS_YAML}}}\n"
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "probed", "serve", "--config", str(config)],
@@ -233,7 +233,9 @@ def test_haproxy_takes_the_backend_out_while_probed_still_answers(tmp_path: Path
                 )
             )
             haproxy = subprocess.Popen(
-                [binary("haproxy"), "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [binary("haproxy", "haproxy"), "-db", "-f", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             site = f"http://127.0.0.1:{frontend}/"
             wait_until(lambda: stats.exists() and server_status(stats) == "UP", "HAProxy marking app1 up")

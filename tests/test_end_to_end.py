@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (
-    GrpcServer,
-    MariaDbServer,
-    MosquittoServer,
-    NatsServer,
-    PostgresServer,
-    RabbitMqServer,
-    RedisServer,
-    S3Server,
-    SmtpServer,
-)
-from tests.servers import app_in_thread, free_port, issue_certificate, poll, target_app
-from tests.test_cli import NO_LEVELS, probed
+from tests.support.apps import app_in_thread, target_app
+from tests.support.certificates import issue_certificate
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.net import free_port, poll
+from tests.support.probed import run_probed
+from tests.support.servers.health_grpc import GrpcServer
+from tests.support.servers.mariadb import MariaDbServer
+from tests.support.servers.mosquitto import MosquittoServer
+from tests.support.servers.nats import NatsServer
+from tests.support.servers.postgres import PostgresServer
+from tests.support.servers.rabbitmq import RabbitMqServer
+from tests.support.servers.redis import RedisServer
+from tests.support.servers.s3 import S3Server
+from tests.support.servers.smtp import SmtpServer
 
 CHECKS = [
     "disk",
@@ -69,7 +70,7 @@ defaults:
   interval: 3s
   timeout: 2s  # generous: a loaded CI machine must not turn this test into one of speed
 checks:
-  disk: {{type: disk, path: '{tmp_path}', write_test: true, {NO_LEVELS}}}
+  disk: {{type: disk, path: '{tmp_path}', write_test: true, {NO_LEVELS_YAML}}}
   web: {{type: http, url: '{web}/json', expect_json: {{status: ok}}}}
   db: {{type: postgres, dsn: '{own_postgres.dsn()}', expect: primary}}
   cache: {{type: redis, url: '{redis_server.url()}', write_test: true}}
@@ -94,13 +95,13 @@ checks:
 
 def test_check_passes_then_names_the_broken_dependency(every_type: tuple[str, int], redis_server: RedisServer) -> None:
     config, _ = every_type
-    healthy = probed("check", "--config", config, "-o", "json")
+    healthy = run_probed("check", "--config", config, "-o", "json")
     assert healthy.returncode == 0, healthy.stdout
     report = json.loads(healthy.stdout)
     statuses = {name: entry[0]["status"] for name, entry in report["checks"].items()}
     assert statuses == dict.fromkeys(CHECKS, "pass")
     redis_server.stop()
-    broken = probed("check", "--config", config)
+    broken = run_probed("check", "--config", config)
     assert broken.returncode == 1
     [cache_row] = [line for line in broken.stdout.splitlines() if line.startswith("cache ")]
     columns = cache_row.split()

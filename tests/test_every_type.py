@@ -1,4 +1,4 @@
-"""Guards every check type meets, run from one table (tests/every_type.py),
+"""Guards every check type meets, run from one table (tests/support/every_type.py),
 so a new type is held to them as soon as it is registered: no socket
 outlives a run, and a server that closes at once is a fast failure."""
 
@@ -11,10 +11,9 @@ import pytest
 
 from probed.checks import TYPES
 from probed.model import Reason, Status
-from tests.conftest import run_check
-from tests.every_type import AT_PORT, DATAGRAM, LOCAL
-from tests.servers import silent_listener
-from tests.servers_ldap_ssh_memcached import answering_listener, sockets_after_failing_runs
+from tests.support.checks import run_check, sockets_after_failing_runs
+from tests.support.every_type import AT_PORT, DATAGRAM, LOCAL
+from tests.support.faults import answering_listener, silent_listener
 
 GARBAGE = b"\x00\xff garbage\r\n" * 3
 
@@ -28,7 +27,7 @@ FAULTS: dict[str, Callable[[], AbstractContextManager[int]]] = {
 
 def test_every_type_has_an_entry() -> None:
     """A registered type missing from the table would escape every guard here."""
-    assert set(TYPES) == set(AT_PORT) | set(DATAGRAM) | set(LOCAL), "add the type to tests/every_type.py"
+    assert set(TYPES) == set(AT_PORT) | set(DATAGRAM) | set(LOCAL), "add the type to tests/support/every_type.py"
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -13,8 +13,9 @@ import pytest
 from probed.config import ConfigError
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.servers import hung_filesystem, open_fds
+from tests.support.checks import check_from, run_check
+from tests.support.faults import hung_filesystem
+from tests.support.net import open_fds
 
 HOUR = 3600
 

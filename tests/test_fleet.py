@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.harness import DnsServer, PostgresServer, TcpProxy
-from tests.servers import app_in_thread, free_port, http_get, poll, silent_listener, target_app
-from tests.test_cli import NO_LEVELS
+from tests.support.apps import app_in_thread, target_app
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.faults import TcpProxy, silent_listener
+from tests.support.net import free_port, http_get, poll
+from tests.support.servers.dnsmasq import DnsServer
+from tests.support.servers.postgres import PostgresServer
 
 TOKEN = "fleet-t0ken-secret"
 REPLICAS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
@@ -242,7 +245,7 @@ groups:
 checks:
   db: {{type: postgres, dsn: '{own_postgres.dsn()}', interval: 1s, timeout: 500ms}}
   orders: {{type: http, url: '{web_url}/ok', depends_on: [db], interval: 1s, timeout: 500ms}}
-  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}
 """
         with replica(tmp_path, "127.0.0.3", free_port(), config) as r:
             poll(f"{r.base}/health/startup", lambda status, _: status == 200)
@@ -297,7 +300,7 @@ defaults:
   timeout: 2s
 checks:
   db: {{type: postgres, dsn: '{own_postgres.dsn()}'}}
-  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}
 """
     with replica(tmp_path, "127.0.0.4", free_port(), config) as r:
         poll(f"{r.base}/health/ready", lambda status, _: status == 200)

@@ -16,9 +16,9 @@ from probed.report import FORMATS, Report
 from probed.report.negotiation import negotiate
 from probed.report.page import MAX_CARDS
 from probed.store import Store
-from tests.conftest import config_from
-from tests.test_cli import mixed_config, probed
-from tests.test_web import DISKS, daemon, failed, passed
+from tests.support.checks import config_from
+from tests.support.daemon import DISKS, daemon, failed, passed
+from tests.support.probed import mixed_config, run_probed
 
 CHROME = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
@@ -212,7 +212,7 @@ def test_page_shows_the_first_hundred_checks_in_full_and_lists_the_rest() -> Non
 
 
 def test_check_command_prints_the_page_too(tmp_path: Path) -> None:
-    done = probed("check", "--config", mixed_config(tmp_path), "--output", "html")
+    done = run_probed("check", "--config", mixed_config(tmp_path), "--output", "html")
     assert done.returncode == 0, done.stderr
     document = lxml.html.fromstring(done.stdout)
     assert document.get_element_by_id("overall").text_content().endswith("WARN")

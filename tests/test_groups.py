@@ -20,10 +20,11 @@ from probed.groups import REASON_LINES, GroupReason
 from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.scheduler import Scheduler
 from probed.store import Store
-from tests.harness import wait_until
-from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, switch_app
-from tests.test_cli import NO_LEVELS, probed
-from tests.test_web import daemon, failed, passed
+from tests.support.apps import app_in_thread, switch_app
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.daemon import daemon, failed, passed
+from tests.support.net import closed_port, free_port, http_get, poll, wait_until
+from tests.support.probed import run_probed
 
 THREE = {
     "db": {"type": "disk", "path": "/"},
@@ -170,16 +171,16 @@ def test_probed_check_does_not_run_a_child_of_a_failing_parent(tmp_path: Path) -
 checks:
   api: {{type: http, url: '{refused}'}}
   orders: {{type: http, url: '{refused}orders', depends_on: [api]}}
-  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+  disk: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}
 """
     )
-    done = probed("check", "--config", str(config), "-o", "json")
+    done = run_probed("check", "--config", str(config), "-o", "json")
     assert done.returncode == 1
     checks = json.loads(done.stdout)["checks"]
     assert (checks["api"][0]["reason"], checks["orders"][0]["reason"]) == ("refused", "dependency")
     assert checks["orders"][0]["output"] == "not run: it depends on api, which fails"
     assert checks["disk"][0]["status"] == "pass"
-    alone = probed("check", "orders", "--config", str(config), "-o", "json")  # the parent not selected: it runs
+    alone = run_probed("check", "orders", "--config", str(config), "-o", "json")  # the parent not selected: it runs
     assert json.loads(alone.stdout)["checks"]["orders"][0]["reason"] == "refused"
 
 
@@ -295,7 +296,7 @@ def test_probed_check_shows_each_group_as_its_endpoint_would(tmp_path: Path) -> 
         config.write_text(
             f"checks:\n  api: {{type: http, url: '{url}/health', warn_status: [429]}}\ngroups: {{payments: [api]}}\n"
         )
-        done = probed("check", "--config", str(config), "-o", "html")
+        done = run_probed("check", "--config", str(config), "-o", "html")
     assert done.returncode == 0, done.stderr
     shown = dict((name, status) for status, name in re.findall(PAGE_GROUP, done.stdout))
     assert shown == {"ready": "warn", "startup": "pass", "live": "pass", "payments": "warn"}

@@ -12,8 +12,10 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from probed.model import Reason, Status
-from tests.conftest import run_check
-from tests.servers import Certificate, closed_port, free_port, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port, free_port
 
 TOKEN = "Bearer grpc-s3cr3t-token"
 
@@ -131,7 +133,7 @@ async def test_tls(tls_certificate: Certificate) -> None:
 
 def test_options_that_cannot_work_are_config_errors() -> None:
     from probed.config import ConfigError
-    from tests.conftest import config_from
+    from tests.support.checks import config_from
 
     with pytest.raises(ConfigError) as error:
         config_from(

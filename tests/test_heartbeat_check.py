@@ -18,8 +18,8 @@ import pytest
 
 from probed.config import ConfigError
 from probed.model import Reason, Status
-from tests.conftest import config_from, run_check
-from tests.servers import free_port, poll
+from tests.support.checks import config_from, run_check
+from tests.support.net import free_port, poll
 
 OWN_TOKEN = "beat-own-7f3a9c"
 SERVER_TOKEN = "beat-server-2b8e41"

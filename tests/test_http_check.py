@@ -18,8 +18,11 @@ from probed.metrics import render
 from probed.model import Reason, Result, Status
 from probed.runner import run_once
 from probed.web import create_app
-from tests.conftest import check_from, config_from, run_check
-from tests.servers import TOKEN, closed_port, self_signed_certificate, serve_app, silent_listener, target_app
+from tests.support.apps import TOKEN, serve_app, target_app
+from tests.support.certificates import self_signed_certificate
+from tests.support.checks import check_from, config_from, run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
 
 
 async def test_passes_on_200(target: str) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from probed.config import ConfigError
 from probed.model import Reason, Result, Status
-from tests.conftest import check_from, run_check
-from tests.servers_websocket_udp_icmp import NOBODY, icmp_runs, in_netns, namespaces_usable, netns
+from tests.support.checks import check_from, run_check
+from tests.support.netns import NOBODY, icmp_runs, in_netns, namespaces_usable, netns
 
 ANYONE = "0 2147483647"  # every group may open ICMP datagram sockets
 NO_ONE = "1 0"  # none may (the kernel's default)

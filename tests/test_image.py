@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, http_get, poll
+from tests.support.net import free_port, http_get, poll
 
 ROOT = Path(__file__).parent.parent
 TAG = "localhost/probed:test"

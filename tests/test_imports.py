@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from probed.checks import TYPES, load_type
-from tests.servers import app_in_thread, closed_port, target_app
+from tests.support.apps import app_in_thread, target_app
+from tests.support.net import closed_port
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config" / "probed.example.yaml"

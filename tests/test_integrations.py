@@ -16,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import app_in_thread, free_port, poll, switch_app
+from tests.support.apps import app_in_thread, switch_app
+from tests.support.net import free_port, poll
+from tests.support.servers import binary
 
 ROOT = Path(__file__).parent.parent
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
-    assert found, f"{name} is missing: run scripts/install-test-deps.sh"
-    return found
 
 
 @pytest.fixture
@@ -71,7 +67,7 @@ def test_prometheus_scrapes_and_follows_a_flip(
     port = free_port()
     prometheus = subprocess.Popen(
         [
-            binary("prometheus"),
+            binary("prometheus", "prometheus"),
             f"--config.file={config_dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -126,10 +122,15 @@ def test_haproxy_takes_the_app_out_of_rotation_and_back(
             "PROBED_PORT": str(probed_port),
         }
         config = ROOT / "config" / "haproxy" / "haproxy.cfg"
-        checked = subprocess.run([binary("haproxy"), "-c", "-f", str(config)], env=env, capture_output=True, text=True)
+        checked = subprocess.run(
+            [binary("haproxy", "haproxy"), "-c", "-f", str(config)], env=env, capture_output=True, text=True
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         haproxy = subprocess.Popen(
-            [binary("haproxy"), "-db", "-f", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [binary("haproxy", "haproxy"), "-db", "-f", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         site = f"http://127.0.0.1:{frontend}/"
         try:

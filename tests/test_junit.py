@@ -11,9 +11,9 @@ from probed.checks import create_check
 from probed.model import Reason, Result, Status
 from probed.report import FORMATS, Report
 from probed.store import Store
-from tests.conftest import config_from
-from tests.servers import closed_port
-from tests.test_cli import NO_LEVELS, probed, write_config
+from tests.support.checks import NO_LEVELS_YAML, config_from
+from tests.support.net import closed_port
+from tests.support.probed import run_probed, write_config
 
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "junit.xsd")))
 
@@ -34,13 +34,13 @@ def test_one_testcase_per_check_and_failures_with_reason_and_output(tmp_path: Pa
         tmp_path,
         f"""
 checks:
-  tmp: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}
+  tmp: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}
   full: {{type: disk, path: '{tmp_path}', warn_free_percent: 100, fail_free_percent: null,
           warn_free_inodes_percent: null, fail_free_inodes_percent: null}}
   api: {{type: http, url: 'http://127.0.0.1:{closed_port()}/health', critical: false}}
 """,
     )
-    done = probed("check", "--config", config, "--output", "junit")
+    done = run_probed("check", "--config", config, "--output", "junit")
     assert done.returncode == 0, done.stderr  # only a non-critical check failed
     suites = valid_report(done.stdout.encode())
     [suite] = suites.findall("testsuite")
@@ -58,7 +58,7 @@ checks:
 
 def test_a_critical_failure_exits_1_with_a_valid_report(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"checks:\n  db: {{type: http, url: 'http://127.0.0.1:{closed_port()}/'}}\n")
-    done = probed("check", "--config", config, "-o", "junit")
+    done = run_probed("check", "--config", config, "-o", "junit")
     assert done.returncode == 1
     suites = valid_report(done.stdout.encode())
     assert only(suites, "testsuite/testcase/failure").get("message", "").startswith("refused: ")

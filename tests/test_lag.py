@@ -11,7 +11,7 @@ import time
 from probed.daemon import Daemon
 from probed.lag import LoopLag
 from probed.metrics import render
-from tests.conftest import config_from
+from tests.support.checks import config_from
 
 STALL = 0.3  # seconds the loop is blocked for
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,43 +10,14 @@ import pytest
 from probed.config import ConfigError, parse_config
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.harness import PASSWORD, temp_dir
-from tests.servers import Certificate, closed_port, silent_listener
-from tests.servers_ldap_ssh_memcached import (
-    LDAP_ADMIN,
-    LDAP_BASE,
-    LDAP_PEOPLE,
-    LDAP_USER,
-    SlapdServer,
-    answering_listener,
-    sockets_after_failing_runs,
-)
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, run_check, sockets_after_failing_runs
+from tests.support.faults import answering_listener, silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.slapd import LDAP_ADMIN, LDAP_BASE, LDAP_PEOPLE, LDAP_USER, SlapdServer
 
 PEOPLE = f"ou=people,{LDAP_BASE}"
-
-
-def make_slapd(certificate: Certificate) -> Iterator[SlapdServer]:
-    base = temp_dir("probed-slapd-")
-    server = SlapdServer(base / "slapd", (certificate.cert_file, certificate.key_file))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def slapd(tls_certificate: Certificate) -> Iterator[SlapdServer]:
-    """One slapd for the tests that do not break it."""
-    yield from make_slapd(tls_certificate)
-
-
-@pytest.fixture
-def own_slapd(tls_certificate: Certificate) -> Iterator[SlapdServer]:
-    """A slapd for one test, which may stop or pause it."""
-    yield from make_slapd(tls_certificate)
 
 
 def options(server: SlapdServer, **more: Any) -> dict[str, Any]:

@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from probed.report import FORMATS
-from tests.harness import PASSWORD, temp_dir
-from tests.servers import Certificate, free_port, http_get, poll
-from tests.servers_ldap_ssh_memcached import (
-    KEY_PASSPHRASE,
-    LDAP_USER,
-    SSH_USER,
-    MemcachedServer,
-    SlapdServer,
-    SshdServer,
-)
-from tests.test_cli import probed
+from tests.support.net import free_port, http_get, poll
+from tests.support.probed import run_probed
+from tests.support.servers import PASSWORD
+from tests.support.servers.memcached import MemcachedServer
+from tests.support.servers.slapd import LDAP_USER, SlapdServer
+from tests.support.servers.sshd import KEY_PASSPHRASE, SSH_USER, SshdServer
 
 pytest.importorskip("asyncssh", reason="the ssh extra is not installed: pip install 'probed[ssh]'")
 
@@ -34,18 +27,12 @@ WRONG = "Wr0ng-s3cret-value"
 SECRETS = [PASSWORD, KEY_PASSPHRASE, WRONG]
 
 
-@pytest.fixture(scope="module")
-def servers(tls_certificate: Certificate) -> Iterator[tuple[SlapdServer, SshdServer, MemcachedServer]]:
-    base = temp_dir("probed-secrets-")
-    slapd = SlapdServer(base / "slapd", (tls_certificate.cert_file, tls_certificate.key_file))
-    sshd = SshdServer(base / "sshd")
-    memcached = MemcachedServer(base / "memcached", users={"probe": PASSWORD})
-    for server in (slapd, sshd, memcached):
-        server.start()
-    yield slapd, sshd, memcached
-    for server in (slapd, sshd, memcached):
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture
+def servers(
+    slapd: SlapdServer, sshd: SshdServer, memcached_with_login: MemcachedServer
+) -> tuple[SlapdServer, SshdServer, MemcachedServer]:
+    """The three servers, each with the user `probe` who logs in with PASSWORD."""
+    return slapd, sshd, memcached_with_login
 
 
 def config(tmp_path: Path, servers: tuple[SlapdServer, SshdServer, MemcachedServer], port: int) -> str:
@@ -84,10 +71,10 @@ def assert_no_secret(where: str, text: str) -> None:
 def test_no_secret_in_check_outputs(tmp_path: Path, servers: tuple[SlapdServer, SshdServer, MemcachedServer]) -> None:
     path = config(tmp_path, servers, free_port())
     for output in FORMATS:
-        done = probed("check", "--config", path, "--output", output)
+        done = run_probed("check", "--config", path, "--output", output)
         assert done.returncode == 1, done.stderr
         assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
-    report = json.loads(probed("check", "--config", path, "--output", "json").stdout)
+    report = json.loads(run_probed("check", "--config", path, "--output", "json").stdout)
     statuses = {name: runs[0]["status"] for name, runs in report["checks"].items()}
     assert statuses == {
         "ldap-ok": "pass",

@@ -8,8 +8,7 @@ import pytest
 
 from probed.config import ConfigError
 from probed.model import Reason, Status
-from tests.conftest import config_from, run_check
-from tests.test_disk_check import NO_LEVELS
+from tests.support.checks import NO_LEVELS, config_from, run_check
 
 
 async def test_levels_judge_any_observed_number(tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ from pathlib import Path
 import structlog
 
 from probed.logs import RepeatLimiter, configure_logging
-from tests.harness import wait_until
-from tests.servers import free_port, poll
+from tests.support.net import free_port, poll, wait_until
 
 FD_LIMIT = 64  # enough to start and serve, far too few for 200 clients
 

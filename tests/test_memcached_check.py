@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.harness import PASSWORD
-from tests.servers import Certificate, closed_port, silent_listener
-from tests.servers_ldap_ssh_memcached import MemcachedServer, answering_listener, sockets_after_failing_runs
-
-
-@pytest.fixture
-def memcached(tmp_path: Path) -> Iterator[MemcachedServer]:
-    server = MemcachedServer(tmp_path / "memcached")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def memcached_with_login(tmp_path: Path) -> Iterator[MemcachedServer]:
-    server = MemcachedServer(tmp_path / "memcached-auth", users={"probe": PASSWORD})
-    server.start()
-    yield server
-    server.stop()
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, run_check, sockets_after_failing_runs
+from tests.support.faults import answering_listener, silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.memcached import MemcachedServer
 
 
 def raw(port: int, request: bytes) -> bytes:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ENCODED_PASSWORD, PASSWORD, MariaDbServer, RabbitMqServer
-from tests.servers import free_port, poll
+from tests.support.net import free_port, poll
+from tests.support.servers import ENCODED_PASSWORD, PASSWORD
+from tests.support.servers.mariadb import MariaDbServer
+from tests.support.servers.rabbitmq import RabbitMqServer
 
 pytest.importorskip("asyncmy", reason="the mysql extra is not installed: pip install 'probed[mysql]'")
 pytest.importorskip("aiormq", reason="the amqp extra is not installed: pip install 'probed[amqp]'")

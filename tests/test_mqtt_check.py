@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from probed.model import Reason, Status
-from tests.conftest import run_check
-from tests.harness import PASSWORD, MosquittoServer
-from tests.servers import Certificate, closed_port, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.mosquitto import MosquittoServer
 
 ACL = """
 user probe

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -14,20 +13,14 @@ import nkeys
 import pytest
 
 from probed.model import Reason, Status
-from tests.conftest import run_check
-from tests.harness import PASSWORD, NatsServer
-from tests.servers import Certificate, closed_port, silent_listener
-from tests.servers_ldap_ssh_memcached import sockets_left
+from tests.support.certificates import Certificate
+from tests.support.checks import run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port, sockets_left
+from tests.support.servers import PASSWORD
+from tests.support.servers.nats import NatsServer
 
 TOKEN = "s3cr3t-t0ken-for-nats"
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
 
 
 def user_nkey() -> tuple[str, str]:
@@ -169,7 +162,7 @@ async def test_stopped_paused_and_back(nats_server: NatsServer) -> None:
 
 def test_one_way_to_log_in() -> None:
     from probed.config import ConfigError
-    from tests.conftest import config_from
+    from tests.support.checks import config_from
 
     with pytest.raises(ConfigError) as error:
         config_from({"n": {"type": "nats", "username": "u", "password": "p", "token": "t"}})

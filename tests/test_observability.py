@@ -15,7 +15,7 @@ import yaml
 
 from probed.daemon import Daemon
 from probed.metrics import create_registry
-from tests.conftest import config_from
+from tests.support.checks import config_from
 
 ROOT = Path(__file__).parent.parent
 RULES = ROOT / "config" / "prometheus" / "probed-rules.yml"

@@ -17,7 +17,7 @@ import yaml
 from probed.config import parse_config
 from probed.daemon import Daemon
 from probed.web import create_app
-from tests.servers import free_port, poll
+from tests.support.net import free_port, poll
 
 SPEC = Path(__file__).parent.parent / "docs" / "openapi.yaml"
 TOKEN = "openapi-test-token"

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Response, sync_playwright
 
-from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, switch_app
-from tests.test_cli import NO_LEVELS
+from tests.support.apps import app_in_thread, switch_app
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.net import closed_port, free_port, http_get, poll
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -133,7 +134,7 @@ def test_page_follows_a_flip_without_being_reloaded(browser: Browser, tmp_path: 
     with app_in_thread(app) as dependency:
         checks = (
             f"  payments-api: {{type: http, url: '{dependency}/health'}}\n"
-            f"  uploads: {{type: disk, path: '{tmp_path}', {NO_LEVELS}}}\n"
+            f"  uploads: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}\n"
             f"  homepage: {{type: http, url: '{dependency}/', expect_body_contains: says hi, critical: false}}\n"
         )
         with probed_serve(tmp_path, checks) as base:

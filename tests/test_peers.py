@@ -16,9 +16,11 @@ from pytest_aiohttp import AiohttpClient
 from probed.config import PeersOptions
 from probed.model import Fleet, FleetPeers, Reason, Result, Status
 from probed.peers import Answer, Evidence, PeerRun, Peers, evidence, judge, parse_answer, resolve
-from tests.harness import DnsServer
-from tests.servers import closed_port, serve_app, silent_listener
-from tests.test_web import daemon, failed, passed
+from tests.support.apps import serve_app
+from tests.support.daemon import daemon, failed, passed
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
+from tests.support.servers.dnsmasq import DnsServer
 
 WINDOW = (1_000.0, 1_010.0)  # ends of the local failure's first and latest failing runs (wall clock)
 

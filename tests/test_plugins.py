@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.probed import run_probed
+
 PLUGIN = Path(__file__).parent / "plugin"
 
 
@@ -43,10 +45,6 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     yield {**os.environ, "PYTHONPATH": str(target)}
 
 
-def probed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "probed", *args], capture_output=True, text=True, env=env, timeout=60)
-
-
 def test_plugin_type_runs_end_to_end(plugin_env: dict[str, str], tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -56,7 +54,7 @@ def test_plugin_type_runs_end_to_end(plugin_env: dict[str, str], tmp_path: Path)
     config.write_text(
         f"checks:\n  spool:\n    type: dircount\n    path: {spool}\n    levels: {{entries: {{warn_above: 2}}}}\n"
     )
-    result = probed(plugin_env, "check", "--config", str(config), "--output", "json")
+    result = run_probed("check", "--config", str(config), "--output", "json", env=plugin_env)
     assert result.returncode == 0, result.stderr
     [entry] = json.loads(result.stdout)["checks"]["spool"]
     assert entry["status"] == "warn"  # the shared levels mechanism judges a plugin's values too
@@ -67,17 +65,17 @@ def test_plugin_type_runs_end_to_end(plugin_env: dict[str, str], tmp_path: Path)
 def test_plugin_type_is_listed_and_described(plugin_env: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "probed.yaml"
     config.write_text("checks:\n  x:\n    type: nosuchtype\n")
-    invalid = probed(plugin_env, "validate", "--config", str(config))
+    invalid = run_probed("validate", "--config", str(config), env=plugin_env)
     assert invalid.returncode == 2
     assert "unknown check type 'nosuchtype'" in invalid.stderr and "dircount" in invalid.stderr
-    schema = json.loads(probed(plugin_env, "schema").stdout)
+    schema = json.loads(run_probed("schema", env=plugin_env).stdout)
     assert "DirCountOptions" in json.dumps(schema)
 
 
 def test_without_the_plugin_the_type_is_unknown(tmp_path: Path) -> None:
     config = tmp_path / "probed.yaml"
     config.write_text("checks:\n  x:\n    type: dircount\n    path: /\n")
-    result = probed(dict(os.environ), "validate", "--config", str(config))
+    result = run_probed("validate", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "unknown check type 'dircount'" in result.stderr
 
@@ -91,7 +89,7 @@ def test_a_broken_plugin_is_a_config_error_not_a_traceback(tmp_path: Path) -> No
     (site / "broken_plugin.py").write_text("raise RuntimeError('plugin exploded at import')\n")
     config = tmp_path / "probed.yaml"
     config.write_text("checks:\n  x:\n    type: broken\n")
-    result = probed({**os.environ, "PYTHONPATH": str(site)}, "validate", "--config", str(config))
+    result = run_probed("validate", "--config", str(config), env={"PYTHONPATH": str(site)})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "check type 'broken' (broken_plugin:Nope) cannot be loaded: plugin exploded at import" in result.stderr

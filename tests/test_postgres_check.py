@@ -6,9 +6,12 @@ import os
 
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.harness import ENCODED_PASSWORD, PASSWORD, PostgresServer, pause_process
-from tests.servers import Certificate, closed_port, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, run_check
+from tests.support.faults import pause_process, silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import ENCODED_PASSWORD, PASSWORD
+from tests.support.servers.postgres import PostgresServer
 
 
 async def test_passes_against_a_healthy_server(postgres: PostgresServer) -> None:

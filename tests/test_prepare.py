@@ -13,10 +13,9 @@ import pytest
 from probed.daemon import Daemon
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, config_from
-from tests.harness import RedisServer
-from tests.servers import Certificate, self_signed_certificate
-from tests.test_tls_check import tls_endpoint
+from tests.support.certificates import Certificate, self_signed_certificate, tls_endpoint
+from tests.support.checks import check_from, config_from
+from tests.support.servers.redis import RedisServer
 
 
 def trusting(options: dict[str, Any], ca_file: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from probed import checks
 from probed.checks.push import PushCheck, PushOptions
 from probed.model import CheckFailed, Outcome, Reason, Status
 from probed.runner import run_once
-from tests.test_web import daemon
+from tests.support.daemon import daemon
 
 SERVER_TOKEN = "server-push-token"
 CHECKS = {

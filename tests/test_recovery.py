@@ -13,8 +13,14 @@ import pytest
 from probed.model import Status
 from probed.runner import run_once
 from probed.store import Store
-from tests.conftest import check_from
-from tests.harness import GrpcServer, MosquittoServer, NatsServer, PostgresServer, RedisServer, S3Server, SmtpServer
+from tests.support.checks import check_from
+from tests.support.servers.health_grpc import GrpcServer
+from tests.support.servers.mosquitto import MosquittoServer
+from tests.support.servers.nats import NatsServer
+from tests.support.servers.postgres import PostgresServer
+from tests.support.servers.redis import RedisServer
+from tests.support.servers.s3 import S3Server
+from tests.support.servers.smtp import SmtpServer
 
 
 @dataclass
@@ -31,20 +37,14 @@ def dependency(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Depen
         pg: PostgresServer = request.getfixturevalue("own_postgres")
         yield Dependency({"type": "postgres", "dsn": pg.dsn()}, pg.stop, pg.start)
     elif kind == "redis":
-        redis = RedisServer(tmp_path / "redis")
-        redis.start()
+        redis: RedisServer = request.getfixturevalue("redis_server")
         yield Dependency({"type": "redis", "url": redis.url()}, redis.stop, redis.start)
-        redis.stop()
     elif kind == "smtp":
-        smtp = SmtpServer()
-        smtp.start()
+        smtp: SmtpServer = request.getfixturevalue("smtp_server")
         yield Dependency({"type": "smtp", "host": "127.0.0.1", "port": smtp.port}, smtp.stop, smtp.start)
-        smtp.stop()
     elif kind == "nats":
-        nats = NatsServer(tmp_path / "nats")
-        nats.start()
+        nats: NatsServer = request.getfixturevalue("nats_server")
         yield Dependency({"type": "nats", "url": nats.url()}, nats.stop, nats.start)
-        nats.stop()
     elif kind == "mqtt":
         mqtt = MosquittoServer(tmp_path / "mqtt")
         mqtt.start()

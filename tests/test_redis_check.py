@@ -10,9 +10,12 @@ from probed.checks import create_check
 from probed.config import load_config
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import run_check
-from tests.harness import ENCODED_PASSWORD, PASSWORD, RedisServer
-from tests.servers import Certificate, closed_port, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import ENCODED_PASSWORD, PASSWORD
+from tests.support.servers.redis import RedisServer
 
 
 async def test_ping_passes(redis_server: RedisServer) -> None:

@@ -17,40 +17,28 @@ from pathlib import Path
 from probed.config import load_config
 from probed.daemon import Daemon
 from probed.model import Status
-from tests.servers import free_port, poll
-from tests.test_cli import NO_LEVELS
-
-
-def disk(tmp_path: Path, **extra: str) -> str:
-    """A disk check on tmp_path as a YAML flow mapping, every second."""
-    options = "".join(f", {key}: {value}" for key, value in extra.items())
-    return f"{{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS}{options}}}"
-
-
-async def wait_for_runs(daemon: Daemon, names: list[str]) -> None:
-    for _ in range(100):
-        if all(daemon.store.checks[name].last is not None for name in names):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{names} never ran")
+from tests.support.checks import disk_yaml
+from tests.support.daemon import wait_for_runs
+from tests.support.net import free_port, poll
 
 
 async def test_bad_config_changes_nothing_good_config_keeps_unchanged_checks(tmp_path: Path) -> None:
     path = tmp_path / "probed.yaml"
-    path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+    path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
     daemon = Daemon(load_config(str(path)), str(path), initial_offset=lambda check: 0.0)
     await daemon.start()
     try:
         await wait_for_runs(daemon, ["a", "b"])
         store, check_a, state_a = daemon.store, daemon.checks[0], daemon.store.checks["a"]
 
-        path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  c: {{type: disk, pathh: /}}\n")
+        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  c: {{type: disk, pathh: /}}\n")
         assert (await daemon.reload(), daemon.config_load.success) == (False, False)
         assert daemon.store is store and set(store.checks) == {"a", "b"}  # the last good config runs on
         assert daemon.alive()
 
         path.write_text(
-            f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path, critical='false')}\n  c: {disk(tmp_path)}\n"
+            f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path, critical='false')}\n"
+            f"  c: {disk_yaml(tmp_path)}\n"
         )
         assert await daemon.reload() is True
         assert daemon.config_load.success is True
@@ -73,7 +61,7 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "probed.yaml"
     header = f"server: {{listen: '127.0.0.1:{port}', watch_files: false}}\n"  # SIGHUP only
-    path.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n")
+    path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n")
     server = subprocess.Popen(
         [sys.executable, "-m", "probed", "serve", "--config", str(path)],
         stdout=subprocess.PIPE,
@@ -92,7 +80,7 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
         poll(f"{base}/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
         assert poll(f"{base}/health/ready", lambda *_: True)[0] == 200  # still serving the last good config
 
-        path.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+        path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
         server.send_signal(signal.SIGHUP)
         _, body = poll(f"{base}/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
         assert json.loads(body)["status"] == "pass"
@@ -119,7 +107,7 @@ async def test_a_reload_leaves_nothing_behind(tmp_path: Path) -> None:
     # collectable once the reload is done: a soak grew by megabytes a reload.
     path = tmp_path / "probed.yaml"
     web = "{type: http, url: 'http://127.0.0.1:9/%s', interval: 1s, timeout: 500ms}"
-    path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  web: {web % 'one'}\n")
+    path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  web: {web % 'one'}\n")
     daemon = Daemon(load_config(str(path)), str(path), initial_offset=lambda check: 0.0)
     await daemon.start()
     try:
@@ -127,7 +115,7 @@ async def test_a_reload_leaves_nothing_behind(tmp_path: Path) -> None:
         replaced = [daemon.store, daemon.scheduler, daemon.config, daemon.checks[1]]
         refs = [weakref.ref(thing) for thing in replaced]
         del replaced
-        path.write_text(f"checks:\n  a: {disk(tmp_path)}\n  web: {web % 'two'}\n")
+        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  web: {web % 'two'}\n")
         assert await daemon.reload() is True
         await wait_for_runs(daemon, ["web"])
         gc.collect()
@@ -140,7 +128,7 @@ async def test_the_loop_keeps_running_while_a_reload_reads_the_file(tmp_path: Pa
     # The config file is a FIFO whose writer waits for a sign of life from the
     # event loop: a reload that read the file on the loop would never give one.
     path = tmp_path / "probed.yaml"
-    path.write_text(f"checks:\n  a: {disk(tmp_path)}\n")
+    path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n")
     daemon = Daemon(load_config(str(path)), str(path))
     path.unlink()
     os.mkfifo(path)
@@ -149,7 +137,7 @@ async def test_the_loop_keeps_running_while_a_reload_reads_the_file(tmp_path: Pa
     def writer() -> None:
         seen.append(loop_ran.wait(10))  # False: the loop stayed blocked in the reload
         with open(path, "w") as fifo:
-            fifo.write(f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+            fifo.write(f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
 
     thread = threading.Thread(target=writer)
     thread.start()

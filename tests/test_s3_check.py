@@ -13,9 +13,10 @@ import pytest
 
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.harness import S3Server, port_open, wait_until
-from tests.servers import closed_port, free_port, silent_listener
+from tests.support.checks import check_from, run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port, free_port, port_open, wait_until
+from tests.support.servers.s3 import S3Server
 
 KEYS = {"access_key_id": "AKIATESTPROBED", "secret_access_key": "s3-secret-key/with+chars", "region": "us-east-1"}
 

@@ -14,9 +14,10 @@ from urllib.parse import quote_plus
 from probed.checks import create_check
 from probed.report import FORMATS, SERVED
 from probed.secrets import redact
-from tests.conftest import config_from, run_check
-from tests.servers import app_in_thread, closed_port, free_port, http_get, poll, target_app
-from tests.test_cli import probed
+from tests.support.apps import app_in_thread, target_app
+from tests.support.checks import config_from, run_check
+from tests.support.net import closed_port, free_port, http_get, poll
+from tests.support.probed import run_probed
 
 URL_PASSWORD = "Pa55@w0rd:/%"
 URL_PASSWORD_ENCODED = "Pa55%40w0rd%3A%2F%25"
@@ -106,7 +107,7 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
         env = {"API_TOKEN": ENV_TOKEN}
 
         for output in FORMATS:
-            done = probed("check", "--config", config, "--output", output, env=env)
+            done = run_probed("check", "--config", config, "--output", output, env=env)
             assert done.returncode == 1
             assert "answered 500" in done.stdout and "***" in done.stdout  # the failures are really reported
             assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
@@ -162,7 +163,7 @@ checks:
     basic_auth: {{username: probe, password: [{BASIC_PASSWORD}]}}
 """
     )
-    done = probed("validate", "--config", str(path))
+    done = run_probed("validate", "--config", str(path))
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 4
     assert_no_secret("validate errors", done.stdout + done.stderr)
@@ -220,7 +221,7 @@ def test_a_secret_from_a_file_pasted_into_another_field_is_masked_in_errors(tmp_
         f"server: {{details: token, token_file: {tmp_path / 'token'}, listen: '{FILE_TOKEN}'}}\n"
         f"checks:\n  d: {{type: disk, path: /, interval: {FILE_TOKEN}}}\n"
     )
-    done = probed("validate", "--config", str(path))
+    done = run_probed("validate", "--config", str(path))
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 2 and done.stderr.count("***") == 2, done.stderr
     assert FILE_TOKEN not in done.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +10,13 @@ import pytest
 from probed.config import ConfigError, parse_config
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.harness import PASSWORD, temp_dir
-from tests.servers import closed_port, silent_listener
-from tests.servers_ldap_ssh_memcached import (
-    KEY_PASSPHRASE,
-    SSH_USER,
-    SshdServer,
-    answering_listener,
-    sockets_after_failing_runs,
-)
+from tests.support.checks import check_from, run_check, sockets_after_failing_runs
+from tests.support.faults import answering_listener, silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.sshd import KEY_PASSPHRASE, SSH_USER, SshdServer
 
 pytest.importorskip("asyncssh", reason="the ssh extra is not installed: pip install 'probed[ssh]'")
-
-
-def make_sshd() -> Iterator[SshdServer]:
-    base = temp_dir("probed-sshd-")
-    server = SshdServer(base / "sshd")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshdServer]:
-    """One sshd for the tests that do not break it."""
-    yield from make_sshd()
-
-
-@pytest.fixture
-def own_sshd() -> Iterator[SshdServer]:
-    """An sshd for one test, which may stop or pause it."""
-    yield from make_sshd()
 
 
 def login(server: SshdServer, **more: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from probed.checks import create_check
 from probed.model import Reason, Result, Status
 from probed.store import Store
-from tests.conftest import config_from
+from tests.support.checks import config_from
 
 
 def make_store(**checks: dict[str, Any]) -> Store:

@@ -20,8 +20,10 @@ import yaml
 from probed.config import ConfigError
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.servers import Certificate, closed_port, open_fds, silent_listener
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, run_check
+from tests.support.faults import silent_listener
+from tests.support.net import closed_port, open_fds
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -259,7 +261,7 @@ def probed_check_with_hosts(tmp_path: Path, hosts: Path, checks: Mapping[str, ob
 HUNG_DNS_SCRIPT = """
 import asyncio, json, os, socket, threading
 from probed.runner import run_once
-from tests.conftest import check_from
+from tests.support.checks import check_from
 
 silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 silent.bind(("127.0.0.1", 53))  # a DNS server that never answers

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,40 +19,17 @@ from probed.model import Reason, Result, Status
 from probed.runner import run_once
 from probed.scheduler import SchedulerLoad
 from probed.store import Store
-from tests.conftest import check_from, run_check
-from tests.harness import PostgresServer, SmtpServer
-from tests.servers import (
-    Certificate,
-    closed_port,
-    hung_filesystem,
-    issue_certificate,
-    open_fds,
-    silent_listener,
-)
+from tests.support.certificates import Certificate, issue_certificate, tls_endpoint
+from tests.support.checks import check_from, run_check
+from tests.support.faults import hung_filesystem, silent_listener
+from tests.support.net import closed_port, open_fds
+from tests.support.servers.postgres import PostgresServer
+from tests.support.servers.smtp import SmtpServer
 
 
 @pytest.fixture
 def ca(tmp_path: Path) -> Certificate:
     return issue_certificate(tmp_path, "probed test CA", days=365, ca=True)
-
-
-@asynccontextmanager
-async def tls_endpoint(certificate: Certificate, host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """A real TLS server on a free loopback port presenting `certificate`."""
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.read(1)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(hold, host, 0, ssl=certificate.server_context())
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
 
 
 async def check_endpoint(certificate: Certificate, **options: Any) -> Result:

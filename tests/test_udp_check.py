@@ -10,15 +10,9 @@ import pytest
 from probed.config import ConfigError
 from probed.model import Reason, Status
 from probed.runner import run_once
-from tests.conftest import check_from, run_check
-from tests.servers_websocket_udp_icmp import (
-    UDP_GARBAGE,
-    UdpEchoServer,
-    sockets_after_runs,
-    udp_closed_port,
-    udp_echo,
-    udp_server,
-)
+from tests.support.checks import check_from, run_check, sockets_after_failing_runs
+from tests.support.net import UDP, udp_closed_port
+from tests.support.servers.udp_echo import UDP_GARBAGE, UdpEchoServer, udp_echo, udp_server
 
 
 def udp(port: int, host: str = "127.0.0.1", **options: Any) -> dict[str, Any]:
@@ -112,7 +106,7 @@ async def test_no_socket_outlives_a_run() -> None:
     ):
         for port in (udp_closed_port(), silent, wrong, junk):
             options = udp(port, send="x", expect_contains="yes", timeout="50ms")
-            assert await sockets_after_runs(options, ("udp", "udp6"), port) == 0, port
+            assert await sockets_after_failing_runs(options, port, tables=UDP) == 0, port
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,11 @@ import redis
 from probed.config import load_config
 from probed.daemon import Daemon
 from probed.model import Fleet
-from tests.harness import RedisServer, port_open, wait_until
-from tests.servers import closed_port, free_port, http_get, issue_certificate, poll
-from tests.test_reload import disk, wait_for_runs
+from tests.support.certificates import issue_certificate
+from tests.support.checks import disk_yaml
+from tests.support.daemon import wait_for_runs
+from tests.support.net import closed_port, free_port, http_get, poll, port_open, wait_until
+from tests.support.servers.redis import RedisServer
 
 
 class Mount:
@@ -121,7 +123,7 @@ def check_status(body: str) -> str:
 
 def test_a_configmap_update_reloads_and_a_broken_one_changes_nothing(tmp_path: Path) -> None:
     port = free_port()
-    mount = Mount(tmp_path / "config", {"probed.yaml": listen(port) + f"checks:\n  a: {disk(tmp_path)}\n"})
+    mount = Mount(tmp_path / "config", {"probed.yaml": listen(port) + f"checks:\n  a: {disk_yaml(tmp_path)}\n"})
     with serving(mount.path("probed.yaml"), port) as probed:
         probed.until("/health/ready", lambda status, _: status == 200)
         runs = len(json.loads(probed.get("/health/checks/a/history")[1])["runs"])
@@ -131,7 +133,9 @@ def test_a_configmap_update_reloads_and_a_broken_one_changes_nothing(tmp_path: P
         probed.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
         assert probed.get("/health/ready")[0] == 200  # the last good config runs on
 
-        mount.update({"probed.yaml": listen(port) + f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n"})
+        mount.update(
+            {"probed.yaml": listen(port) + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n"}
+        )
         body = probed.until("/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
         assert check_status(body) == "pass"
         history = json.loads(probed.get("/health/checks/a/history")[1])["runs"]
@@ -180,7 +184,9 @@ def test_a_token_file_deleted_then_recreated_changes_the_token(tmp_path: Path) -
     token = tmp_path / "token"
     token.write_text("old-token-value\n")
     config = tmp_path / "probed.yaml"
-    config.write_text(listen(port, f", details: token, token_file: '{token}'") + f"checks:\n  a: {disk(tmp_path)}\n")
+    config.write_text(
+        listen(port, f", details: token, token_file: '{token}'") + f"checks:\n  a: {disk_yaml(tmp_path)}\n"
+    )
     with serving(config, port) as probed:
         probed.until("/health", lambda status, _: status == 200, token="old-token-value")
         token.unlink()
@@ -205,7 +211,7 @@ def write_then_rename(path: Path, text: str) -> None:
 def test_an_editors_save_applies_details_and_names_what_needs_a_restart(tmp_path: Path) -> None:
     port, other = free_port(), free_port()
     config = tmp_path / "probed.yaml"
-    checks = f"checks:\n  a: {disk(tmp_path)}\n"
+    checks = f"checks:\n  a: {disk_yaml(tmp_path)}\n"
     config.write_text(listen(port) + checks)
     with serving(config, port) as probed:
         probed.until("/health/ready", lambda status, _: status == 200)
@@ -222,10 +228,10 @@ def test_watch_files_false_leaves_reloading_to_sighup(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "probed.yaml"
     header = listen(port, ", watch_files: false")
-    config.write_text(header + f"checks:\n  a: {disk(tmp_path)}\n")
+    config.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n")
     with serving(config, port) as probed:
         probed.until("/health/ready", lambda status, _: status == 200)
-        write_then_rename(config, header + f"checks:\n  a: {disk(tmp_path)}\n  b: {disk(tmp_path)}\n")
+        write_then_rename(config, header + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
         time.sleep(3)  # three polls' worth: a watching probed would have reloaded
         assert '"b"' not in probed.get("/health")[1]
         probed.process.send_signal(signal.SIGHUP)

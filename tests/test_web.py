@@ -7,57 +7,22 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from probed.daemon import Daemon
-from probed.metrics import create_registry, render
-from probed.model import Observation, Reason, Result, Status
+from probed.metrics import render
+from probed.model import Result, Status
 from probed.report import FORMATS, Format
 from probed.scheduler import SchedulerLoad
-from probed.store import HISTORY_LENGTH, Store
+from probed.store import HISTORY_LENGTH
 from probed.web import HealthCache, create_app
-from tests.conftest import config_from
-
-NEVER = 3600.0  # an initial offset that keeps a check pending for the whole test
-
-
-@dataclass
-class Running:
-    app: web.Application
-    daemon: Daemon
-    registry: CollectorRegistry
-
-    @property
-    def store(self) -> Store:
-        return self.daemon.store
-
-
-def daemon(checks: dict[str, Any], offset: float = NEVER, **sections: Any) -> Running:
-    config = config_from(checks, **sections)
-    probed = Daemon(config, initial_offset=lambda check: offset)
-    registry = create_registry(probed)
-    return Running(create_app(probed), probed, registry)
-
-
-def passed(free_ratio: float = 0.5) -> Result:
-    observed = {"free_ratio": Observation(free_ratio, "ratio"), "free_bytes": Observation(123456, "bytes")}
-    return Result(Status.PASS, 1_700_000_000.0, 0.002, "/: 50% free", None, observed)
-
-
-def failed() -> Result:
-    return Result(Status.FAIL, 1_700_000_010.0, 0.5, "/: 1% free, below the fail level of 5%", Reason.UNEXPECTED)
-
-
-DISKS = {"root": {"type": "disk", "path": "/"}, "scratch": {"type": "disk", "path": "/tmp", "critical": False}}
+from tests.support.checks import config_from
+from tests.support.daemon import DISKS, NEVER, daemon, failed, passed
 
 
 async def test_pending_is_not_ready_but_live(aiohttp_client: AiohttpClient) -> None:

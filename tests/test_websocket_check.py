@@ -13,11 +13,13 @@ from probed.daemon import Daemon
 from probed.metrics import render
 from probed.model import Reason, Result, Status
 from probed.runner import run_once
-from tests.conftest import check_from, config_from, run_check
-from tests.harness import PASSWORD
-from tests.servers import Certificate, closed_port, serve_app, silent_listener
-from tests.servers_ldap_ssh_memcached import answering_listener, sockets_after_failing_runs
-from tests.servers_websocket_udp_icmp import WS_SUBPROTOCOL, WS_TOKEN, WebsocketServer, websocket_app
+from tests.support.apps import serve_app
+from tests.support.certificates import Certificate
+from tests.support.checks import check_from, config_from, run_check, sockets_after_failing_runs
+from tests.support.faults import answering_listener, silent_listener
+from tests.support.net import closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.websocket import WS_SUBPROTOCOL, WS_TOKEN, WebsocketServer, websocket_app
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from probed.report import FORMATS
-from tests.harness import PASSWORD
-from tests.servers import free_port, http_get, poll
-from tests.servers_websocket_udp_icmp import WS_TOKEN, UdpEchoServer, WebsocketServer
-from tests.test_cli import probed
+from tests.support.net import free_port, http_get, poll
+from tests.support.probed import run_probed
+from tests.support.servers import PASSWORD
+from tests.support.servers.udp_echo import UdpEchoServer
+from tests.support.servers.websocket import WS_TOKEN, WebsocketServer
 
 WRONG = "Wr0ng-s3cret-value"
 LOGIN = "login probe s3cret-login-line"  # a message sent that holds a login
@@ -90,10 +91,10 @@ def assert_no_secret(where: str, text: str) -> None:
 def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer, echo: UdpEchoServer) -> None:
     path = config(tmp_path, websocket, echo, free_port())
     for output in FORMATS:
-        done = probed("check", "--config", path, "--output", output)
+        done = run_probed("check", "--config", path, "--output", output)
         assert done.returncode == 1, done.stderr
         assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
-    report = json.loads(probed("check", "--config", path, "--output", "json").stdout)
+    report = json.loads(run_probed("check", "--config", path, "--output", "json").stdout)
     assert {name: runs[0]["status"] for name, runs in report["checks"].items()} == EXPECTED, report
     assert "hello, ***" in report["checks"]["ws-token-echoed"][0]["output"]  # the server said it back: masked
     assert report["checks"]["udp-login"][0]["output"].endswith("replied '***', which lacks 'ok'")
