@@ -36,6 +36,7 @@ ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.net import free_port  # noqa: E402
+from tests.support.probed import serving  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SERVE_RUNS = 6  # runs per check in one `probed serve`: the first, then five later ones
@@ -153,25 +154,17 @@ def check_once(code: Path, config: Path, name: str) -> float:
     return float(entry["duration"])
 
 
-def serve_runs(code: Path, config: Path, port: int, name: str) -> list[float]:
+def serve_runs(code: Path, config: Path, name: str) -> list[float]:
     """`probed serve` until the named check has run SERVE_RUNS times: its durations, oldest first."""
-    url = f"http://127.0.0.1:{port}/health/checks/{name}/history"
-    proc = subprocess.Popen(
-        probed(code, "serve", "--config", str(config), "--log-level", "warning"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    history = f"/health/checks/{name}/history"
+    with serving(config, "--log-level", "warning", command=probed(code), clean_exit=False) as served:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            runs = _history(url)
+            runs = _history(served.base + history)
             if len(runs) >= SERVE_RUNS:
                 return [float(run["duration"]) for run in runs[:SERVE_RUNS]]
             time.sleep(0.5)
         raise RuntimeError(f"{name} did not run {SERVE_RUNS} times within 60 s")
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _history(url: str) -> list[dict[str, Any]]:
@@ -200,7 +193,7 @@ def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: 
             for setting in order:
                 got = figures[setting]
                 got.setdefault("check", []).append(check_once(code, configs[setting], case.check))
-                runs = serve_runs(code, configs[setting], port, case.check)
+                runs = serve_runs(code, configs[setting], case.check)
                 got.setdefault("serve, first run", []).append(runs[0])
                 got.setdefault("serve, later runs", []).append(statistics.median(runs[1:]))
         for mode in ("check", "serve, first run", "serve, later runs"):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.net import free_port, http_get  # noqa: E402
+from tests.support.probed import Served, serving  # noqa: E402
 from tests.support.servers.dnsmasq import DnsServer  # noqa: E402
 
-PROBED = [sys.executable, "-m", "probed", "serve", "--config"]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 
 
@@ -49,19 +48,11 @@ def until_answer(url: str, condition: Callable[[int, str], bool], step: float = 
     return until(lambda: condition(*http_get(url, 2)), step=step)
 
 
-@contextmanager
-def serve(directory: Path, name: str, config: dict[str, Any]) -> Iterator[subprocess.Popen[bytes]]:
+def serve(directory: Path, name: str, config: dict[str, Any]) -> AbstractContextManager[Served]:
+    """`probed serve` on this config, started: the benchmark times what comes next."""
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([*PROBED, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return serving(path, until="started", clean_exit=False)
 
 
 # -- start -> decided readiness ----------------------------------------------------------------

@@ -12,11 +12,8 @@ to make room.
 from __future__ import annotations
 
 import json
-import os
-import resource
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +21,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.net import free_port  # noqa: E402
+from tests.support.probed import serving  # noqa: E402
+
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: probed\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def probe(url: str) -> float | None:
@@ -67,22 +63,9 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="probed-idle-")
     path = Path(directory) / "probed.yaml"
     path.write_text(f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  tmp: {{type: disk, path: '{directory}'}}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=source,
-        env={**os.environ, "PYTHONPATH": source},
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
-    )
     url = f"http://127.0.0.1:{port}/health/live"
     socks: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 30
-        while probe(url) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError("probed did not start")
-            time.sleep(0.1)
+    with serving(path, nofile=nofile, source=Path(source), clean_exit=False):
         quiet = probes(url)
         unanswered = 0
         for _ in range(clients):
@@ -105,11 +88,8 @@ def main() -> None:
                 pass
             except ConnectionResetError:
                 closed += 1
-    finally:
         for sock in socks:
             sock.close()
-        server.terminate()
-        server.wait(10)
     print(
         json.dumps(
             {

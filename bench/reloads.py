@@ -11,14 +11,16 @@ as a steady slope; warm-up (the first reloads' allocations) as a step.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.probed import serving  # noqa: E402
+
 SETTLE = 2.0  # seconds after a reload before RSS is read: the changed checks have run
 
 
@@ -41,23 +43,13 @@ def slope(values: list[float]) -> float:
 def main() -> None:
     config, reloads = sys.argv[1], int(sys.argv[2])
     source = sys.argv[3] if len(sys.argv) > 3 else str(ROOT)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", config],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=source,
-        env={**os.environ, "PYTHONPATH": source},
-    )
-    try:
+    with serving(config, until="started", source=Path(source), clean_exit=False) as served:
         time.sleep(3 * SETTLE)
-        series = [rss_mib(server.pid)]
+        series = [rss_mib(served.process.pid)]
         for _ in range(reloads):
-            server.send_signal(signal.SIGHUP)
+            served.signal(signal.SIGHUP)
             time.sleep(SETTLE)
-            series.append(rss_mib(server.pid))
-    finally:
-        server.terminate()
-        server.wait(10)
+            series.append(rss_mib(served.process.pid))
     later = series[len(series) // 2 :]
     print(
         json.dumps(

@@ -34,6 +34,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.probed import serving  # noqa: E402
+
 PYTHON = sys.executable
 PROBED = [PYTHON, "-m", "probed"]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -182,10 +186,10 @@ def endpoints(work: Path) -> Section:
         "fifty.yaml",
         {"checks": disk_checks(50, tempfile.gettempdir()), "server": {"listen": f"127.0.0.1:{probed_port}"}},
     )
-    servers = {
-        "bare aiohttp": ([PYTHON, "bench/apps.py", "bare", str(bare_port)], bare_port),
-        "probed": ([*PROBED, "serve", "--config", config, "--log-level", "warning"], probed_port),
-    }
+    ports = {"bare aiohttp": bare_port, "probed": probed_port}  # the rows' order
+    apps = {"bare aiohttp": [PYTHON, "bench/apps.py", "bare", str(bare_port)]}
+    # until ready: every check has run once
+    probeds = {"probed": serving(config, "--log-level", "warning", until="ready", clean_exit=False)}
     baseline_rev = os.environ.get("BENCH_BASELINE_REV")
     if baseline_rev:  # that revision's probed in the same rounds: before and after under the same load
         baseline_port = free_port()
@@ -193,29 +197,26 @@ def endpoints(work: Path) -> Section:
         baseline_config = write_config(
             work, "fifty-baseline.yaml", {"checks": disk_checks(50, tempfile.gettempdir()), **listen}
         )
-        baseline = [
-            *probed_at(checkout(baseline_rev, work)),
-            "serve",
-            "--config",
-            baseline_config,
-            "--log-level",
-            "warning",
-        ]
-        servers[f"probed `{baseline_rev}`"] = (baseline, baseline_port)
-    compared = list(servers)  # alternated in rounds; the inline app is measured once
-    servers["checks in each request"] = ([PYTHON, "bench/apps.py", "inline", str(inline_port), config], inline_port)
+        baseline = probed_at(checkout(baseline_rev, work))
+        ports[f"probed `{baseline_rev}`"] = baseline_port
+        probeds[f"probed `{baseline_rev}`"] = serving(
+            baseline_config, "--log-level", "warning", until="ready", command=baseline, clean_exit=False
+        )
+    compared = list(ports)  # alternated in rounds; the inline app is measured once
+    ports["checks in each request"] = inline_port
+    apps["checks in each request"] = [PYTHON, "bench/apps.py", "inline", str(inline_port), config]
     paths = ("/health/ready", "/health")
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with contextlib.ExitStack() as stack:
         pids = {
-            name: stack.enter_context(process(args, f"http://127.0.0.1:{port}/health/ready")).pid
-            for name, (args, port) in servers.items()
+            name: stack.enter_context(process(args, f"http://127.0.0.1:{ports[name]}/health/ready")).pid
+            for name, args in apps.items()
         }
-        wait_http(f"http://127.0.0.1:{probed_port}/health/ready", status=200)  # every check has run once
+        pids |= {name: stack.enter_context(probed).process.pid for name, probed in probeds.items()}
 
         def measure(name: str, path: str) -> None:
             before = cpu_seconds(pids[name])
-            figures = wrk(f"http://127.0.0.1:{servers[name][1]}{path}", seconds)
+            figures = wrk(f"http://127.0.0.1:{ports[name]}{path}", seconds)
             figures["cpu_us"] = 1e6 * (cpu_seconds(pids[name]) - before) / (figures["rps"] * seconds)
             runs.setdefault((name, path), []).append(figures)
 
@@ -229,7 +230,7 @@ def endpoints(work: Path) -> Section:
             measure("checks in each request", path)
     ratios: dict[tuple[str, str], tuple[float, float]] = {}
     for (name, path), figures in sorted(
-        runs.items(), key=lambda run: (list(servers).index(run[0][0]), paths.index(run[0][1]))
+        runs.items(), key=lambda run: (list(ports).index(run[0][0]), paths.index(run[0][1]))
     ):
         bare = runs[("bare aiohttp", "/health/ready")]
         rps_ratio = statistics.median(f["rps"] / b["rps"] for f, b in zip(figures, bare))
@@ -318,8 +319,7 @@ def formats(work: Path) -> Section:
     )
     url = f"http://127.0.0.1:{probed_port}/health"
     loads = [os.getloadavg()[0]]
-    with process([*PROBED, "serve", "--config", config, "--log-level", "warning"], url):
-        wait_http(f"http://127.0.0.1:{probed_port}/health/ready", status=200)
+    with serving(config, "--log-level", "warning", until="ready", clean_exit=False):
         time.sleep(HISTORY_LENGTH + 2)  # every strip full
         for form in SERVED:
             accept = form.media_types[0]
@@ -834,11 +834,9 @@ def serve_rss(work: Path, config: str, env: dict[str, str]) -> float:
         f"serve-{port}.yaml",
         {**yaml.safe_load(Path(config).read_text()), "server": {"listen": f"127.0.0.1:{port}"}},
     )
-    with process(
-        [PROBED_SCRIPT, "serve", "--config", path], f"http://127.0.0.1:{port}/health/live", env={**os.environ, **env}
-    ) as proc:
+    with serving(path, command=[PROBED_SCRIPT], env=env, clean_exit=False) as served:
         time.sleep(1)
-        return rss_mib(proc.pid)
+        return rss_mib(served.process.pid)
 
 
 # -- 5. detection latency ------------------------------------------------------------------------------
@@ -881,10 +879,9 @@ def detection(work: Path) -> Section:
         flag = work / f"flag-{target_port}"
         with (
             process([PYTHON, "bench/switch.py", str(target_port), str(flag)], f"http://127.0.0.1:{target_port}/"),
-            process([*PROBED, "serve", "--config", config]),
+            serving(config, until="ready", clean_exit=False),
         ):
             ready = f"http://127.0.0.1:{port}/health/ready"
-            wait_http(ready, status=200)
             downs, ups = [], []
             rng = random.Random(interval * 10 + threshold)
             for _ in range(repeats):
@@ -1022,14 +1019,11 @@ def against_blackbox(work: Path, target: str) -> Section:
         "peer.yaml",
         {"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks, "scheduler": {"max_concurrency": 64}},
     )
-    with process(
-        [*PROBED, "serve", "--config", path, "--log-level", "warning"], f"http://127.0.0.1:{port}/health/live"
-    ) as proc:
-        wait_http(f"http://127.0.0.1:{port}/health/ready", status=200)
+    with serving(path, "--log-level", "warning", until="ready", clean_exit=False) as served:
         time.sleep(1.5)  # past every check's first, random-offset run
-        runs_before, before = probed_runs(port), cpu_seconds(proc.pid)
+        runs_before, before = probed_runs(port), cpu_seconds(served.process.pid)
         time.sleep(probes / 200)  # 200 runs a second
-        runs, used = probed_runs(port) - runs_before, cpu_seconds(proc.pid) - before
+        runs, used = probed_runs(port) - runs_before, cpu_seconds(served.process.pid) - before
     section.rows.append(["probed", fmt(runs, 0), f"{used:.2f}", fmt(1e6 * used / runs, 0)])
     section.notes.append(
         f"probed uses {used / runs / (blackbox / probes):.2f}x the CPU per HTTP probe of "

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,12 +23,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.net import free_port  # noqa: E402
+from tests.support.probed import serving  # noqa: E402
 
 
 def get(connection: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
@@ -65,21 +59,6 @@ def scrape_until(port: int, stop: threading.Event, durations: list[float], sizes
     connection.close()
 
 
-def wait_until_every_check_ran(port: int, count: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            _, body = get(connection, "/metrics")
-            connection.close()
-            if b"probed_checks " in body and b'probed_check_status="pending"} 1.0' not in body:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the checks did not all run")
-
-
 def ms(values: list[float], quantile: float) -> float:
     ordered = sorted(values)
     return round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * quantile))], 2)
@@ -96,15 +75,7 @@ def main() -> None:
     config = {"server": {"listen": f"127.0.0.1:{port}"}, "scheduler": {"max_concurrency": 256}, "checks": checks}
     path = Path(directory) / "probed.yaml"
     path.write_text(yaml.safe_dump(config))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=source,
-        env={**os.environ, "PYTHONPATH": source},
-    )
-    try:
-        wait_until_every_check_ran(port, count)
+    with serving(path, until="ran", seconds=120, source=Path(source), clean_exit=False):
         quiet = probe_latencies(port, seconds)
         stop, durations, sizes = threading.Event(), [], []  # type: ignore[var-annotated]
         scraper = threading.Thread(target=scrape_until, args=(port, stop, durations, sizes))
@@ -112,9 +83,6 @@ def main() -> None:
         loaded = probe_latencies(port, seconds)
         stop.set()
         scraper.join()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
     print(
         json.dumps(
             {

@@ -8,9 +8,7 @@ python bench/soak.py SECONDS COPIES  (run from the repository root; one JSON lin
 from __future__ import annotations
 
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bench.services import dependency_services
-from tests.support.net import free_port, wait_until
+from tests.support.net import free_port
+from tests.support.probed import serving
 
 SAMPLE_EVERY = 2.0  # seconds
 WARM_UP = 0.25  # share of the run left out of the trends
@@ -43,14 +42,6 @@ def probe_ms(url: str) -> float:
     with urllib.request.urlopen(url, timeout=5) as response:
         response.read()
     return 1000 * (time.perf_counter() - start)
-
-
-def live(base: str) -> bool:
-    try:
-        probe_ms(f"{base}/health/live")
-    except OSError:
-        return False
-    return True
 
 
 def slope_per_hour(times: list[float], values: list[float]) -> float:
@@ -83,28 +74,18 @@ def soak(seconds: float, copies: int) -> dict[str, Any]:
             options.pop("_sessions_dsn", None)
         config = work / "soak.yaml"
         config.write_text(yaml.safe_dump({"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks}))
-        log = (work / "probed.log").open("w")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(config)], stdout=log, stderr=log
-        )
-        base = f"http://127.0.0.1:{port}"
         samples: list[dict[str, float]] = []
-        try:
-            wait_until(lambda: server.poll() is not None or live(base), "probed serve", seconds=60)
-            if server.poll() is not None:
-                raise SystemExit("probed serve ended: " + (work / "probed.log").read_text()[-2000:])
+        with serving(config, seconds=60, clean_exit=False) as served:
+            base, pid = served.base, served.process.pid
             start = time.monotonic()
             while time.monotonic() - start < seconds:
-                sample = {"t": time.monotonic() - start, **proc_status(server.pid)}
-                sample["fds"] = len(list(Path(f"/proc/{server.pid}/fd").iterdir()))
+                sample = {"t": time.monotonic() - start, **proc_status(pid)}
+                sample["fds"] = len(list(Path(f"/proc/{pid}/fd").iterdir()))
                 sample["probe_ms"] = probe_ms(f"{base}/health/live")
                 samples.append(sample)
                 time.sleep(SAMPLE_EVERY)
             with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
                 runs = run_counts(response.read().decode())
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(10)
     steady = [s for s in samples if s["t"] >= WARM_UP * seconds]
     times = [s["t"] for s in steady]
     result: dict[str, Any] = {"checks": len(checks), "runs": runs, "seconds": seconds, "samples": len(samples)}

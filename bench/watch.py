@@ -12,24 +12,19 @@ times one poll of those files in this process (os.stat through symlinks).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.net import free_port  # noqa: E402
+from tests.support.probed import serving  # noqa: E402
+
 SETTLE = 3.0  # seconds after start before measuring: imports and first runs are not the steady state
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -55,28 +50,13 @@ def write_config(directory: Path, files: int, watch: bool, port: int) -> Path:
     return path
 
 
-def serve_cpu(config: Path, port: int, seconds: float, source: Path) -> float:
+def serve_cpu(config: Path, seconds: float, source: Path) -> float:
     """CPU seconds `probed serve` spends over `seconds` once settled."""
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    args = [sys.executable, "-m", "probed", "serve", "--config", str(config)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("probed serve did not start") from None
-                time.sleep(0.1)
+    with serving(config, source=source, clean_exit=False) as served:
         time.sleep(SETTLE)
-        before = cpu_seconds(process.pid)
+        before = cpu_seconds(served.process.pid)
         time.sleep(seconds)
-        return cpu_seconds(process.pid) - before
-    finally:
-        process.terminate()
-        process.wait(10)
+        return cpu_seconds(served.process.pid) - before
 
 
 def poll_microseconds(paths: list[str], repeats: int = 2000) -> float:
@@ -98,8 +78,7 @@ def main() -> None:
     cpu: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(rounds):
         for watch in (False, True):  # interleaved: the machine's drift falls on both alike
-            port = free_port()
-            cpu[watch].append(serve_cpu(write_config(directory, files, watch, port), port, seconds, source))
+            cpu[watch].append(serve_cpu(write_config(directory, files, watch, free_port()), seconds, source))
     paths = [str(directory / "probed-True.yaml"), *(str(directory / f"token-{i}") for i in range(files))]
     per_minute = {watch: 1000 * statistics.median(values) * 60 / seconds for watch, values in cpu.items()}
     print(

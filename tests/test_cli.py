@@ -15,8 +15,8 @@ import pytest
 
 from probed import __version__
 from tests.support.checks import NO_LEVELS_YAML
-from tests.support.net import closed_port, free_port, poll
-from tests.support.probed import mixed_config, run_probed, write_config
+from tests.support.net import closed_port, free_port, http_get
+from tests.support.probed import mixed_config, run_probed, serving, write_config
 
 
 def test_version() -> None:
@@ -149,28 +149,17 @@ def test_serve_answers_then_stops_on_sigterm_within_two_seconds(tmp_path: Path) 
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
         f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS_YAML}}}\n",
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", config],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _, body = poll(f"http://127.0.0.1:{port}/health/ready", lambda status, _: status == 200)
-        assert json.loads(body)["status"] == "pass"
+    with serving(config, until="ready") as served:
+        assert json.loads(http_get(f"{served.base}/health/ready")[1])["status"] == "pass"
         started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=10)
+        code = served.stop()
         assert time.monotonic() - started < 2.0
         assert code == 0
-    finally:
-        server.kill()
-        out, err = server.communicate()
-    events = [json.loads(line)["event"] for line in out.splitlines()]
+    events = [event["event"] for event in served.events()]
     assert events[0] == "probed_started"
     assert "check_status_changed" in events
     assert events[-3:] == ["signal_received", "probed_stopping", "probed_stopped"]
-    assert err == ""
+    assert served.err == ""
 
 
 def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:

@@ -4,49 +4,26 @@ from __future__ import annotations
 
 import resource
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from probed.connections import MAX_CONNECTIONS, MIN_CONNECTIONS, connection_limit
 from tests.support.checks import NO_LEVELS_YAML
-from tests.support.net import free_port, http_get, poll
+from tests.support.net import free_port, http_get
+from tests.support.probed import serving, write_config
 
 PARTIAL_REQUEST = b"GET /health HTTP/1.1\r\nHost: probed\r\n"  # the blank line never comes
 
 
-@contextmanager
-def probed_serve(tmp_path: Path, nofile: int | None = None, idle_timeout: str = "10m") -> Iterator[str]:
-    """`probed serve` with one passing disk check, optionally under a lower RLIMIT_NOFILE."""
-    port = free_port()
-    path = tmp_path / "probed.yaml"
-    path.write_text(
-        f"server: {{listen: '127.0.0.1:{port}', idle_timeout: {idle_timeout}}}\n"
-        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS_YAML}}}\n"
+def disk_config(tmp_path: Path, idle_timeout: str = "10m") -> str:
+    """A config for `probed serve` with one passing disk check."""
+    return write_config(
+        tmp_path,
+        f"server: {{listen: '127.0.0.1:{free_port()}', idle_timeout: {idle_timeout}}}\n"
+        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 1s, timeout: 500ms, {NO_LEVELS_YAML}}}\n",
     )
-
-    def lower_limit() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=lower_limit,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(f"{base}/health/ready", lambda status, _: status == 200)
-        yield base
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=10)
-        assert server.returncode == 0, stderr.decode()[-2000:]
 
 
 def half_open_client(port: int) -> socket.socket:
@@ -73,7 +50,8 @@ def test_probes_answer_while_hundreds_of_clients_hold_half_sent_requests(tmp_pat
         if hard != resource.RLIM_INFINITY and hard < 1000:
             pytest.skip(f"the test needs 1000 file descriptors, the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (1000, hard))
-    with probed_serve(tmp_path, nofile=256) as base, ExitStack() as clients:
+    with serving(disk_config(tmp_path), nofile=256, until="ready") as served, ExitStack() as clients:
+        base = served.base
         port = int(base.rsplit(":", 1)[1])
         socks = [clients.enter_context(half_open_client(port)) for _ in range(600)]
         assert http_get(f"{base}/health/live")[0] == 200
@@ -88,7 +66,8 @@ def test_probes_answer_while_hundreds_of_clients_hold_half_sent_requests(tmp_pat
 
 
 def test_a_half_sent_request_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
-    with probed_serve(tmp_path, idle_timeout="1s") as base:
+    with serving(disk_config(tmp_path, idle_timeout="1s"), until="ready") as served:
+        base = served.base
         port = int(base.rsplit(":", 1)[1])
         with half_open_client(port) as half_open, socket.create_connection(("127.0.0.1", port), timeout=10) as kept:
             kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: probed\r\n\r\n")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.net import free_port, poll
+from tests.support.probed import serving
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -38,7 +38,7 @@ def test_image_basics() -> None:
     assert "!config/probed.container.yaml" in ignored
 
 
-def test_entrypoint_serves_the_default_config_and_healthcheck_passes() -> None:
+def test_entrypoint_serves_the_default_config_and_healthcheck_passes(tmp_path: Path) -> None:
     command = exec_form(instruction("ENTRYPOINT")) + exec_form(instruction("CMD"))
     healthcheck = exec_form(instruction("HEALTHCHECK").split("CMD", 1)[1].strip())
     assert command == ["probed", "serve"]
@@ -50,16 +50,11 @@ def test_entrypoint_serves_the_default_config_and_healthcheck_passes() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     probed = Path(sys.executable).parent / "probed"
-    server = subprocess.Popen([str(probed), *command[1:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        _, body = poll(f"http://127.0.0.1:{port}/health", lambda status, body: '"time"' in body)
+    with serving(None, *command[2:], command=[str(probed)], env=env, until="ran", logs=tmp_path) as served:
+        _, body = poll(f"{served.base}/health", lambda *_: True)
         assert set(json.loads(body)["checks"]) == {"root-disk", "tmp-writable"}
         # as declared: it follows PROBED_LISTEN through the config, so a moved port stays healthy
         check = subprocess.run([str(probed), *healthcheck[1:]], env=env, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=10)
-    assert server.returncode == 0
     stopped = subprocess.run([str(probed), *healthcheck[1:]], env=env, capture_output=True, timeout=30)
     assert stopped.returncode == 1

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,8 @@ from probed.groups import REASON_LINES, GroupReason
 from tests.support.apps import app_in_thread, switch_app
 from tests.support.checks import NO_LEVELS_YAML
 from tests.support.daemon import daemon, passed
-from tests.support.net import free_port, http_get, poll, wait_until
+from tests.support.net import free_port, http_get, wait_until
+from tests.support.probed import Served, serving, write_config
 from tests.support.servers import binary
 
 SHUTTING_DOWN = REASON_LINES[GroupReason.DRAINING]
@@ -106,76 +106,50 @@ def test_shutdown_delay_is_a_duration_and_may_be_zero(tmp_path: Path) -> None:
     assert done.returncode == 2 and "shutdown_delay" in done.stderr, done.stderr
 
 
-class Serving:
-    """`probed serve` with one check and a shutdown delay; its log read when it ends."""
-
-    def __init__(self, tmp_path: Path, delay: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = tmp_path / "probed.yaml"
-        config.write_text(
-            f"server: {{listen: '127.0.0.1:{self.port}', shutdown_delay: {delay}}}\n"
-            f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 500ms, timeout: 400ms, {NO_LEVELS_YAML}}}\n"
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        poll(f"{self.base}/health/ready", lambda status, _: status == 200 or self.process.poll() is not None)
-        assert self.process.poll() is None, "probed serve ended"
-
-    def events(self, timeout: float = 30) -> list[dict[str, object]]:
-        """Once it ended: its log lines."""
-        out, err = self.process.communicate(timeout=timeout)
-        assert err == "", err
-        return [json.loads(line) for line in out.splitlines()]
-
-    def draining(self) -> bool:
-        """Still answering, and failing readiness with the drain's reason while live passes."""
-        code, body = http_get(f"{self.base}/health/ready")
-        return code == 503 and SHUTTING_DOWN in body and http_get(f"{self.base}/health/live")[0] == 200
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+def drain_config(tmp_path: Path, delay: str) -> str:
+    """`probed serve` with one check and a shutdown delay."""
+    return write_config(
+        tmp_path,
+        f"server: {{listen: '127.0.0.1:{free_port()}', shutdown_delay: {delay}}}\n"
+        f"checks:\n  tmp: {{type: disk, path: '{tmp_path}', interval: 500ms, timeout: 400ms, {NO_LEVELS_YAML}}}\n",
+    )
 
 
-@pytest.fixture
-def serving(tmp_path: Path) -> Iterator[Serving]:
-    server = Serving(tmp_path, "2s")
-    try:
-        yield server
-    finally:
-        server.stop()
+def draining(served: Served) -> bool:
+    """Still answering, and failing readiness with the drain's reason while live passes."""
+    code, body = served.get("/health/ready")
+    return code == 503 and SHUTTING_DOWN in body and served.get("/health/live")[0] == 200
 
 
-def test_sigterm_drains_for_the_delay_then_stops_as_without_one(serving: Serving) -> None:
-    signalled = time.monotonic()
-    serving.process.send_signal(signal.SIGTERM)
-    wait_until(serving.draining, "readiness failing while probed still answers", seconds=10)
-    assert serving.process.wait(timeout=30) == 0
-    assert time.monotonic() - signalled >= 2.0  # a lower bound: it must not stop before the delay
-    names = [str(event["event"]) for event in serving.events()]
+def events_once_ended(served: Served) -> list[dict[str, object]]:
+    """Its log lines (all of them JSON), nothing on stderr."""
+    assert served.err == "", served.err
+    return [json.loads(line) for line in served.out.splitlines()]
+
+
+def test_sigterm_drains_for_the_delay_then_stops_as_without_one(tmp_path: Path) -> None:
+    with serving(drain_config(tmp_path, "2s"), until="ready") as served:
+        signalled = time.monotonic()
+        served.signal(signal.SIGTERM)
+        wait_until(lambda: draining(served), "readiness failing while probed still answers", seconds=10)
+        assert served.process.wait(timeout=30) == 0
+        assert time.monotonic() - signalled >= 2.0  # a lower bound: it must not stop before the delay
+    names = [str(event["event"]) for event in events_once_ended(served)]
     assert names[-4:] == ["signal_received", "probed_draining", "probed_stopping", "probed_stopped"]
-    assert http_get(f"{serving.base}/health/live")[0] == 0  # nothing listens any more
+    assert http_get(f"{served.base}/health/live")[0] == 0  # nothing listens any more
 
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
 def test_a_second_signal_while_draining_exits_at_once(tmp_path: Path, second: signal.Signals) -> None:
-    server = Serving(tmp_path, "1h")  # the test ends long before it would have passed
-    try:
-        server.process.send_signal(signal.SIGTERM)
-        wait_until(server.draining, "readiness failing while probed still answers", seconds=10)
-        server.process.send_signal(second)
-        assert server.process.wait(timeout=30) == 1
-        events = server.events()
-        assert [str(event["event"]) for event in events][-2:] == ["probed_draining", "probed_exiting_at_once"]
-        assert events[-1]["signal"] == second.name
-    finally:
-        server.stop()
+    # 1h: the test ends long before it would have passed; exit 1 is the point
+    with serving(drain_config(tmp_path, "1h"), until="ready", clean_exit=False) as served:
+        served.signal(signal.SIGTERM)
+        wait_until(lambda: draining(served), "readiness failing while probed still answers", seconds=10)
+        served.signal(second)
+        assert served.process.wait(timeout=30) == 1
+    events = events_once_ended(served)
+    assert [str(event["event"]) for event in events][-2:] == ["probed_draining", "probed_exiting_at_once"]
+    assert events[-1]["signal"] == second.name
 
 
 HAPROXY_CONFIG = """\
@@ -219,17 +193,19 @@ def server_status(stats_socket: Path) -> str:
 
 def test_haproxy_takes_the_backend_out_while_probed_still_answers(tmp_path: Path) -> None:
     app, _ = switch_app()
-    server = Serving(tmp_path, "1h")
     short = Path(tempfile.mkdtemp(prefix="haproxy-"))  # a socket's path has a limit of about 100 bytes
     stats = short / "stats.sock"
     haproxy: subprocess.Popen[bytes] | None = None
     try:
-        with app_in_thread(app) as app_url:
+        with (
+            serving(drain_config(tmp_path, "1h"), until="ready", clean_exit=False) as served,
+            app_in_thread(app) as app_url,
+        ):
             frontend = free_port()
             config = tmp_path / "haproxy.cfg"
             config.write_text(
                 HAPROXY_CONFIG.format(
-                    socket=stats, frontend=frontend, app=app_url.removeprefix("http://"), probed=server.port
+                    socket=stats, frontend=frontend, app=app_url.removeprefix("http://"), probed=served.port
                 )
             )
             haproxy = subprocess.Popen(
@@ -241,17 +217,16 @@ def test_haproxy_takes_the_backend_out_while_probed_still_answers(tmp_path: Path
             wait_until(lambda: stats.exists() and server_status(stats) == "UP", "HAProxy marking app1 up")
             assert http_get(site) == (200, "app says hi")
 
-            server.process.send_signal(signal.SIGTERM)
+            served.signal(signal.SIGTERM)
             wait_until(lambda: server_status(stats) == "DOWN", "HAProxy marking app1 down")
-            assert server.process.poll() is None  # before probed exits
-            assert server.draining()  # while it still answers
+            assert served.process.poll() is None  # before probed exits
+            assert draining(served)  # while it still answers
             assert http_get(site)[0] == 503  # HAProxy sends nothing to the backend any more
 
-            server.process.send_signal(signal.SIGTERM)  # the operator is done waiting
-            assert server.process.wait(timeout=30) == 1
+            served.signal(signal.SIGTERM)  # the operator is done waiting
+            assert served.process.wait(timeout=30) == 1
     finally:
         if haproxy is not None:
             haproxy.send_signal(signal.SIGTERM)
             haproxy.wait(timeout=10)
-        server.stop()
         shutil.rmtree(short)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +11,8 @@ import pytest
 from tests.support.apps import app_in_thread, target_app
 from tests.support.certificates import issue_certificate
 from tests.support.checks import NO_LEVELS_YAML
-from tests.support.net import free_port, poll
-from tests.support.probed import run_probed
+from tests.support.net import poll
+from tests.support.probed import run_probed, serve_config, serving
 from tests.support.servers.health_grpc import GrpcServer
 from tests.support.servers.mariadb import MariaDbServer
 from tests.support.servers.mosquitto import MosquittoServer
@@ -53,23 +50,17 @@ def every_type(
     s3_server: S3Server,
     mariadb: MariaDbServer,
     rabbitmq: RabbitMqServer,
-) -> Iterator[tuple[str, int]]:
-    """A config with a check of every type, each against a real server; (path, port)."""
+) -> Iterator[str]:
+    """A config with a check of every type, each against a real server."""
     nats, mqtt, grpc = NatsServer(tmp_path / "nats"), MosquittoServer(tmp_path / "mqtt"), GrpcServer()
     for server in (nats, mqtt, grpc):
         server.start()
     certificate = issue_certificate(tmp_path, days=90)
     with app_in_thread(target_app()) as web:
-        port = free_port()
-        config = tmp_path / "probed.yaml"
-        config.write_text(
-            f"""
-server:
-  listen: 127.0.0.1:{port}
-defaults:
-  interval: 3s
-  timeout: 2s  # generous: a loaded CI machine must not turn this test into one of speed
-checks:
+        # A generous timeout: a loaded CI machine must not turn this test into one of speed.
+        config = serve_config(
+            tmp_path,
+            f"""\
   disk: {{type: disk, path: '{tmp_path}', write_test: true, {NO_LEVELS_YAML}}}
   web: {{type: http, url: '{web}/json', expect_json: {{status: ok}}}}
   db: {{type: postgres, dsn: '{own_postgres.dsn()}', expect: primary}}
@@ -86,15 +77,17 @@ checks:
   config: {{type: file, path: '{tmp_path}', max_age: 1h}}
   orders: {{type: mysql, dsn: '{mariadb.dsn()}', expect: primary}}
   jobs: {{type: amqp, url: '{rabbitmq.url()}', queue: work, max_messages: 100}}
-"""
+""",
+            interval="3s",
+            timeout="2s",
         )
-        yield str(config), port
+        yield config
     for server in (nats, mqtt, grpc):
         server.stop()
 
 
-def test_check_passes_then_names_the_broken_dependency(every_type: tuple[str, int], redis_server: RedisServer) -> None:
-    config, _ = every_type
+def test_check_passes_then_names_the_broken_dependency(every_type: str, redis_server: RedisServer) -> None:
+    config = every_type
     healthy = run_probed("check", "--config", config, "-o", "json")
     assert healthy.returncode == 0, healthy.stdout
     report = json.loads(healthy.stdout)
@@ -109,17 +102,10 @@ def test_check_passes_then_names_the_broken_dependency(every_type: tuple[str, in
     assert broken.stdout.splitlines()[-1] == "overall: fail"
 
 
-def test_serve_follows_a_postgres_outage(every_type: tuple[str, int], own_postgres: PostgresServer) -> None:
-    config, port = every_type
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", config],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        poll(f"{base}/health/ready", lambda status, _: status == 200)
+def test_serve_follows_a_postgres_outage(every_type: str, own_postgres: PostgresServer) -> None:
+    config = every_type
+    with serving(config, until="ready") as served:
+        base = served.base
         _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 1.0' in body)
         assert "probed_ready 1.0" in metrics
 
@@ -137,10 +123,4 @@ def test_serve_follows_a_postgres_outage(every_type: tuple[str, int], own_postgr
         own_postgres.start()
         poll(f"{base}/health/ready", lambda status, _: status == 200)
         poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="postgres"} 1.0' in body)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=10)
-    transitions = [json.loads(line) for line in out.splitlines() if "check_status_changed" in line]
-    db_changes = [(t["from"], t["to"]) for t in transitions if t["check"] == "db"]
-    assert db_changes == [("pending", "pass"), ("pass", "fail"), ("fail", "pass")]
-    assert server.returncode == 0, err
+    assert served.transitions("db") == [("pending", "pass"), ("pass", "fail"), ("fail", "pass")]

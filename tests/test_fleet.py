@@ -8,7 +8,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,6 +22,7 @@ from tests.support.apps import app_in_thread, target_app
 from tests.support.checks import NO_LEVELS_YAML
 from tests.support.faults import TcpProxy, silent_listener
 from tests.support.net import free_port, http_get, poll
+from tests.support.probed import Served, serving, write_config
 from tests.support.servers.dnsmasq import DnsServer
 from tests.support.servers.postgres import PostgresServer
 
@@ -34,18 +34,21 @@ REPLICAS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 class Replica:
     host: str
     port: int
-    log: Path
-    process: subprocess.Popen[bytes]
+    served: Served
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.served.process
 
     @property
     def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.served.base
 
     def health(self) -> dict[str, object]:
         return json.loads(http_get(f"{self.base}/health")[1])  # type: ignore[no-any-return]
 
     def log_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return self.served.events()
 
 
 @contextmanager
@@ -53,22 +56,9 @@ def replica(tmp_path: Path, host: str, port: int, config: str) -> Iterator[Repli
     """`probed serve` on host:port with this config; stopped with SIGTERM."""
     directory = tmp_path / host
     directory.mkdir(exist_ok=True)
-    path = directory / "probed.yaml"
-    path.write_text(f"server:\n  listen: '{host}:{port}'\n{config}")
-    log = directory / "out.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(path), "--log-format", "json"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = Replica(host, port, log, process)
-    try:
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
-        assert process.returncode == 0, log.read_text()[-2000:]
+    path = write_config(directory, f"server:\n  listen: '{host}:{port}'\n{config}")
+    with serving(path, "--log-format", "json", until="started") as served:
+        yield Replica(host, port, served)
 
 
 @dataclass
@@ -175,7 +165,7 @@ def test_a_shared_outage_keeps_every_replica_ready(
     for host, statuses in watch.seen.items():
         assert statuses and set(statuses) == {200}, f"{host} left the Service: {statuses}"
     for r in replicas:
-        assert TOKEN not in r.log.read_text()  # the token travels to the peers, never into a log
+        assert TOKEN not in r.served.out + r.served.err  # the token travels to the peers, never into a log
 
 
 def test_a_local_fault_takes_only_that_replica_out(

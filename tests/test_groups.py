@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +18,8 @@ from probed.store import Store
 from tests.support.apps import app_in_thread, switch_app
 from tests.support.checks import NO_LEVELS_YAML
 from tests.support.daemon import daemon, failed, passed
-from tests.support.net import closed_port, free_port, http_get, poll, wait_until
-from tests.support.probed import run_probed
+from tests.support.net import closed_port, free_port, http_get, wait_until
+from tests.support.probed import run_probed, serving
 
 THREE = {
     "db": {"type": "disk", "path": "/"},
@@ -218,8 +213,8 @@ checks:
 groups: {{ready: [api, spool], live: [spool], payments: [api]}}
 """
         )
-        base = f"http://127.0.0.1:{port}"
-        with serving(tmp_path / "probed.yaml", base):
+        with serving(tmp_path / "probed.yaml") as served:
+            base = served.base
             for (status, size), expected in WALK:
                 api["status"] = status
                 spool.unlink(missing_ok=True)
@@ -268,24 +263,6 @@ def settle(base: str, checks: dict[str, str], groups: dict[str, str]) -> None:
 
 def published(base: str, check: str) -> str:
     return str(json.loads(http_get(f"{base}/health/checks/{check}")[1])["status"])
-
-
-@contextlib.contextmanager
-def serving(config: Path, base: str) -> Iterator[None]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        poll(f"{base}/health/live", lambda status, _: status != 0 or server.poll() is not None)
-        assert server.poll() is None, "probed serve ended"
-        yield
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=10)
-    assert server.returncode == 0, err
 
 
 def test_probed_check_shows_each_group_as_its_endpoint_would(tmp_path: Path) -> None:

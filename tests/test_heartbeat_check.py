@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +18,7 @@ from probed.config import ConfigError
 from probed.model import Reason, Status
 from tests.support.checks import config_from, run_check
 from tests.support.net import free_port, poll
+from tests.support.probed import Served, serving, write_config
 
 OWN_TOKEN = "beat-own-7f3a9c"
 SERVER_TOKEN = "beat-server-2b8e41"
@@ -40,12 +39,16 @@ checks:
 
 
 @dataclass
-class Probed:
-    base: str
+class Heartbeats:
+    """A `probed serve` of heartbeat checks, and what it answered."""
+
+    served: Served
     config: Path
-    log: Path
-    process: subprocess.Popen[bytes]
     answers: list[str] = field(default_factory=list)  # every body and header seen, for the leak test
+
+    @property
+    def base(self) -> str:
+        return self.served.base
 
     def post(self, name: str, body: bytes = b"", token: str | None = OWN_TOKEN, **headers: str) -> tuple[int, Any]:
         if token is not None:
@@ -73,95 +76,85 @@ class Probed:
 
 
 @pytest.fixture(scope="module")
-def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
-    directory = tmp_path_factory.mktemp("heartbeat")
-    port = free_port()
-    config, log = directory / "probed.yaml", directory / "probed.log"
-    config.write_text(CONFIG.replace("PORT", str(port)))
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
-    server = Probed(f"http://127.0.0.1:{port}", config, log, process)
-    try:
-        poll(f"{server.base}/health/live", lambda status, _: status == 200)
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
+def heartbeats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heartbeats]:
+    config = Path(write_config(tmp_path_factory.mktemp("heartbeat"), CONFIG.replace("PORT", str(free_port()))))
+    with serving(config) as served:
+        yield Heartbeats(served, config)
 
 
-def test_before_the_first_heartbeat_the_ttl_counts_from_start(probed: Probed) -> None:
-    report = probed.check("quiet", lambda r: r["status"] != "fail")
+def test_before_the_first_heartbeat_the_ttl_counts_from_start(heartbeats: Heartbeats) -> None:
+    report = heartbeats.check("quiet", lambda r: r["status"] != "fail")
     assert report["status"] == "pass" and "age" not in report["observed"]  # a pass shows no output
 
 
-def test_a_heartbeat_on_time_passes(probed: Probed) -> None:
-    assert probed.post("backup") == (200, {"check": "backup", "status": "pass"})
-    report = probed.check("backup", lambda r: "age" in r.get("observed", {}))
+def test_a_heartbeat_on_time_passes(heartbeats: Heartbeats) -> None:
+    assert heartbeats.post("backup") == (200, {"check": "backup", "status": "pass"})
+    report = heartbeats.check("backup", lambda r: "age" in r.get("observed", {}))
     assert report["status"] == "pass"
     assert report["observed"]["age"]["unit"] == "s" and report["observed"]["age"]["value"] < 3600
-    _, metrics = poll(f"{probed.base}/metrics", lambda _, text: 'probed_heartbeat_age_seconds{check="backup"' in text)
-    probed.answers.append(metrics)
+    _, metrics = poll(
+        f"{heartbeats.base}/metrics", lambda _, text: 'probed_heartbeat_age_seconds{check="backup"' in text
+    )
+    heartbeats.answers.append(metrics)
 
 
-def test_a_late_heartbeat_fails_and_the_next_one_recovers(probed: Probed) -> None:
+def test_a_late_heartbeat_fails_and_the_next_one_recovers(heartbeats: Heartbeats) -> None:
     # ttl 1s: without a heartbeat since start, the check fails.
-    late = probed.check("cron", lambda r: r["status"] == "fail")
+    late = heartbeats.check("cron", lambda r: r["status"] == "fail")
     assert late["reason"] == "unexpected"
     assert "no heartbeat in the" in late["output"] and "since the check started (ttl 1s)" in late["output"]
 
-    assert probed.post("cron", b'{"status": "pass", "output": "42 rows"}')[0] == 200
-    on_time = probed.check("cron", lambda r: r["status"] == "pass")
+    assert heartbeats.post("cron", b'{"status": "pass", "output": "42 rows"}')[0] == 200
+    on_time = heartbeats.check("cron", lambda r: r["status"] == "pass")
     assert on_time["observed"]["age"]["value"] < 1
 
-    late_again = probed.check("cron", lambda r: r["status"] == "fail")
+    late_again = heartbeats.check("cron", lambda r: r["status"] == "fail")
     assert late_again["reason"] == "unexpected"
     assert "over the ttl of 1s; the last one said pass: 42 rows" in late_again["output"]
 
 
-def test_a_failure_report_fails_with_its_output(probed: Probed) -> None:
+def test_a_failure_report_fails_with_its_output(heartbeats: Heartbeats) -> None:
     body = json.dumps({"status": "fail", "output": f"disk full (token {OWN_TOKEN})"}).encode()
-    assert probed.post("report", body, **{"Content-Type": "application/json"}) == (
+    assert heartbeats.post("report", body, **{"Content-Type": "application/json"}) == (
         200,
         {"check": "report", "status": "fail"},
     )
-    report = probed.check("report", lambda r: r["status"] == "fail")
+    report = heartbeats.check("report", lambda r: r["status"] == "fail")
     assert report["reason"] == "error"
     assert "the job reported failure" in report["output"] and report["output"].endswith("disk full (token ***)")
 
-    assert probed.post("report", b'{"status": "warn", "output": "slow"}')[0] == 200
-    assert probed.check("report", lambda r: r["status"] == "warn")["output"].endswith(": slow")
-    assert probed.post("report")[0] == 200  # an empty body is a pass
-    assert probed.check("report", lambda r: r["status"] == "pass")
+    assert heartbeats.post("report", b'{"status": "warn", "output": "slow"}')[0] == 200
+    assert heartbeats.check("report", lambda r: r["status"] == "warn")["output"].endswith(": slow")
+    assert heartbeats.post("report")[0] == 200  # an empty body is a pass
+    assert heartbeats.check("report", lambda r: r["status"] == "pass")
 
 
-def test_the_server_wide_token_serves_checks_without_their_own(probed: Probed) -> None:
-    assert probed.post("nightly", token=SERVER_TOKEN)[0] == 200
-    assert probed.post("nightly", token=OWN_TOKEN)[0] == 401
+def test_the_server_wide_token_serves_checks_without_their_own(heartbeats: Heartbeats) -> None:
+    assert heartbeats.post("nightly", token=SERVER_TOKEN)[0] == 200
+    assert heartbeats.post("nightly", token=OWN_TOKEN)[0] == 401
     # A check's own token replaces the server-wide one.
-    assert probed.post("backup", token=SERVER_TOKEN)[0] == 401
+    assert heartbeats.post("backup", token=SERVER_TOKEN)[0] == 401
 
 
 @pytest.mark.parametrize(
     "authorization",
     [None, "", f"Bearer {OWN_TOKEN}x", f"bearer {OWN_TOKEN}", OWN_TOKEN, f"Basic {OWN_TOKEN}", "Bearer "],
 )
-def test_a_wrong_or_missing_token_is_401(probed: Probed, authorization: str | None) -> None:
+def test_a_wrong_or_missing_token_is_401(heartbeats: Heartbeats, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    status, body = probed.post("backup", b"", None, **headers)
+    status, body = heartbeats.post("backup", b"", None, **headers)
     assert (status, body) == (401, {"error": "invalid bearer token"})
 
 
-def test_unknown_names_and_other_checks_are_404(probed: Probed) -> None:
-    assert probed.post("nosuch") == (404, {"error": "no heartbeat check of that name"})
-    assert probed.post("root", token=SERVER_TOKEN) == (404, {"error": "no heartbeat check of that name"})
+def test_unknown_names_and_other_checks_are_404(heartbeats: Heartbeats) -> None:
+    assert heartbeats.post("nosuch") == (404, {"error": "no heartbeat check of that name"})
+    assert heartbeats.post("root", token=SERVER_TOKEN) == (404, {"error": "no heartbeat check of that name"})
 
 
-def test_a_body_too_large_is_413(probed: Probed) -> None:
-    status, body = probed.post("backup", b'{"output": "' + b"x" * 70_000 + b'"}')
+def test_a_body_too_large_is_413(heartbeats: Heartbeats) -> None:
+    status, body = heartbeats.post("backup", b'{"output": "' + b"x" * 70_000 + b'"}')
     assert status == 413 and "error" in body
-    status, _ = probed.post("backup", b"x" * 2_000_000)
+    status, _ = heartbeats.post("backup", b"x" * 2_000_000)
     assert status == 413
 
 
@@ -176,48 +169,48 @@ def test_a_body_too_large_is_413(probed: Probed) -> None:
         (b"\xff\xfe", "the body must be empty or a JSON object"),
     ],
 )
-def test_a_bad_body_is_400(probed: Probed, body: bytes, problem: str) -> None:
-    status, answer = probed.post("backup", body)
+def test_a_bad_body_is_400(heartbeats: Heartbeats, body: bytes, problem: str) -> None:
+    status, answer = heartbeats.post("backup", body)
     assert status == 400 and problem in answer["error"]
 
 
-def test_other_methods_are_405(probed: Probed) -> None:
+def test_other_methods_are_405(heartbeats: Heartbeats) -> None:
     for method in ("GET", "PUT", "DELETE"):
-        request = urllib.request.Request(f"{probed.base}/heartbeat/backup", method=method)
+        request = urllib.request.Request(f"{heartbeats.base}/heartbeat/backup", method=method)
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=5)
         assert caught.value.code == 405 and caught.value.headers["Allow"] == "POST"
         assert json.loads(caught.value.read())["error"]
 
 
-def test_heartbeats_survive_a_config_reload(probed: Probed) -> None:
-    assert probed.post("backup", b'{"output": "before reload"}')[0] == 200
-    before = probed.check("backup", lambda r: r["observed"]["age"]["value"] < 1)["observed"]["age"]["value"]
-    probed.config.write_text(
-        probed.config.read_text() + f"  added: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}\n"
+def test_heartbeats_survive_a_config_reload(heartbeats: Heartbeats) -> None:
+    assert heartbeats.post("backup", b'{"output": "before reload"}')[0] == 200
+    before = heartbeats.check("backup", lambda r: r["observed"]["age"]["value"] < 1)["observed"]["age"]["value"]
+    heartbeats.config.write_text(
+        heartbeats.config.read_text() + f"  added: {{type: heartbeat, ttl: 1h, token: {OWN_TOKEN}, {TIMING}}}\n"
     )
-    probed.process.send_signal(signal.SIGHUP)
-    poll(f"{probed.base}/health/checks/added", lambda status, _: status == 200)
-    kept = probed.check("backup", lambda r: r["observed"]["age"]["value"] > before)
+    heartbeats.served.signal(signal.SIGHUP)
+    poll(f"{heartbeats.base}/health/checks/added", lambda status, _: status == 200)
+    kept = heartbeats.check("backup", lambda r: r["observed"]["age"]["value"] > before)
     assert kept["status"] == "pass"  # the same heartbeat, older: not forgotten, not renewed
-    assert probed.post("added")[0] == 200
+    assert heartbeats.post("added")[0] == 200
 
 
-def test_a_new_server_token_takes_effect_on_reload(probed: Probed) -> None:
-    probed.config.write_text(probed.config.read_text().replace(SERVER_TOKEN, NEW_SERVER_TOKEN))
-    probed.process.send_signal(signal.SIGHUP)
+def test_a_new_server_token_takes_effect_on_reload(heartbeats: Heartbeats) -> None:
+    heartbeats.config.write_text(heartbeats.config.read_text().replace(SERVER_TOKEN, NEW_SERVER_TOKEN))
+    heartbeats.served.signal(signal.SIGHUP)
     for _ in range(200):  # the reload takes effect between two requests
-        if probed.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200:
+        if heartbeats.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200:
             break
         time.sleep(0.05)
-    assert probed.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200
-    assert probed.post("nightly", token=SERVER_TOKEN)[0] == 401
+    assert heartbeats.post("nightly", token=NEW_SERVER_TOKEN)[0] == 200
+    assert heartbeats.post("nightly", token=SERVER_TOKEN)[0] == 401
 
 
-def test_no_token_in_any_answer_or_log_line(probed: Probed) -> None:
-    _, health = probed.request("GET", "/health")
-    _, metrics = poll(f"{probed.base}/metrics", lambda *_: True)
-    seen = "\n".join([*probed.answers, json.dumps(health), metrics, probed.log.read_text()])
+def test_no_token_in_any_answer_or_log_line(heartbeats: Heartbeats) -> None:
+    _, health = heartbeats.request("GET", "/health")
+    _, metrics = poll(f"{heartbeats.base}/metrics", lambda *_: True)
+    seen = "\n".join([*heartbeats.answers, json.dumps(health), metrics, heartbeats.served.out, heartbeats.served.err])
     assert "heartbeat_received" in seen and "heartbeat_refused" in seen  # the log was written
     for token in (OWN_TOKEN, SERVER_TOKEN, NEW_SERVER_TOKEN):
         assert token not in seen

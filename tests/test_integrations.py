@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.support.apps import app_in_thread, switch_app
 from tests.support.net import free_port, poll
+from tests.support.probed import serving, write_config
 from tests.support.servers import binary
 
 ROOT = Path(__file__).parent.parent
@@ -36,22 +36,13 @@ def probed_port(tmp_path: Path, dependency: tuple[str, dict[str, int]]) -> Itera
     """probed serve with one critical http check on the dependency; its port."""
     url, _ = dependency
     port = free_port()
-    config = tmp_path / "probed.yaml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
-        f"checks:\n  api: {{type: http, url: '{url}/health', interval: 500ms, timeout: 400ms}}\n"
+        f"checks:\n  api: {{type: http, url: '{url}/health', interval: 500ms, timeout: 400ms}}\n",
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        poll(f"http://127.0.0.1:{port}/health/ready", lambda status, _: status == 200)
+    with serving(config, until="ready"):
         yield port
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=10)
 
 
 def test_prometheus_scrapes_and_follows_a_flip(

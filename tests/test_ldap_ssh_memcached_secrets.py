@@ -4,18 +4,14 @@ against real slapd, sshd and memcached, with wrong and right secrets."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from probed.report import FORMATS
-from tests.support.net import free_port, http_get, poll
-from tests.support.probed import run_probed
+from tests.support.net import free_port
+from tests.support.probed import run_probed, serving
 from tests.support.servers import PASSWORD
 from tests.support.servers.memcached import MemcachedServer
 from tests.support.servers.slapd import LDAP_USER, SlapdServer
@@ -94,25 +90,11 @@ def test_no_secret_in_check_outputs(tmp_path: Path, servers: tuple[SlapdServer, 
 def test_no_secret_in_serve_answers_metrics_or_logs(
     tmp_path: Path, servers: tuple[SlapdServer, SshdServer, MemcachedServer]
 ) -> None:
-    port = free_port()
-    path = config(tmp_path, servers, port)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", path, "--log-level", "debug"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _, body = poll(f"{base}/health", lambda status, body: status == 503 and "pending" not in body)
-        answers = {"/health": body, "/metrics": http_get(f"{base}/metrics")[1]}
-        for name in json.loads(body)["checks"]:
-            answers[name] = http_get(f"{base}/health/checks/{name}")[1]
+    path = config(tmp_path, servers, free_port())
+    with serving(path, "--log-level", "debug", until="ran") as served:
+        assert served.get("/health")[0] == 503  # the failures are really there
+        answers = served.answers()
         assert "probed_ldap_bind_seconds" in answers["/metrics"]
         for where, text in answers.items():
             assert_no_secret(where, text)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=10)
-    assert_no_secret("serve logs", out + err)
+    assert_no_secret("serve logs", served.out + served.err)

@@ -5,21 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import resource
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
 
 from probed.logs import RepeatLimiter, configure_logging
-from tests.support.net import free_port, poll, wait_until
+from tests.support.net import free_port, wait_until
+from tests.support.probed import serving, write_config
 
 FD_LIMIT = 64  # enough to start and serve, far too few for 200 clients
 
@@ -84,49 +79,23 @@ def test_info_lines_are_never_held_back_but_repeated_errors_are() -> None:
     assert events == ["config_reloaded", "accept_failed", "config_reloaded", "config_reloaded"]
 
 
-def _limit_open_files() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-@contextmanager
-def lines_of(process: subprocess.Popen[str]) -> Iterator[list[str]]:
-    """The process's stdout lines, collected as they come."""
-    lines: list[str] = []
-    assert process.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
-    reader.start()
-    try:
-        yield lines
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
-        reader.join(timeout=10)
-
-
 def test_file_descriptors_running_out_do_not_flood_the_log(tmp_path: Path) -> None:
     port = free_port()
-    config = tmp_path / "probed.yaml"
-    config.write_text(f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  tmp: {{type: disk, path: '{tmp_path}'}}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config), "--log-format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_limit_open_files,
+    config = write_config(
+        tmp_path, f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  tmp: {{type: disk, path: '{tmp_path}'}}\n"
     )
     clients: list[socket.socket] = []
-    with lines_of(server) as lines:
-        poll(f"http://127.0.0.1:{port}/health/live", lambda status, _: status == 200)
+    with serving(config, "--log-format", "json", nofile=FD_LIMIT) as served:
         for _ in range(200):
             client = socket.socket()
             client.setblocking(False)
             client.connect_ex(("127.0.0.1", port))
             clients.append(client)
-        wait_until(lambda: any("out of system resource" in line for line in lines), "accept() to fail")
+        wait_until(lambda: "out of system resource" in served.out, "accept() to fail")
         time.sleep(2)  # asyncio retries accept() every second: let the failure repeat
         for client in clients:
             client.close()
-    events = [json.loads(line) for line in lines]  # every line is JSON, asyncio's included
+    events = [json.loads(line) for line in (served.out + served.err).splitlines()]  # every line is JSON, asyncio's too
     assert any(e.get("logger") == "asyncio" for e in events)
     # Unlimited, this was hundreds of lines in these few seconds (6 million in 95 s in production).
     assert len(events) < 20, [e["event"][:80] for e in events]

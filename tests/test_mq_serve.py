@@ -4,14 +4,12 @@ each, followed by /health/ready and /metrics, and no password anywhere."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port, poll
+from tests.support.net import poll
+from tests.support.probed import serve_config, serving
 from tests.support.servers import ENCODED_PASSWORD, PASSWORD
 from tests.support.servers.mariadb import MariaDbServer
 from tests.support.servers.rabbitmq import RabbitMqServer
@@ -23,29 +21,13 @@ pytest.importorskip("aiormq", reason="the amqp extra is not installed: pip insta
 def test_serve_follows_a_mariadb_outage_and_exports_queue_gauges(
     tmp_path: Path, own_mariadb: MariaDbServer, rabbitmq: RabbitMqServer
 ) -> None:
-    port = free_port()
-    config = tmp_path / "probed.yaml"
-    config.write_text(
-        f"""
-server:
-  listen: 127.0.0.1:{port}
-defaults:
-  interval: 1s
-  timeout: 500ms
-checks:
-  db: {{type: mysql, dsn: '{own_mariadb.dsn()}', expect: primary, failure_threshold: 2}}
-  broker: {{type: amqp, url: '{rabbitmq.url()}', queue: work, max_messages: 1000, min_consumers: 0}}
-"""
+    config = serve_config(
+        tmp_path,
+        f"  db: {{type: mysql, dsn: '{own_mariadb.dsn()}', expect: primary, failure_threshold: 2}}\n"
+        f"  broker: {{type: amqp, url: '{rabbitmq.url()}', queue: work, max_messages: 1000, min_consumers: 0}}\n",
     )
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        poll(f"{base}/health/ready", lambda status, _: status == 200)
+    with serving(config, until="ready") as served:
+        base = served.base
         _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_amqp_queue_messages{check="broker"' in body)
         assert 'probed_amqp_queue_messages{check="broker",type="amqp"} 0.0' in metrics
         assert 'probed_amqp_queue_consumers{check="broker",type="amqp"} 0.0' in metrics
@@ -62,12 +44,8 @@ checks:
         own_mariadb.start()
         poll(f"{base}/health/ready", lambda status, _: status == 200)
         _, metrics = poll(f"{base}/metrics", lambda _, body: 'probed_check_up{check="db",type="mysql"} 1.0' in body)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=10)
-    assert server.returncode == 0, err
-    transitions = [json.loads(line) for line in out.splitlines() if "check_status_changed" in line]
-    assert [(t["from"], t["to"]) for t in transitions if t["check"] == "db"] == [
+    out, err = served.out, served.err
+    assert served.transitions("db") == [
         ("pending", "pass"),
         ("pass", "fail"),
         ("fail", "pass"),

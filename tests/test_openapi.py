@@ -5,7 +5,6 @@ finds no 5xx and no answer that disagrees with it."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,8 @@ import yaml
 from probed.config import parse_config
 from probed.daemon import Daemon
 from probed.web import create_app
-from tests.support.net import free_port, poll
+from tests.support.net import free_port
+from tests.support.probed import serving
 
 SPEC = Path(__file__).parent.parent / "docs" / "openapi.yaml"
 TOKEN = "openapi-test-token"
@@ -57,16 +57,9 @@ checks:
   nightly-backup: {{type: heartbeat, ttl: 1h, token: {TOKEN}, critical: false}}
 """
     )
-    server = subprocess.Popen([sys.executable, "-m", "probed", "serve", "--config", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(f"{base}/health/ready", lambda status, _: status == 200)
-        yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=10)
-    assert "Traceback" not in err
+    with serving(config, until="ready") as served:
+        yield served.base
+    assert "Traceback" not in served.err
 
 
 @pytest.mark.parametrize("authorization", ["none", "token", "wrong token"])

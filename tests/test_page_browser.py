@@ -7,9 +7,6 @@ Screenshots go to test-artifacts/ (ignored by git) for people and CI to look at.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +17,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Response,
 
 from tests.support.apps import app_in_thread, switch_app
 from tests.support.checks import NO_LEVELS_YAML
-from tests.support.net import closed_port, free_port, http_get, poll
+from tests.support.net import closed_port, http_get, poll
+from tests.support.probed import serve_config, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,31 +50,11 @@ def browser() -> Iterator[Browser]:
 
 
 @contextmanager
-def probed_serve(tmp_path: Path, checks: str, server: str = "") -> Iterator[str]:
-    """`probed serve` with these checks (YAML lines under `checks:`); yields its base URL
-    once every check has run."""
-    port = free_port()
-    config = tmp_path / "probed.yaml"
-    config.write_text(
-        f"server:\n  listen: 127.0.0.1:{port}\n{server}defaults:\n  interval: 1s\n  timeout: 500ms\nchecks:\n{checks}"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(f"{base}/health", lambda status, body: status in (200, 503) and every_check_ran(body))
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
-        assert process.returncode == 0, err
-
-
-def every_check_ran(body: str) -> bool:
-    return all("time" in entry[0] for entry in json.loads(body)["checks"].values())
+def page_probed(tmp_path: Path, checks: str, server: str = "") -> Iterator[str]:
+    """`probed serve` with these checks (YAML lines under `checks:`), run every
+    second; yields its base URL once every check has run."""
+    with serving(serve_config(tmp_path, checks, server), until="ran") as served:
+        yield served.base
 
 
 @dataclass
@@ -137,7 +115,7 @@ def test_page_follows_a_flip_without_being_reloaded(browser: Browser, tmp_path: 
             f"  uploads: {{type: disk, path: '{tmp_path}', {NO_LEVELS_YAML}}}\n"
             f"  homepage: {{type: http, url: '{dependency}/', expect_body_contains: says hi, critical: false}}\n"
         )
-        with probed_serve(tmp_path, checks) as base:
+        with page_probed(tmp_path, checks) as base:
             poll(f"{base}/health/checks/payments-api/history", lambda _, body: len(json.loads(body)["runs"]) >= 3)
             watched = open_page(browser, f"{base}/health")
             page = watched.page
@@ -182,7 +160,7 @@ def test_secrets_and_hostile_outputs_stay_text(browser: Browser, tmp_path: Path)
             f"  hostile: {{type: http, url: '{dependency}/', expect_body_contains: {json.dumps(HOSTILE)}}}\n"
             f"  long: {{type: http, url: '{dependency}/', expect_body_contains: {LONG_WORD}, critical: false}}\n"
         )
-        with probed_serve(tmp_path, checks) as base:
+        with page_probed(tmp_path, checks) as base:
             status, body = http_get(f"{base}/health")
             assert status == 503
             assert "***" in body  # the failures really are reported, masked
@@ -205,7 +183,7 @@ def test_anonymous_callers_see_statuses_only(browser: Browser, tmp_path: Path) -
     (tmp_path / "token").write_text("page-token\n")
     server = f"  details: token\n  token_file: {tmp_path / 'token'}\n"
     checks = f"  refused: {{type: http, url: 'http://127.0.0.1:{closed_port()}/health'}}\n"
-    with probed_serve(tmp_path, checks, server) as base:
+    with page_probed(tmp_path, checks, server) as base:
         anonymous = open_page(browser, f"{base}/health")
         card = anonymous.page.locator("#check-refused")
         assert "fail" in card.locator(".badge").inner_text()

@@ -8,8 +8,6 @@ import gc
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import weakref
 from pathlib import Path
@@ -20,6 +18,7 @@ from probed.model import Status
 from tests.support.checks import disk_yaml
 from tests.support.daemon import wait_for_runs
 from tests.support.net import free_port, poll
+from tests.support.probed import serving
 
 
 async def test_bad_config_changes_nothing_good_config_keeps_unchanged_checks(tmp_path: Path) -> None:
@@ -62,33 +61,23 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     path = tmp_path / "probed.yaml"
     header = f"server: {{listen: '127.0.0.1:{port}', watch_files: false}}\n"  # SIGHUP only
     path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(f"{base}/health/ready", lambda status, _: status == 200)
+    with serving(path, until="ready") as served:
+        base = served.base
         # A YAML tag used to crash the reload with a traceback quoting the line.
         path.write_text(
             header + "checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 5s}\n"
             "  b: {type: http, url: !vault vault-secret-ref}\n"
         )
-        server.send_signal(signal.SIGHUP)
+        served.signal(signal.SIGHUP)
         poll(f"{base}/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
         assert poll(f"{base}/health/ready", lambda *_: True)[0] == 200  # still serving the last good config
 
         path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
-        server.send_signal(signal.SIGHUP)
+        served.signal(signal.SIGHUP)
         _, body = poll(f"{base}/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
         assert json.loads(body)["status"] == "pass"
         assert "probed_config_last_load_success 1.0" in poll(f"{base}/metrics", lambda *_: True)[1]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=10)
-    events = [json.loads(line) for line in out.splitlines()]
+    out, err, events = served.out, served.err, served.events()
     [failed] = [e for e in events if e["event"] == "config_reload_failed"]
     assert failed["problems"] == [
         f"{path}:3: checks.a: timeout (5s) must be shorter than interval (1s)",
@@ -98,7 +87,6 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     assert failed["file"] == str(path) and failed["kept"].startswith("the config loaded at 20")
     assert "vault-secret-ref" not in out + err and "Traceback" not in out + err
     assert [e["event"] for e in events].count("config_reloaded") == 1
-    assert server.returncode == 0, err
 
 
 async def test_a_reload_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -16,8 +12,8 @@ from probed.report import FORMATS, SERVED
 from probed.secrets import redact
 from tests.support.apps import app_in_thread, target_app
 from tests.support.checks import config_from, run_check
-from tests.support.net import closed_port, free_port, http_get, poll
-from tests.support.probed import run_probed
+from tests.support.net import closed_port, http_get, poll
+from tests.support.probed import run_probed, serve_config, serving
 
 URL_PASSWORD = "Pa55@w0rd:/%"
 URL_PASSWORD_ENCODED = "Pa55%40w0rd%3A%2F%25"
@@ -41,19 +37,13 @@ SECRETS = [
 ]
 
 
-def secret_config(tmp_path: Path, target: str, port: int) -> str:
+def secret_config(tmp_path: Path, target: str) -> str:
     (tmp_path / "token").write_text(FILE_TOKEN + "\n")
     host = target.removeprefix("http://")
     refused = f"127.0.0.1:{closed_port()}"
-    path = tmp_path / "probed.yaml"
-    path.write_text(
-        f"""
-server:
-  listen: 127.0.0.1:{port}
-defaults:
-  interval: 1s
-  timeout: 500ms
-checks:
+    return serve_config(
+        tmp_path,
+        f"""\
   url-password:
     type: http
     url: http://probe:{URL_PASSWORD_ENCODED}@{host}/error
@@ -90,9 +80,8 @@ checks:
     url: {target}/echo
     basic_auth: {{username: probe, password: {BASIC_PASSWORD}}}
     expect_json: {{headers.Authorization: none}}
-"""
+""",
     )
-    return str(path)
 
 
 def assert_no_secret(where: str, text: str) -> None:
@@ -102,8 +91,7 @@ def assert_no_secret(where: str, text: str) -> None:
 
 def test_no_secret_in_any_output(tmp_path: Path) -> None:
     with app_in_thread(target_app()) as target:
-        port = free_port()
-        config = secret_config(tmp_path, target, port)
+        config = secret_config(tmp_path, target)
         env = {"API_TOKEN": ENV_TOKEN}
 
         for output in FORMATS:
@@ -112,16 +100,9 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
             assert "answered 500" in done.stdout and "***" in done.stdout  # the failures are really reported
             assert_no_secret(f"probed check -o {output}", done.stdout + done.stderr)
 
-        server = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", config, "--log-level", "debug"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _, body = poll(f"{base}/health", lambda status, body: status == 503 and every_check_ran(body))
+        with serving(config, "--log-level", "debug", env=env, until="ran") as served:
+            base = served.base
+            _, body = poll(f"{base}/health", lambda status, _: status == 503)
             report = json.loads(body)
             assert report["checks"]["url-password"][0]["output"].startswith("GET http://probe:***@")
             echoed = report["checks"]["basic-auth-echoed"][0]["output"]
@@ -141,11 +122,8 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
             assert "<!DOCTYPE html>" in answers["/health as html"] and "***" in answers["/health as html"]
             for path, body in answers.items():
                 assert_no_secret(path, body)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            out, err = server.communicate(timeout=10)
-        assert "check_status_changed" in out
-        assert_no_secret("serve logs", out + err)
+        assert "check_status_changed" in served.out
+        assert_no_secret("serve logs", served.out + served.err)
 
 
 def test_no_secret_in_config_errors(tmp_path: Path) -> None:
@@ -167,10 +145,6 @@ checks:
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 4
     assert_no_secret("validate errors", done.stdout + done.stderr)
-
-
-def every_check_ran(body: str) -> bool:
-    return all("time" in entry[0] for entry in json.loads(body)["checks"].values())
 
 
 async def test_a_dsn_without_password_keeps_its_address_in_messages() -> None:

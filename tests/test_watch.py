@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +26,8 @@ from probed.model import Fleet
 from tests.support.certificates import issue_certificate
 from tests.support.checks import disk_yaml
 from tests.support.daemon import wait_for_runs
-from tests.support.net import closed_port, free_port, http_get, poll, port_open, wait_until
+from tests.support.net import closed_port, free_port, port_open, wait_until
+from tests.support.probed import Served, serving
 from tests.support.servers.redis import RedisServer
 
 
@@ -61,50 +61,11 @@ class Mount:
             shutil.rmtree(self.directory / old)
 
 
-class Served:
-    """A `probed serve` process; its log events once it has stopped."""
-
-    def __init__(self, config: Path, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.out = self.err = ""
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, str]:
-        return http_get(self.base + path, headers={"Authorization": f"Bearer {token}"} if token else None)
-
-    def until(self, path: str, condition: Any, token: str | None = None) -> str:
-        """GET path until condition(status, body); the body."""
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = self.get(path, token)
-            if condition(status, body):
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{path} never got there; last answer {status}: {body[:300]}")
-            time.sleep(0.1)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [event for event in map(json.loads, self.out.splitlines()) if event["event"] == name]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.out, self.err = self.process.communicate(timeout=15)
-
-
 @contextmanager
-def serving(config: Path, port: int) -> Iterator[Served]:
-    served = Served(config, port)
-    try:
-        poll(f"{served.base}/health/live", lambda status, _: status == 200)
+def watching(config: Path) -> Iterator[Served]:
+    """`probed serve` on a config it watches; no traceback in its log."""
+    with serving(config) as served:
         yield served
-    finally:
-        served.stop()
-    assert served.process.returncode == 0, served.err
     assert "Traceback" not in served.out + served.err
 
 
@@ -124,28 +85,28 @@ def check_status(body: str) -> str:
 def test_a_configmap_update_reloads_and_a_broken_one_changes_nothing(tmp_path: Path) -> None:
     port = free_port()
     mount = Mount(tmp_path / "config", {"probed.yaml": listen(port) + f"checks:\n  a: {disk_yaml(tmp_path)}\n"})
-    with serving(mount.path("probed.yaml"), port) as probed:
-        probed.until("/health/ready", lambda status, _: status == 200)
-        runs = len(json.loads(probed.get("/health/checks/a/history")[1])["runs"])
+    with watching(mount.path("probed.yaml")) as served:
+        served.until("/health/ready", lambda status, _: status == 200)
+        runs = len(json.loads(served.get("/health/checks/a/history")[1])["runs"])
 
         broken = listen(port) + "checks:\n  a: {type: disk, path: /, interval: 1s, timeout: 5s}\n"
         mount.update({"probed.yaml": broken})
-        probed.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
-        assert probed.get("/health/ready")[0] == 200  # the last good config runs on
+        served.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
+        assert served.get("/health/ready")[0] == 200  # the last good config runs on
 
         mount.update(
             {"probed.yaml": listen(port) + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n"}
         )
-        body = probed.until("/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
+        body = served.until("/health", lambda _, body: '"b"' in body and body.count('"time"') == 2)
         assert check_status(body) == "pass"
-        history = json.loads(probed.get("/health/checks/a/history")[1])["runs"]
+        history = json.loads(served.get("/health/checks/a/history")[1])["runs"]
         assert len(history) > runs  # a kept its history: unchanged checks carry on
-    [failed] = probed.events("config_reload_failed")
+    [failed] = served.events("config_reload_failed")
     assert failed["problems"] == [
         f"{mount.path('probed.yaml')}:3: checks.a: timeout (5s) must be shorter than interval (1s)"
     ]
-    assert [event["files"] for event in probed.events("config_files_changed")] == [[str(mount.path("probed.yaml"))]] * 2
-    assert len(probed.events("config_reloaded")) == 1
+    assert [event["files"] for event in served.events("config_files_changed")] == [[str(mount.path("probed.yaml"))]] * 2
+    assert len(served.events("config_reloaded")) == 1
 
 
 @pytest.fixture
@@ -164,19 +125,19 @@ def test_a_rotated_secret_is_used_by_the_next_run_and_the_check_keeps_its_histor
     config = tmp_path / "probed.yaml"
     cache = f"{{type: redis, url: 'redis://127.0.0.1:{redis_auth.port}/0', password_file: '{secret.path('password')}'"
     config.write_text(listen(port) + f"checks:\n  cache: {cache}, interval: 1s, timeout: 900ms}}\n")
-    with serving(config, port) as probed:
-        probed.until("/health/checks/cache", lambda status, _: status == 200)
+    with watching(config) as served:
+        served.until("/health/checks/cache", lambda status, _: status == 200)
         redis.Redis(port=redis_auth.port, password="first-password").config_set("requirepass", "second-password")
-        probed.until("/health/checks/cache", lambda status, _: status == 503)  # the old password is refused
+        served.until("/health/checks/cache", lambda status, _: status == 503)  # the old password is refused
 
         secret.update({"password": "second-password\n"})
-        probed.until("/health/checks/cache", lambda status, _: status == 200)
-        runs = json.loads(probed.get("/health/checks/cache/history")[1])["runs"]
+        served.until("/health/checks/cache", lambda status, _: status == 200)
+        runs = json.loads(served.get("/health/checks/cache/history")[1])["runs"]
         assert {"pass", "fail"} <= {run["status"] for run in runs}  # the history from before the rotation
-    [reloaded] = probed.events("config_reloaded")
+    [reloaded] = served.events("config_reloaded")
     assert reloaded["renewed"] == ["cache"]
-    assert probed.events("config_files_changed")[0]["files"] == [str(secret.path("password"))]
-    assert "first-password" not in probed.out + probed.err and "second-password" not in probed.out + probed.err
+    assert served.events("config_files_changed")[0]["files"] == [str(secret.path("password"))]
+    assert "first-password" not in served.out + served.err and "second-password" not in served.out + served.err
 
 
 def test_a_token_file_deleted_then_recreated_changes_the_token(tmp_path: Path) -> None:
@@ -187,18 +148,18 @@ def test_a_token_file_deleted_then_recreated_changes_the_token(tmp_path: Path) -
     config.write_text(
         listen(port, f", details: token, token_file: '{token}'") + f"checks:\n  a: {disk_yaml(tmp_path)}\n"
     )
-    with serving(config, port) as probed:
-        probed.until("/health", lambda status, _: status == 200, token="old-token-value")
+    with watching(config) as served:
+        served.until("/health", lambda status, _: status == 200, token="old-token-value")
         token.unlink()
-        probed.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
-        assert probed.get("/health", token="old-token-value")[0] == 200  # the last good config's token
+        served.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
+        assert served.get("/health", token="old-token-value")[0] == 200  # the last good config's token
 
         token.write_text("new-token-value\n")
-        probed.until("/health", lambda status, _: status == 200, token="new-token-value")
-        assert probed.get("/health", token="old-token-value")[0] == 401
-    [failed] = probed.events("config_reload_failed")
+        served.until("/health", lambda status, _: status == 200, token="new-token-value")
+        assert served.get("/health", token="old-token-value")[0] == 401
+    [failed] = served.events("config_reload_failed")
     assert failed["problems"] == [f"{config}:1: server.token_file: cannot read {token}: No such file or directory"]
-    assert "old-token-value" not in probed.out + probed.err and "new-token-value" not in probed.out + probed.err
+    assert "old-token-value" not in served.out + served.err and "new-token-value" not in served.out + served.err
 
 
 def write_then_rename(path: Path, text: str) -> None:
@@ -213,14 +174,14 @@ def test_an_editors_save_applies_details_and_names_what_needs_a_restart(tmp_path
     config = tmp_path / "probed.yaml"
     checks = f"checks:\n  a: {disk_yaml(tmp_path)}\n"
     config.write_text(listen(port) + checks)
-    with serving(config, port) as probed:
-        probed.until("/health/ready", lambda status, _: status == 200)
-        assert probed.get("/health", token="anything")[0] == 200  # details: public looks at no token
+    with watching(config) as served:
+        served.until("/health/ready", lambda status, _: status == 200)
+        assert served.get("/health", token="anything")[0] == 200  # details: public looks at no token
         write_then_rename(config, listen(other, ", details: token, token: a-token-for-details") + checks)
-        probed.until("/health", lambda status, _: status == 401, token="anything")
-        assert probed.get("/health", token="a-token-for-details")[0] == 200
+        served.until("/health", lambda status, _: status == 401, token="anything")
+        assert served.get("/health", token="a-token-for-details")[0] == 200
         assert not port_open(other)  # listening moves on restart only
-    [reloaded] = probed.events("config_reloaded")
+    [reloaded] = served.events("config_reloaded")
     assert reloaded["level"] == "warning" and reloaded["needs_restart"] == ["server.listen"]
 
 
@@ -229,14 +190,14 @@ def test_watch_files_false_leaves_reloading_to_sighup(tmp_path: Path) -> None:
     config = tmp_path / "probed.yaml"
     header = listen(port, ", watch_files: false")
     config.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n")
-    with serving(config, port) as probed:
-        probed.until("/health/ready", lambda status, _: status == 200)
+    with watching(config) as served:
+        served.until("/health/ready", lambda status, _: status == 200)
         write_then_rename(config, header + f"checks:\n  a: {disk_yaml(tmp_path)}\n  b: {disk_yaml(tmp_path)}\n")
         time.sleep(3)  # three polls' worth: a watching probed would have reloaded
-        assert '"b"' not in probed.get("/health")[1]
-        probed.process.send_signal(signal.SIGHUP)
-        probed.until("/health", lambda _, body: '"b"' in body)
-    assert probed.events("config_files_changed") == []
+        assert '"b"' not in served.get("/health")[1]
+        served.signal(signal.SIGHUP)
+        served.until("/health", lambda _, body: '"b"' in body)
+    assert served.events("config_files_changed") == []
 
 
 def openssl_server(certificate: Path, key: Path, port: int) -> subprocess.Popen[bytes]:
@@ -258,15 +219,15 @@ def test_a_new_ca_bundle_renews_the_check_whose_options_did_not_change(tmp_path:
         config = tmp_path / "probed.yaml"
         web = f"{{type: http, url: 'https://localhost:{target}/', ca_file: '{bundle.path('ca.crt')}'"
         config.write_text(listen(port) + f"checks:\n  web: {web}, interval: 1s, timeout: 900ms}}\n")
-        with serving(config, port) as probed:
-            body = probed.until("/health/checks/web", lambda status, body: status == 503 and '"time"' in body)
+        with watching(config) as served:
+            body = served.until("/health/checks/web", lambda status, body: status == 503 and '"time"' in body)
             assert entry(body, "web")["reason"] == "tls"  # the server's CA is not the bundle's
             bundle.update({"ca.crt": new_ca.cert_file.read_text()})
-            probed.until("/health/checks/web", lambda status, _: status == 200)
+            served.until("/health/checks/web", lambda status, _: status == 200)
     finally:
         server.terminate()
         server.wait(10)
-    [reloaded] = probed.events("config_reloaded")
+    [reloaded] = served.events("config_reloaded")
     assert reloaded["renewed"] == ["web"]
 
 

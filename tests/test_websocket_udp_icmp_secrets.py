@@ -5,9 +5,6 @@ server that says credentials back (with wrong and right secrets) and a real UDP 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +13,8 @@ import pytest
 import yaml
 
 from probed.report import FORMATS
-from tests.support.net import free_port, http_get, poll
-from tests.support.probed import run_probed
+from tests.support.net import free_port
+from tests.support.probed import run_probed, serving
 from tests.support.servers import PASSWORD
 from tests.support.servers.udp_echo import UdpEchoServer
 from tests.support.servers.websocket import WS_TOKEN, WebsocketServer
@@ -103,25 +100,12 @@ def test_no_secret_in_check_outputs(tmp_path: Path, websocket: WebsocketServer, 
 def test_no_secret_in_serve_answers_metrics_or_logs(
     tmp_path: Path, websocket: WebsocketServer, echo: UdpEchoServer
 ) -> None:
-    port = free_port()
-    path = config(tmp_path, websocket, echo, port)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", path, "--log-level", "debug"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _, body = poll(f"{base}/health", lambda status, body: status == 503 and "pending" not in body)
-        answers = {"/health": body, "/metrics": http_get(f"{base}/metrics")[1]}
-        for name in json.loads(body)["checks"]:
-            answers[name] = http_get(f"{base}/health/checks/{name}")[1]
+    path = config(tmp_path, websocket, echo, free_port())
+    with serving(path, "--log-level", "debug", until="ran") as served:
+        assert served.get("/health")[0] == 503  # the failures are really there
+        answers = served.answers()
         assert "probed_websocket_ping_seconds" in answers["/metrics"]
         assert 'probed_udp_reply_seconds{check="udp-login"' in answers["/metrics"]
         for where, text in answers.items():
             assert_no_secret(where, text)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=10)
-    assert_no_secret("serve logs", out + err)
+    assert_no_secret("serve logs", served.out + served.err)

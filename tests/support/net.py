@@ -57,13 +57,13 @@ def http_get(url: str, timeout: float = 5, headers: dict[str, str] | None = None
         return 0, str(error)
 
 
-def poll(url: str, until: Callable[[int, str], bool], seconds: float = 20) -> tuple[int, str]:
+def poll(
+    url: str, until: Callable[[int, str], bool], seconds: float = 20, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     """GET a URL every 100 ms until `until(status, body)`; the last answer."""
-    import time
-
     deadline = time.monotonic() + seconds
     while True:
-        status, body = http_get(url)
+        status, body = http_get(url, headers=headers)
         if until(status, body):
             return status, body
         if time.monotonic() > deadline:

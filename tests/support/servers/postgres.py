@@ -19,9 +19,18 @@ def postgres_bin(name: str) -> str:
     return found[-1]
 
 
-def _as_postgres(args: list[str]) -> list[str]:
-    """initdb and the server refuse to run as root: run them as `postgres`."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+def _run_as_postgres(name: str, *args: str, check: bool = True) -> None:
+    """Run a PostgreSQL program; initdb and the server refuse to run as root: as `postgres` then."""
+    command = [postgres_bin(name), *args]
+    as_postgres = ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+    subprocess.run(as_postgres, check=check, capture_output=True)
+
+
+def _data_dir(base: Path) -> Path:
+    """Where a new cluster's files go: under `base`, which postgres owns."""
+    base.mkdir(parents=True, exist_ok=True)
+    give_to_postgres(base)
+    return base / "data"
 
 
 class PostgresServer:
@@ -34,26 +43,18 @@ class PostgresServer:
 
     @classmethod
     def create(cls, base: Path) -> PostgresServer:
-        base.mkdir(parents=True, exist_ok=True)
-        give_to_postgres(base)
-        data = base / "data"
-        subprocess.run(
-            _as_postgres(
-                [
-                    postgres_bin("initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
+        data = _data_dir(base)
+        _run_as_postgres(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
         )
         hba = data / "pg_hba.conf"
         trusted = "host all postgres 127.0.0.1/32 trust\nhost replication postgres 127.0.0.1/32 trust\n"
@@ -73,43 +74,32 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB "
             "-c max_connections=40 -c wal_level=replica -c max_wal_senders=4 -c hot_standby=on"
         )
-        subprocess.run(
-            _as_postgres(
-                [
-                    postgres_bin("pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "30",
-                    "-l",
-                    str(self.data_dir / "server.log"),
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
+        _run_as_postgres(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:
-        subprocess.run(
-            _as_postgres([postgres_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]),
-            check=False,
-            capture_output=True,
-        )
+        _run_as_postgres("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False)
+
+    def _as_admin(self) -> list[str]:
+        """How a client program logs in to set the server up: as `postgres`, trusted on loopback."""
+        return ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
 
     def sql(self, statement: str, database: str = "postgres") -> str:
         done = subprocess.run(
             [
                 "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
+                *self._as_admin(),
                 "-d",
                 database,
                 "-v",
@@ -142,29 +132,16 @@ class PostgresServer:
 
     def replica(self, base: Path) -> PostgresServer:
         """A streaming replica of this running server, not yet started."""
-        base.mkdir(parents=True, exist_ok=True)
-        give_to_postgres(base)
-        data = base / "data"
-        subprocess.run(
-            _as_postgres(
-                [
-                    postgres_bin("pg_basebackup"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                    "-D",
-                    str(data),
-                    "-R",
-                    "-X",
-                    "stream",
-                    "--no-sync",
-                    "--checkpoint=fast",
-                ]
-            ),
-            check=True,
-            capture_output=True,
+        data = _data_dir(base)
+        _run_as_postgres(
+            "pg_basebackup",
+            *self._as_admin(),
+            "-D",
+            str(data),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "--checkpoint=fast",
         )
         return PostgresServer(data)
