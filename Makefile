@@ -17,7 +17,7 @@ test: setup test-deps lint
 	$(BIN)/pytest
 
 # Regenerates docs/benchmarks.md (about half an hour with the soak; BENCH_QUICK=1 for a short trial run).
-# `make bench BENCH=start-up` runs one section and rewrites only that one (names: bench/run.py).
+# `make bench BENCH=start-up` runs one section and rewrites only that one (names: SECTIONS in bench/run.py).
 bench: setup
 	bench/setup.sh
 	$(BIN)/python bench/run.py $(BENCH)

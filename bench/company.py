@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,10 +34,10 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import QUICK, checkout, probed_at  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.probed import serving  # noqa: E402
 
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 SERVE_RUNS = 6  # runs per check in one `probed serve`: the first, then five later ones
 TARGET_RATIO, TARGET_SLACK = 1.25, 0.002
 ROUNDS = 2 if QUICK else 5
@@ -119,9 +118,7 @@ def source(rev: str | None) -> Iterator[Path]:
         return
     work = Path(tempfile.mkdtemp(prefix="probed-bench-rev-"))
     try:
-        archive = subprocess.run(["git", "archive", rev, "probed"], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
-        yield work
+        yield checkout(rev, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -137,18 +134,9 @@ def config_file(work: Path, checks: dict[str, dict[str, Any]], port: int) -> Pat
     return path
 
 
-def probed(code: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        f"import sys; sys.path.insert(0, {str(code)!r}); from probed.cli import main; sys.exit(main())",
-        *args,
-    ]
-
-
 def check_once(code: Path, config: Path, name: str) -> float:
     """`probed check` of the whole config: the named check's duration, in seconds."""
-    done = subprocess.run(probed(code, "check", "--config", str(config), "--output", "json"), capture_output=True)
+    done = subprocess.run(probed_at(code, "check", "--config", str(config), "--output", "json"), capture_output=True)
     document = json.loads(done.stdout)
     entry = next(entries[0] for key, entries in document["checks"].items() if key.split(":")[0] == name)
     return float(entry["duration"])
@@ -157,7 +145,7 @@ def check_once(code: Path, config: Path, name: str) -> float:
 def serve_runs(code: Path, config: Path, name: str) -> list[float]:
     """`probed serve` until the named check has run SERVE_RUNS times: its durations, oldest first."""
     history = f"/health/checks/{name}/history"
-    with serving(config, "--log-level", "warning", command=probed(code), clean_exit=False) as served:
+    with serving(config, "--log-level", "warning", command=probed_at(code), clean_exit=False) as served:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             runs = _history(served.base + history)

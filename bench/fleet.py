@@ -4,20 +4,18 @@
   python bench/fleet.py peers N             -> one JSON line: peer requests per replica per interval
                                                during a shared outage of N replicas
 
-bench/run.py calls both and writes their rows into docs/benchmarks.md.
+bench/sections/fleet.py calls both and writes their rows into docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,25 +25,10 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import QUICK, until, until_answer  # noqa: E402
 from tests.support.net import free_port, http_get  # noqa: E402
 from tests.support.probed import Served, serving  # noqa: E402
 from tests.support.servers.dnsmasq import DnsServer  # noqa: E402
-
-QUICK = os.environ.get("BENCH_QUICK") == "1"
-
-
-def until(condition: Callable[[], bool], seconds: float = 60, step: float = 0.01) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > seconds:
-            raise RuntimeError("condition never met")
-        time.sleep(step)
-    return time.monotonic() - start
-
-
-def until_answer(url: str, condition: Callable[[int, str], bool], step: float = 0.01) -> float:
-    """Seconds until a GET of `url` answers so that condition(status, body) holds."""
-    return until(lambda: condition(*http_get(url, 2)), step=step)
 
 
 def serve(directory: Path, name: str, config: dict[str, Any]) -> AbstractContextManager[Served]:
