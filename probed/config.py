@@ -73,6 +73,12 @@ class ServerOptions(ProbedModel):
         None, description="bearer token for POST /heartbeat/{name}, for push checks without a token of their own"
     )
     heartbeat_token_file: Path | None = Field(None, description="file holding the heartbeat token")
+    exclusions_token: SecretStr | None = Field(
+        None,
+        description="bearer token for the operators' exclusions API (/health/{group}/exclusions); "
+        "without it the API is off (403)",
+    )
+    exclusions_token_file: Path | None = Field(None, description="file holding the exclusions token")
     idle_timeout: Duration = Field(
         15.0,
         description="a client connection without a complete request for this long is closed "

@@ -39,6 +39,7 @@ from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.checks.push import PushBook
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, load_config, saturation_warning
+from probed.exclusions import Exclusions
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
@@ -75,8 +76,15 @@ class Daemon:
         # Written by POST /heartbeat/{name}, read by the push checks; kept across reloads.
         self.pushes = PushBook()
         self.pushes.serve(self.checks)
+        # The operators' (POST /health/{group}/exclusions); in memory, kept across reloads.
+        self.exclusions = Exclusions(on_change=lambda: self.store.touch())
         self.store = Store(
-            self.checks, on_transition, groups=config.groups, peers=config.peers is not None, alive=self.alive
+            self.checks,
+            on_transition,
+            groups=config.groups,
+            peers=config.peers is not None,
+            alive=self.alive,
+            exclusions=self.exclusions,
         )
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
@@ -118,6 +126,7 @@ class Daemon:
             await self.peers.stop()
         await self.scheduler.stop()
         await self.lag.stop()
+        self.exclusions.close()
         await _close(self.checks)
 
     async def reload(self) -> bool:
@@ -183,6 +192,7 @@ class Daemon:
             peers=config.peers is not None,
             alive=self.alive,
             draining=self.store.draining,  # a reload while shutting down drains on
+            exclusions=self.exclusions,
         )
 
         def next_run(check: AnyCheck) -> float:
@@ -195,6 +205,7 @@ class Daemon:
         await self.scheduler.stop()
         retired = [check for check in self.checks if check.name not in kept]
         self.checks, self.store = checks, store
+        self.exclusions.keep({name: group.members for name, group in store.groups.items()})
         self.pushes.serve(checks)
         late_runs = self.scheduler.load().late_runs
         self.scheduler = Scheduler(

@@ -241,6 +241,9 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         for name, answer in answers.items()
         for s in Status
     ]
+    excluded: list[Sample] = [
+        ("", Extra((("check", item.check), ("group", item.group))), item.expires_at) for item in store.exclusions.all()
+    ]
     peers = source.peer_requests()
     peer_requests: list[Sample] = [
         ("_total", Extra((("result", result),)), peers.get(result, 0)) for result in ("answered", "unreachable")
@@ -257,6 +260,14 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         ),
         (Family("probed_build_info", "gauge", "probed's version, as a label."), build),
         (Family("probed_group_status", "stateset", "Aggregate of each group, as /health/{group} answers it."), groups),
+        (
+            Family(
+                "probed_exclusion_expiry_timestamp_seconds",
+                "gauge",
+                "When an operator's exclusion of a check from a group ends (one series while it lasts).",
+            ),
+            excluded,
+        ),
         (
             Family("probed_peer_requests", "counter", "Requests to peers about failing shared checks, by result."),
             peer_requests,

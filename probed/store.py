@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from probed.checks.base import AnyCheck, Gauge
+from probed.exclusions import Exclusions
 from probed.groups import (
     ANSWERS,
     DRAINING,
@@ -176,13 +177,15 @@ class Store:
         peers: bool = False,
         alive: Callable[[], bool] = lambda: True,
         draining: bool = False,
+        exclusions: Exclusions | None = None,
     ) -> None:
         """`kept`: states carried over from a previous store (a config reload);
         `groups`: members by group name (the kinds' defaults fill the rest);
         `latched`: groups that latched in the previous store (a reload keeps them);
         `peers`: peers are configured to tell shared outages from local faults;
         `alive`: whether the scheduler makes progress (the daemon's; always, for one run);
-        `draining`: probed is shutting down (a reload during server.shutdown_delay)."""
+        `draining`: probed is shutting down (a reload during server.shutdown_delay);
+        `exclusions`: the operators' (probed/exclusions.py), the daemon's across reloads."""
         kept = kept or {}
         self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
@@ -190,6 +193,7 @@ class Store:
         self._peers = peers
         self._alive = alive
         self.draining = draining
+        self.exclusions = exclusions or Exclusions()
         for state in self.checks.values():
             self._judge_scope(state)
         critical = (state.name for state in self.checks.values() if state.critical)
@@ -217,19 +221,27 @@ class Store:
     def group_status(self, name: str, excluded: Iterable[str] = ()) -> GroupStatus:
         """A group's answer and why: the one place it is decided. The probes'
         fast path, every query (?exclude, ?verbose), /health (OVERALL), the
-        page, `probed check` and the group gauge all take it from here.
-        KeyError: no such group."""
+        page, `probed check` and the group gauge all take it from here. The
+        operators' exclusions count as ?exclude= does. KeyError: no such group."""
         group = self.groups[name] if name else self.overall
         if self.draining and group.kind.drains:
             return DRAINING
         if group.kind.needs_scheduler and not self._alive():
             return SCHEDULER_STOPPED
+        operators = self.exclusions.of(name)
+        if operators:
+            excluded = {*excluded, *operators}
         return ANSWERS[group.status_without(excluded) if excluded else group.status]
 
     def drain(self) -> None:
         """probed is shutting down: every kind that drains fails from now on."""
         self.draining = True
-        self.version += 1  # the bodies cached by version show it at once
+        self.touch()
+
+    def touch(self) -> None:
+        """Something beside the checks changed (draining, an exclusion): the
+        bodies cached by version show it at once."""
+        self.version += 1
 
     @property
     def ready(self) -> bool:

@@ -25,16 +25,19 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
+from pydantic import SecretStr, ValidationError
 
 from probed.checks.push import Push
 from probed.config import ServerOptions
 from probed.daemon import Daemon
-from probed.groups import EVERY_ANSWER, KINDS, GroupStatus
+from probed.exclusions import MAX_BODY_BYTES as MAX_EXCLUSION_BYTES
+from probed.exclusions import ExclusionRequest
+from probed.groups import EVERY_ANSWER, KINDS, Group, GroupStatus
 from probed.metrics import Exposition, exposition_format
 from probed.model import Status
 from probed.peers import peer_answer
-from probed.report import CONTENT_TYPE, Format, Report, published_status
-from probed.report.health import history_document
+from probed.report import CONTENT_TYPE, Format, Report, iso_time, published_status
+from probed.report.health import exclusion_entry, history_document
 from probed.report.negotiation import negotiate
 from probed.report.text import render_group_verbose
 from probed.secrets import redact
@@ -161,16 +164,10 @@ class Handlers:
         if check is None:
             raise web.HTTPNotFound(reason="no heartbeat check of that name")
         token = check.options.token  # its own, or the server setting its type names
-        sent = request.headers.get("Authorization", "").encode()
-        if token is None or not hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}".encode()):
+        if token is None or not _bearer_is(request, token):
             log.warning("heartbeat_refused", check=name, reason="invalid bearer token")
             raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-        largest = check.max_push_bytes
-        if (request.content_length or 0) > largest:
-            raise web.HTTPRequestEntityTooLarge(largest, request.content_length or 0)
-        body = await request.read()  # past the app's client_max_size, aiohttp answers 413 itself
-        if len(body) > largest:
-            raise web.HTTPRequestEntityTooLarge(largest, len(body))
+        body = await _bounded_body(request, check.max_push_bytes)
         try:
             status, output = check.parse_push(body)
         except ValueError as exc:
@@ -179,6 +176,58 @@ class Handlers:
         self.daemon.pushes.record(name, Push(time.monotonic(), status, output))
         log.info("heartbeat_received", check=name, status=status.value)
         return web.json_response({"check": name, "status": status.value}, headers=HEADERS)
+
+    async def exclusions(self, request: web.Request) -> web.Response:
+        """GET /health/{group}/exclusions: the group's live exclusions."""
+        group = self._operator_group(request)
+        items = sorted(self.daemon.exclusions.of(group.name).values(), key=lambda item: item.check)
+        answer = {"group": group.name, "exclusions": [exclusion_entry(item) for item in items]}
+        return web.json_response(answer, headers=HEADERS)
+
+    async def exclude(self, request: web.Request) -> web.Response:
+        """POST /health/{group}/exclusions: a check out of the group until it expires."""
+        group = self._operator_group(request)
+        body = await _bounded_body(request, MAX_EXCLUSION_BYTES)
+        try:
+            wanted = ExclusionRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise _invalid_body(exc) from None
+        if wanted.check not in group.members:
+            raise web.HTTPNotFound(reason="no such check in this group")
+        item, replaced = self.daemon.exclusions.add(group.name, wanted)
+        log.warning(
+            "check_excluded",
+            group=group.name,
+            check=item.check,
+            reason=item.reason,
+            by=item.by,
+            client=request.remote,
+            until=iso_time(item.expires_at, "seconds"),
+            replaced=replaced,
+        )
+        return web.json_response(exclusion_entry(item), status=200 if replaced else 201, headers=HEADERS)
+
+    async def unexclude(self, request: web.Request) -> web.Response:
+        """DELETE /health/{group}/exclusions/{check}: the check counts again at once."""
+        group = self._operator_group(request)
+        item = self.daemon.exclusions.remove(group.name, request.match_info["check"])
+        if item is None:
+            raise web.HTTPNotFound(reason="no exclusion of that check in this group")
+        log.info("exclusion_removed", group=group.name, check=item.check, client=request.remote)
+        return web.json_response(exclusion_entry(item), headers=HEADERS)
+
+    def _operator_group(self, request: web.Request) -> Group:
+        """The exclusions API's group: off without server.exclusions_token, never anonymous."""
+        token = self.server.exclusions_token
+        if token is None:
+            raise web.HTTPForbidden(reason="the exclusions API is off: server.exclusions_token is not set")
+        if not _bearer_is(request, token):
+            log.warning("exclusion_refused", path=request.path, client=request.remote, why="invalid bearer token")
+            raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        group = self.daemon.store.groups.get(request.match_info["group"])
+        if group is None:
+            raise web.HTTPNotFound(reason="no such group")
+        return group
 
     async def metrics(self, request: web.Request) -> web.Response:
         openmetrics, content_type = exposition_format(request.headers.get("Accept", ""))
@@ -199,6 +248,33 @@ class Handlers:
         if not hmac.compare_digest(header.encode(), expected.encode()):
             raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
+
+
+def _bearer_is(request: web.Request, token: SecretStr) -> bool:
+    sent = request.headers.get("Authorization", "").encode()
+    return hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}".encode())
+
+
+async def _bounded_body(request: web.Request, limit: int) -> bytes:
+    """The request's body, 413 past `limit` bytes."""
+    if (request.content_length or 0) > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length or 0)
+    body = await request.read()  # past the app's client_max_size, aiohttp answers 413 itself
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, len(body))
+    return body
+
+
+def _invalid_body(exc: ValidationError) -> web.HTTPException:
+    """400 for a body that is no JSON, 422 for one that says the wrong thing; each problem named."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] == "json_invalid" for error in errors):
+        return web.HTTPBadRequest(reason="the body must be a JSON object")
+    problems = [
+        f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg'].removeprefix('Value error, ')}"
+        for error in errors
+    ]
+    return web.HTTPUnprocessableEntity(reason="; ".join(problems))
 
 
 def probe_handler(handlers: Handlers, name: str) -> Handler:
@@ -302,6 +378,9 @@ def create_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/peers/checks/{name}", json_errors(handlers.peer_view))
     app.router.add_get("/metrics", json_errors(handlers.metrics))
     app.router.add_post("/heartbeat/{name}", json_errors(handlers.push))
+    app.router.add_get("/health/{group}/exclusions", json_errors(handlers.exclusions))
+    app.router.add_post("/health/{group}/exclusions", json_errors(handlers.exclude))
+    app.router.add_delete("/health/{group}/exclusions/{check}", json_errors(handlers.unexclude))
     app.router.add_route("*", "/{path:.*}", unmatched)  # last: only what no other route matches
     app.cleanup_ctx.append(_run_checks)
     app.on_cleanup.append(lambda _: _close_exposition(handlers.exposition))

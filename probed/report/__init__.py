@@ -8,7 +8,8 @@ and `HEADERS` if its responses need headers of their own. Adding a format is
 its module and one entry here; the CLI and the web app never branch per format.
 
 The vocabulary: how a check's state shows (`published_status`, `state_name`),
-how a case of fleet readiness reads (`fleet_words`) and how a moment is written
+how a case of fleet readiness and an operator's exclusion read (`fleet_words`,
+`exclusion_words`) and how a moment is written
 (`iso_time`). Durations read as probed.fields.format_duration spells them.
 This module imports no renderer and nothing beyond the model and the
 groups' table, so the CLI's
@@ -29,6 +30,7 @@ from probed.groups import OVERALL
 from probed.model import Fleet, Status
 
 if TYPE_CHECKING:
+    from probed.exclusions import Exclusion
     from probed.store import CheckState, Store
 
 CONTENT_TYPE = "application/health+json"
@@ -45,12 +47,20 @@ class Report:
     rendered_at: float = field(default_factory=time.time)  # wall clock, for the ages the page shows
     groups: tuple[tuple[str, Status, int], ...] = ()  # name, status, how many checks: what the page shows
     note: str | None = None  # a reason for the status that is none of the checks (probed is shutting down)
+    exclusions: tuple[Exclusion, ...] = ()  # the operators' live exclusions, by group then check
+
+    @property
+    def excluded(self) -> tuple[Exclusion, ...]:
+        """What every format may show of the exclusions: their reasons and who asked only with details."""
+        return tuple(item.shown(self.details) for item in self.exclusions)
 
     @classmethod
     def of_store(cls, store: Store, details: bool) -> Report:
         groups = tuple((name, store.group_status(name).status, len(g.members)) for name, g in store.groups.items())
         answer = store.group_status(OVERALL)
-        return cls(answer.status, tuple(store.checks.values()), details, groups=groups, note=answer.note)
+        exclusions = tuple(store.exclusions.all())
+        checks = tuple(store.checks.values())
+        return cls(answer.status, checks, details, groups=groups, note=answer.note, exclusions=exclusions)
 
     @classmethod
     def of_check(cls, state: CheckState, details: bool) -> Report:
@@ -111,6 +121,12 @@ def fleet_words(state: CheckState) -> str:
         Fleet.ALONE: "no peer answered: "
         + ("this replica is taken as the one cut off (alone: fail)" if state.fleet_gates else "alone: pass"),
     }[state.fleet]
+
+
+def exclusion_words(item: Exclusion) -> str:
+    """`until 2026-12-03T16:00:00Z (by alice: failover drill)`; a blank reason: no details."""
+    why = ": ".join(part for part in (f"by {item.by}" if item.by else "", item.reason) if part)
+    return f"until {iso_time(item.expires_at, 'seconds')}" + (f" ({why})" if why else "")
 
 
 def iso_time(timestamp: float, timespec: str = "milliseconds", zone: str = "Z") -> str:

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from probed import __version__
+from probed.exclusions import Exclusion
 from probed.model import FleetPeers, Status
 from probed.report import Report, fleet_words, iso_time, published_status
 from probed.store import CheckState, Run
@@ -26,7 +27,21 @@ def health_document(report: Report) -> dict[str, Any]:
     if report.note:  # the draft's `output`: why it fails when no check says (probed is shutting down)
         document["output"] = report.note
     document["checks"] = {state.name: [check_entry(state, report.details)] for state in report.checks}
+    if report.exclusions:  # the operators': the checks above still show as they are
+        document["exclusions"] = [exclusion_entry(item) for item in report.excluded]
     return document
+
+
+def exclusion_entry(item: Exclusion) -> dict[str, Any]:
+    """An operator's exclusion, as the exclusions API and /health show it (a blank reason: no details)."""
+    entry: dict[str, Any] = {"group": item.group, "check": item.check}
+    if item.reason:
+        entry["reason"] = item.reason
+    if item.by is not None:
+        entry["by"] = item.by
+    entry["created"] = iso_time(item.created_at)
+    entry["expires"] = iso_time(item.expires_at)
+    return entry
 
 
 def check_entry(state: CheckState, details: bool) -> dict[str, Any]:

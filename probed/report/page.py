@@ -18,7 +18,7 @@ from html import escape
 from probed import __version__
 from probed.fields import format_duration
 from probed.model import Status
-from probed.report import PENDING, Report, iso_time, state_name
+from probed.report import PENDING, Report, exclusion_words, iso_time, state_name
 from probed.store import CheckState, Run
 
 # Shapes as well as colours: a check mark, a triangle, a cross, a hollow circle.
@@ -40,6 +40,7 @@ font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,
 header{background:var(--c);color:#fff;padding:.8rem 1rem}
 header h1{margin:0;font-size:1.5rem;letter-spacing:.02em}
 header p{margin:.2rem 0 0;opacity:.95}
+.exclusions{margin:.4rem 0 0;padding-left:1.2rem;font-size:.9rem}
 main,.more,footer{padding:.8rem;max-width:80rem;margin:0 auto}
 .more h2{font-size:1.05rem;margin:0}
 .more ul{list-style:none;padding:0;margin:.3rem 0;display:grid;gap:.1rem .8rem;
@@ -104,6 +105,7 @@ def render(report: Report) -> bytes:
         f" \u00b7 refreshes every {refresh} s</p>",
         f'<p class="note-overall" id="note"><strong>{escape(report.note)}</strong></p>' if report.note else "",
         _groups(report.groups),
+        _exclusions(report),
         "</header>",
         "<main>",
         *(_check_card(state, report) for state in checks[:MAX_CARDS]),
@@ -130,6 +132,15 @@ def _groups(groups: Iterable[tuple[str, Status, int]]) -> str:
         for name, status, members in groups
     )
     return f'<ul class="groups" id="groups" aria-label="groups">{items}</ul>' if items else ""
+
+
+def _exclusions(report: Report) -> str:
+    """The operators' exclusions: which check is out of which group, until when, and why."""
+    items = "".join(
+        f"<li>{escape(item.check)} excluded from {escape(item.group)} {escape(exclusion_words(item))}</li>"
+        for item in report.excluded
+    )
+    return f'<ul class="exclusions" id="exclusions" aria-label="exclusions">{items}</ul>' if items else ""
 
 
 def _check_card(state: CheckState, report: Report) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from probed.fields import format_duration
 from probed.groups import Group, GroupStatus
 from probed.model import Status
-from probed.report import PENDING, Report, fleet_words, published_status
+from probed.report import PENDING, Report, exclusion_words, fleet_words, published_status
 from probed.store import CheckState, Store
 
 
@@ -18,6 +18,7 @@ def render(report: Report) -> bytes:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
     lines.append(f"overall: {report.status.value}" + (f" ({report.note})" if report.note else ""))
+    lines += [f"excluded: {item.check} from {item.group} {exclusion_words(item)}" for item in report.excluded]
     return ("\n".join(line.rstrip() for line in lines) + "\n").encode()
 
 
@@ -36,9 +37,13 @@ def render_group_verbose(
     """`[+]db ok`, `[-]cache failed: refused`, then `<group> check passed|passed (warn)|failed`;
     first, a reason that is none of the checks (the scheduler's progress)."""
     lines = [f"[-]{answer.note}"] if answer.note else []
+    operators = store.exclusions.of(group.name)
     for name in group.members:
         state = store.checks[name]
-        if name in excluded:
+        if name in operators:
+            item = operators[name].shown(details)
+            lines.append(f"[+]{name} excluded {exclusion_words(item)}: {_verbose_verdict(state, details)}")
+        elif name in excluded:
             lines.append(f"[+]{name} excluded: {_verbose_verdict(state, details)}")
             continue
         mark = "-" if group.weights[name] is Status.FAIL else "+"
