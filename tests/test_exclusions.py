@@ -1,0 +1,268 @@
+"""Operator exclusions against a real `probed serve`: a failing check taken out
+of readiness turns it 200 and shows why everywhere, until it expires or is
+deleted; the API needs its token, is off without one, answers bad requests
+with a 4xx, and never writes the token anywhere. A reload (the file watch)
+takes a rotated token and keeps the exclusions whose check is still in its group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import wait_until
+from tests.servers import free_port, http_get, poll
+from tests.test_cli import NO_LEVELS
+
+TOKEN = "exclusions-token-7f3a9c"
+CHECKS = (
+    "checks:\n"
+    "  db: {{type: disk, path: '{missing}', interval: 500ms, timeout: 400ms}}\n"
+    f"  tmp: {{{{type: disk, path: '{{tmp}}', interval: 500ms, timeout: 400ms, {NO_LEVELS}}}}}\n"
+)
+
+
+class Serving:
+    """`probed serve` with a failing check (db) and a passing one (tmp); every
+    answer it gave and its log kept, to look for the token in them."""
+
+    def __init__(self, directory: Path, server: str = "", groups: str = "") -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = directory / "probed.yaml"
+        self.server = server
+        self.write_config(groups)
+        self.answers: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "probed", "serve", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Up once tmp passes: readiness then hangs on db alone.
+        poll(f"{self.base}/health/ready?exclude=db", lambda status, _: status == 200 or self.process.poll() is not None)
+        assert self.process.poll() is None, "probed serve ended"
+        self.log: list[dict[str, Any]] = []
+        self.err = ""
+
+    def write_config(self, groups: str = "") -> None:
+        server = f"server: {{listen: '127.0.0.1:{self.port}', {self.server}}}\n"
+        checks = CHECKS.format(missing=self.directory / "missing", tmp=self.directory)
+        written = self.config.with_suffix(".new")
+        written.write_text(server + groups + checks)
+        written.replace(self.config)  # as an editor or the kubelet: the watch sees one change
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:
+        """An answer, its JSON decoded (text when it is none)."""
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        request = urllib.request.Request(f"{self.base}{path}", data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                code, text = int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            code, text = int(error.code), error.read().decode()
+        self.answers.append(text)
+        try:
+            return code, json.loads(text)
+        except ValueError:
+            return code, text
+
+    def get(self, path: str, accept: str = "*/*") -> tuple[int, str]:
+        code, text = http_get(f"{self.base}{path}", headers={"Accept": accept})
+        self.answers.append(text)
+        return code, text
+
+    def ready(self) -> int:
+        return self.get("/health/ready")[0]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [event for event in self.log if event["event"] == name]
+
+    def stop(self) -> None:
+        """SIGTERM, and its log read."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        out, self.err = self.process.communicate(timeout=30)
+        self.log = [json.loads(line) for line in out.splitlines()]
+        assert "Traceback" not in self.err, self.err
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[Serving]:
+    token_file = tmp_path / "exclusions-token"
+    token_file.write_text(TOKEN + "\n")
+    server = Serving(tmp_path, f"exclusions_token_file: '{token_file}'")
+    try:
+        yield server
+    finally:
+        server.stop()
+    everything = "\n".join([*server.answers, json.dumps(server.log), server.err])
+    assert TOKEN not in everything  # in no answer, no log line
+
+
+def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(serving: Serving) -> None:
+    assert serving.ready() == 503
+    code, made = serving.call(
+        "POST", "/health/ready/exclusions", {"check": "db", "duration": "3s", "reason": "failover drill", "by": "alice"}
+    )
+    assert code == 201, made
+    assert {key: made[key] for key in ("group", "check", "reason", "by")} == {
+        "group": "ready",
+        "check": "db",
+        "reason": "failover drill",
+        "by": "alice",
+    }
+    assert made["expires"] > made["created"]
+    assert serving.ready() == 200
+    code, verbose = serving.get("/health/ready?verbose")
+    assert code == 200
+    line = next(line for line in verbose.splitlines() if line.startswith("[+]db"))
+    assert line.startswith(f"[+]db excluded until {made['expires'][:19]}Z (by alice: failover drill): failed:"), line
+
+    # Excluding hides nothing: the check shows as it is, and /health is not a group one excludes from.
+    code, health = serving.get("/health")
+    document = json.loads(health)
+    assert code == 503 and document["checks"]["db"][0]["status"] == "fail"
+    assert document["exclusions"] == [made]
+    assert "excluded: db from ready until" in serving.get("/health?verbose")[1]
+    assert 'id="exclusions"' in serving.get("/health", "text/html")[1]
+    metrics = serving.get("/metrics")[1].splitlines()
+    assert 'probed_check_up{check="db",type="disk"} 0.0' in metrics
+    assert "probed_ready 1.0" in metrics
+    assert any(
+        line.startswith('probed_exclusion_expiry_timestamp_seconds{check="db",group="ready"} ') for line in metrics
+    )
+    assert serving.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": [made]})
+    assert serving.call("GET", "/health/startup/exclusions") == (200, {"group": "startup", "exclusions": []})
+
+    wait_until(lambda: serving.ready() == 503, "the exclusion expiring by itself")
+    assert serving.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": []})
+    assert "probed_exclusion_expiry_timestamp_seconds{" not in serving.get("/metrics")[1]
+    assert "exclusions" not in json.loads(serving.get("/health")[1])
+    serving.stop()
+    (excluded,) = serving.events("check_excluded")  # who, what, why, until
+    assert {key: excluded[key] for key in ("group", "check", "reason", "by", "client", "until")} == {
+        "group": "ready",
+        "check": "db",
+        "reason": "failover drill",
+        "by": "alice",
+        "client": "127.0.0.1",
+        "until": made["expires"][:19] + "Z",
+    }
+    assert [event["check"] for event in serving.events("exclusion_expired")] == ["db"]
+
+
+def test_delete_restores_the_check_at_once_and_a_second_post_replaces(serving: Serving) -> None:
+    body = {"check": "db", "duration": "1h", "reason": "vendor outage"}
+    assert serving.call("POST", "/health/ready/exclusions", body)[0] == 201
+    code, again = serving.call("POST", "/health/ready/exclusions", {**body, "duration": 7200, "reason": "longer"})
+    assert code == 200 and again["reason"] == "longer"  # one exclusion per check and group
+    assert serving.ready() == 200
+    assert serving.call("DELETE", "/health/ready/exclusions/db") == (200, again)
+    assert serving.ready() == 503  # the very next answer
+    assert serving.call("DELETE", "/health/ready/exclusions/db")[0] == 404
+    serving.stop()
+    assert [event["check"] for event in serving.events("exclusion_removed")] == ["db"]
+
+
+BAD_REQUESTS = [
+    ("/health/nope/exclusions", {"check": "db", "duration": "1m", "reason": "r"}, 404, "no such group"),
+    ("/health/ready/exclusions", {"check": "nope", "duration": "1m", "reason": "r"}, 404, "no such check"),
+    ("/health/live/exclusions", {"check": "db", "duration": "1m", "reason": "r"}, 404, "no such check"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "25h", "reason": "r"}, 422, "at most 24h"),
+    ("/health/ready/exclusions", {"check": "db", "duration": 0, "reason": "r"}, 422, "more than 0"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "soon", "reason": "r"}, 422, "invalid duration"),
+    ("/health/ready/exclusions", {"check": "db", "reason": "r"}, 422, "duration: Field required"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m"}, 422, "reason: Field required"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": ""}, 422, "reason: String should"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "x" * 201}, 422, "at most 200"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "a\nb"}, 422, "one line"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "r", "x": 1}, 422, "x: Extra"),
+    ("/health/ready/exclusions", ["db"], 422, "body: Input should be an object"),
+    ("/health/ready/exclusions", b'{"check": ', 400, "JSON object"),
+    ("/health/ready/exclusions", b"x" * 5000, 413, "Request Entity Too Large"),
+]
+
+
+def test_a_bad_request_is_a_4xx_that_says_what_is_wrong(serving: Serving) -> None:
+    for path, body, code, says in BAD_REQUESTS:
+        answer = serving.call("POST", path, body)
+        assert answer[0] == code and says in answer[1]["error"], (body, answer)
+    assert serving.ready() == 503
+
+
+def test_a_wrong_or_missing_token_is_401(serving: Serving) -> None:
+    body = {"check": "db", "duration": "1m", "reason": "r"}
+    tokens = (None, "", "wrong", TOKEN + "x", TOKEN[:-1])
+    for token in tokens:
+        for method, path, sent in (
+            ("POST", "/health/ready/exclusions", body),
+            ("GET", "/health/ready/exclusions", None),
+            ("DELETE", "/health/ready/exclusions/db", None),
+            ("POST", "/health/nope/exclusions", body),  # not even whether a group exists
+        ):
+            code, answer = serving.call(method, path, sent, token=token)
+            assert (code, answer) == (401, {"error": "invalid bearer token"}), (method, path, token)
+    assert serving.ready() == 503
+    serving.stop()
+    assert len(serving.events("exclusion_refused")) == 4 * len(tokens)
+
+
+def test_without_a_token_configured_the_api_is_off(tmp_path: Path) -> None:
+    server = Serving(tmp_path)
+    try:
+        body = {"check": "db", "duration": "1m", "reason": "r"}
+        for method, path, sent in (
+            ("POST", "/health/ready/exclusions", body),
+            ("GET", "/health/ready/exclusions", None),
+            ("DELETE", "/health/ready/exclusions/db", None),
+        ):
+            for token in (None, "", "anything"):
+                code, answer = server.call(method, path, sent, token=token)
+                assert code == 403 and "server.exclusions_token is not set" in answer["error"], (method, token)
+        assert server.ready() == 503
+    finally:
+        server.stop()
+
+
+def test_a_reload_takes_a_rotated_token_and_keeps_exclusions_of_checks_still_in_their_group(tmp_path: Path) -> None:
+    token_file = tmp_path / "exclusions-token"
+    token_file.write_text(TOKEN)
+    server = Serving(tmp_path, f"exclusions_token_file: '{token_file}'", "groups: {payments: [db, tmp]}\n")
+    try:
+        for group in ("ready", "payments"):
+            body = {"check": "db", "duration": "1h", "reason": "incident 42"}
+            assert server.call("POST", f"/health/{group}/exclusions", body)[0] == 201
+        assert server.get("/health/payments")[0] == 200
+
+        rotated = "rotated-exclusions-token-5b1e"
+        new = token_file.with_suffix(".new")
+        new.write_text(rotated)
+        os.replace(new, token_file)
+        wait_until(lambda: server.call("GET", "/health/ready/exclusions")[0] == 401, "the rotated token in use")
+        assert server.call("GET", "/health/ready/exclusions", token=rotated)[0] == 200
+        assert server.ready() == 200  # kept: the reload changed no check
+
+        server.write_config("groups: {payments: [tmp]}\n")  # db leaves payments, stays in ready
+        wait_until(lambda: server.call("GET", "/health/payments/exclusions", token=rotated)[1]["exclusions"] == [],
+                   "the exclusion of a check that left its group ended")  # fmt: skip
+        (kept,) = server.call("GET", "/health/ready/exclusions", token=rotated)[1]["exclusions"]
+        assert kept["check"] == "db" and kept["reason"] == "incident 42"
+        assert server.ready() == 200
+        server.stop()
+        assert [(e["group"], e["check"]) for e in server.events("exclusion_ended")] == [("payments", "db")]
+        assert rotated not in json.dumps(server.log) + "".join(server.answers)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
