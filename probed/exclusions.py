@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 log = structlog.get_logger("probed.exclusions")
 
 MAX_DURATION = 24 * 3600.0  # an exclusion is for an incident, not a way to configure readiness
+MIN_DURATION = 5.0  # shorter is a typo (5 for 5m), and would end before the answer is read
 MAX_REASON = 200
 MAX_BY = 64
 MAX_BODY_BYTES = 4096
@@ -41,13 +42,13 @@ MAX_BODY_BYTES = 4096
 # the same set with the bound in the pattern. `$` as the spec's validator reads it.
 _DURATION = re.compile(r"^([1-9][0-9]*)(s|m|h)$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a reason is one line of the log, of ?verbose, of the page
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a reason is one line of ?verbose, of the table, of the page
 
 Key = tuple[str, str]  # (group, check)
 
 
 def exclusion_duration(value: Any) -> float:
-    """'30m', '2h', '90s' or a number of seconds, positive and at most 24h."""
+    """'30m', '2h', '90s' or a number of seconds, from 5s to 24h."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("duration must be a number of seconds or a string such as 90s, 30m or 2h")
     if isinstance(value, str):
@@ -57,15 +58,14 @@ def exclusion_duration(value: Any) -> float:
         seconds = int(match[1]) * _UNITS[match[2]]
     else:
         seconds = float(value)
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION:
-        raise ValueError(f"duration must be more than 0 and at most 24h, got {value!r}")
+    if not math.isfinite(seconds) or not MIN_DURATION <= seconds <= MAX_DURATION:
+        raise ValueError(f"duration must be at least 5s and at most 24h, got {value!r}")
     return seconds
 
 
-def _one_line(field: str, value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError(f"{field} must be one line without control characters")
-    return value
+def one_line(value: str) -> str:
+    """Control characters (a newline) as spaces: ?verbose, the table and the page show one line each."""
+    return _CONTROL.sub(" ", value)
 
 
 class ExclusionRequest(BaseModel):
@@ -85,8 +85,8 @@ class ExclusionRequest(BaseModel):
 
     @field_validator("reason", "by")
     @classmethod
-    def _single_line(cls, value: str | None, info: Any) -> str | None:
-        return None if value is None else _one_line(info.field_name, value)
+    def _single_line(cls, value: str | None) -> str | None:
+        return None if value is None else one_line(value)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def serving(tmp_path: Path) -> Iterator[Serving]:
 def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(serving: Serving) -> None:
     assert serving.ready() == 503
     code, made = serving.call(
-        "POST", "/health/ready/exclusions", {"check": "db", "duration": "3s", "reason": "failover drill", "by": "alice"}
+        "POST", "/health/ready/exclusions", {"check": "db", "duration": "5s", "reason": "failover drill", "by": "alice"}
     )
     assert code == 201, made
     assert {key: made[key] for key in ("group", "check", "reason", "by")} == {
@@ -164,8 +164,9 @@ def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(servi
 
 
 def test_delete_restores_the_check_at_once_and_a_second_post_replaces(serving: Serving) -> None:
-    body = {"check": "db", "duration": "1h", "reason": "vendor outage"}
-    assert serving.call("POST", "/health/ready/exclusions", body)[0] == 201
+    body = {"check": "db", "duration": "1h", "reason": "vendor\noutage\x00"}
+    code, made = serving.call("POST", "/health/ready/exclusions", body)
+    assert code == 201 and made["reason"] == "vendor outage "  # one line wherever it shows
     code, again = serving.call("POST", "/health/ready/exclusions", {**body, "duration": 7200, "reason": "longer"})
     assert code == 200 and again["reason"] == "longer"  # one exclusion per check and group
     assert serving.ready() == 200
@@ -181,13 +182,12 @@ BAD_REQUESTS = [
     ("/health/ready/exclusions", {"check": "nope", "duration": "1m", "reason": "r"}, 404, "no such check"),
     ("/health/live/exclusions", {"check": "db", "duration": "1m", "reason": "r"}, 404, "no such check"),
     ("/health/ready/exclusions", {"check": "db", "duration": "25h", "reason": "r"}, 422, "at most 24h"),
-    ("/health/ready/exclusions", {"check": "db", "duration": 0, "reason": "r"}, 422, "more than 0"),
+    ("/health/ready/exclusions", {"check": "db", "duration": 4.9, "reason": "r"}, 422, "at least 5s"),
     ("/health/ready/exclusions", {"check": "db", "duration": "soon", "reason": "r"}, 422, "invalid duration"),
     ("/health/ready/exclusions", {"check": "db", "reason": "r"}, 422, "duration: Field required"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m"}, 422, "reason: Field required"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": ""}, 422, "reason: String should"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "x" * 201}, 422, "at most 200"),
-    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "a\nb"}, 422, "one line"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "r", "x": 1}, 422, "x: Extra"),
     ("/health/ready/exclusions", ["db"], 422, "body: Input should be an object"),
     ("/health/ready/exclusions", b'{"check": ', 400, "JSON object"),

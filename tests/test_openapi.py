@@ -49,7 +49,7 @@ def live_probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = directory / "probed.yaml"
     config.write_text(
         f"""
-server: {{listen: '127.0.0.1:{port}', details: token, token: {TOKEN}}}
+server: {{listen: '127.0.0.1:{port}', details: token, token: {TOKEN}, exclusions_token: {TOKEN}}}
 defaults: {{interval: 1s, timeout: 500ms}}
 checks:
   disk: {{type: disk, path: '{directory}'}}
