@@ -13,7 +13,8 @@ they live in memory only. One (group, check) has at most one exclusion; a
 second POST replaces it (extends or shortens it, with its own reason).
 
 The table is copied on every change, never changed in place: /metrics
-renders in a thread and reads it whole.
+renders in a thread and reads it whole. It is a plain dict, read by the
+store's `group_status` on the probes' path: one lookup, no call.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ class Exclusion:
 
 
 _NONE: Mapping[str, Exclusion] = MappingProxyType({})
-_NONE_TABLE: Mapping[str, Mapping[str, Exclusion]] = MappingProxyType({})
 
 
 class Exclusions:
@@ -112,16 +112,18 @@ class Exclusions:
 
     def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
         self.on_change = on_change  # the daemon bumps the store's version: cached bodies show it
-        self._table: Mapping[str, Mapping[str, Exclusion]] = _NONE_TABLE
+        # group -> check -> exclusion; replaced whole on a change, never changed in place
+        self.table: dict[str, dict[str, Exclusion]] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
 
     def of(self, group: str) -> Mapping[str, Exclusion]:
         """The group's exclusions by check name (the probes' path: one lookup)."""
-        return self._table.get(group, _NONE)
+        return self.table.get(group, _NONE)
 
     def all(self) -> list[Exclusion]:
         """Every live exclusion, by group then check."""
-        return [item for group in sorted(self._table) for _, item in sorted(self._table[group].items())]
+        table = self.table
+        return [item for group in sorted(table) for _, item in sorted(table[group].items())]
 
     def add(self, group: str, request: ExclusionRequest, now: float | None = None) -> tuple[Exclusion, bool]:
         """Exclude (or exclude again); the exclusion, and whether it replaced one."""
@@ -169,8 +171,8 @@ class Exclusions:
         checks = {name: other for name, other in self.of(group).items() if name != check}
         if item is not None:
             checks[check] = item
-        table = {name: other for name, other in self._table.items() if name != group}
+        table = {name: other for name, other in self.table.items() if name != group}
         if checks:
-            table[group] = MappingProxyType(checks)
-        self._table = MappingProxyType(table)
+            table[group] = checks
+        self.table = table
         self.on_change()
