@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from tests.harness import wait_until
 from tests.servers import free_port, http_get, poll
 from tests.test_cli import NO_LEVELS
+from tests.test_web import daemon, failed
 
 TOKEN = "exclusions-token-7f3a9c"
 CHECKS = (
@@ -266,3 +268,23 @@ def test_a_reload_takes_a_rotated_token_and_keeps_exclusions_of_checks_still_in_
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+async def test_with_details_behind_a_token_the_reason_and_who_are_details(aiohttp_client: AiohttpClient) -> None:
+    server = {"details": "token", "token": "details-token", "exclusions_token": TOKEN}
+    d = daemon({"db": {"type": "disk", "path": "/"}}, server=server)
+    client = await aiohttp_client(d.app)
+    d.store.record("db", failed())
+    body = {"check": "db", "duration": "1h", "reason": "INC-4711", "by": "alice"}
+    made = await client.post("/health/ready/exclusions", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert made.status == 201 and (await made.json())["reason"] == "INC-4711"
+
+    for headers, shown in (({}, False), ({"Authorization": "Bearer details-token"}, True)):
+        (entry,) = (await (await client.get("/health", headers=headers)).json(content_type=None))["exclusions"]
+        assert ("reason" in entry, "by" in entry) == (shown, shown), headers
+        verbose = await (await client.get("/health/ready?verbose", headers=headers)).text()
+        assert ("INC-4711" in verbose, "alice" in verbose) == (shown, shown), verbose
+        assert "[+]db excluded until " in verbose
+        for accept in ("text/plain", "text/html"):
+            text = await (await client.get("/health", headers={**headers, "Accept": accept})).text()
+            assert "excluded" in text and ("INC-4711" in text) is shown, accept
