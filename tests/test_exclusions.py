@@ -8,54 +8,42 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from tests.harness import wait_until
-from tests.servers import free_port, http_get, poll
-from tests.test_cli import NO_LEVELS
-from tests.test_web import daemon, failed
+from tests.support.checks import NO_LEVELS_YAML
+from tests.support.daemon import daemon, failed
+from tests.support.net import free_port, http_get, wait_until
+from tests.support.probed import Served, serving
 
 TOKEN = "exclusions-token-7f3a9c"
 CHECKS = (
     "checks:\n"
     "  db: {{type: disk, path: '{missing}', interval: 500ms, timeout: 400ms}}\n"
-    f"  tmp: {{{{type: disk, path: '{{tmp}}', interval: 500ms, timeout: 400ms, {NO_LEVELS}}}}}\n"
+    f"  tmp: {{{{type: disk, path: '{{tmp}}', interval: 500ms, timeout: 400ms, {NO_LEVELS_YAML}}}}}\n"
 )
 
 
-class Serving:
-    """`probed serve` with a failing check (db) and a passing one (tmp); every
-    answer it gave and its log kept, to look for the token in them."""
+class Operator:
+    """An operator's view of `probed serve` (tests.support.probed.serving) with a
+    failing check (db) and a passing one (tmp): every answer it got kept, to
+    look for the token in them."""
 
-    def __init__(self, directory: Path, server: str = "", groups: str = "") -> None:
+    def __init__(self, directory: Path, server: str = "") -> None:
         self.directory = directory
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = directory / "probed.yaml"
         self.server = server
-        self.write_config(groups)
         self.answers: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "probed", "serve", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        # Up once tmp passes: readiness then hangs on db alone.
-        poll(f"{self.base}/health/ready?exclude=db", lambda status, _: status == 200 or self.process.poll() is not None)
-        assert self.process.poll() is None, "probed serve ended"
-        self.log: list[dict[str, Any]] = []
-        self.err = ""
+        self.served: Served | None = None
 
     def write_config(self, groups: str = "") -> None:
         server = f"server: {{listen: '127.0.0.1:{self.port}', {self.server}}}\n"
@@ -88,34 +76,44 @@ class Serving:
     def ready(self) -> int:
         return self.get("/health/ready")[0]
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [event for event in self.log if event["event"] == name]
-
     def stop(self) -> None:
-        """SIGTERM, and its log read."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        out, self.err = self.process.communicate(timeout=30)
-        self.log = [json.loads(line) for line in out.splitlines()]
-        assert "Traceback" not in self.err, self.err
+        """SIGTERM; its whole log can be read then."""
+        assert self.served is not None
+        assert self.served.stop() == 0
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        assert self.served is not None
+        return self.served.events(name)
+
+    def everything(self) -> str:
+        """Every answer it got, and what probed wrote."""
+        assert self.served is not None
+        return "\n".join([*self.answers, self.served.out, self.served.err])
+
+
+@contextmanager
+def operating(directory: Path, server: str = "", groups: str = "") -> Iterator[Operator]:
+    operator = Operator(directory, server)
+    operator.write_config(groups)
+    with serving(operator.config) as served:
+        operator.served = served
+        served.until("/health/ready?exclude=db", lambda status, _: status == 200)  # tmp passes: db alone fails
+        yield operator
+    assert "Traceback" not in served.err, served.err
 
 
 @pytest.fixture
-def serving(tmp_path: Path) -> Iterator[Serving]:
+def operator(tmp_path: Path) -> Iterator[Operator]:
     token_file = tmp_path / "exclusions-token"
     token_file.write_text(TOKEN + "\n")
-    server = Serving(tmp_path, f"exclusions_token_file: '{token_file}'")
-    try:
-        yield server
-    finally:
-        server.stop()
-    everything = "\n".join([*server.answers, json.dumps(server.log), server.err])
-    assert TOKEN not in everything  # in no answer, no log line
+    with operating(tmp_path, f"exclusions_token_file: '{token_file}'") as running:
+        yield running
+    assert TOKEN not in running.everything()  # in no answer, no log line
 
 
-def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(serving: Serving) -> None:
-    assert serving.ready() == 503
-    code, made = serving.call(
+def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(operator: Operator) -> None:
+    assert operator.ready() == 503
+    code, made = operator.call(
         "POST", "/health/ready/exclusions", {"check": "db", "duration": "5s", "reason": "failover drill", "by": "alice"}
     )
     assert code == 201, made
@@ -126,34 +124,34 @@ def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(servi
         "by": "alice",
     }
     assert made["expires"] > made["created"]
-    assert serving.ready() == 200
-    code, verbose = serving.get("/health/ready?verbose")
+    assert operator.ready() == 200
+    code, verbose = operator.get("/health/ready?verbose")
     assert code == 200
     line = next(line for line in verbose.splitlines() if line.startswith("[+]db"))
     assert line.startswith(f"[+]db excluded until {made['expires'][:19]}Z (by alice: failover drill): failed:"), line
 
     # Excluding hides nothing: the check shows as it is, and /health is not a group one excludes from.
-    code, health = serving.get("/health")
+    code, health = operator.get("/health")
     document = json.loads(health)
     assert code == 503 and document["checks"]["db"][0]["status"] == "fail"
     assert document["exclusions"] == [made]
-    assert "excluded: db from ready until" in serving.get("/health?verbose")[1]
-    assert 'id="exclusions"' in serving.get("/health", "text/html")[1]
-    metrics = serving.get("/metrics")[1].splitlines()
+    assert "excluded: db from ready until" in operator.get("/health?verbose")[1]
+    assert 'id="exclusions"' in operator.get("/health", "text/html")[1]
+    metrics = operator.get("/metrics")[1].splitlines()
     assert 'probed_check_up{check="db",type="disk"} 0.0' in metrics
     assert "probed_ready 1.0" in metrics
     assert any(
         line.startswith('probed_exclusion_expiry_timestamp_seconds{check="db",group="ready"} ') for line in metrics
     )
-    assert serving.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": [made]})
-    assert serving.call("GET", "/health/startup/exclusions") == (200, {"group": "startup", "exclusions": []})
+    assert operator.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": [made]})
+    assert operator.call("GET", "/health/startup/exclusions") == (200, {"group": "startup", "exclusions": []})
 
-    wait_until(lambda: serving.ready() == 503, "the exclusion expiring by itself")
-    assert serving.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": []})
-    assert "probed_exclusion_expiry_timestamp_seconds{" not in serving.get("/metrics")[1]
-    assert "exclusions" not in json.loads(serving.get("/health")[1])
-    serving.stop()
-    (excluded,) = serving.events("check_excluded")  # who, what, why, until
+    wait_until(lambda: operator.ready() == 503, "the exclusion expiring by itself")
+    assert operator.call("GET", "/health/ready/exclusions") == (200, {"group": "ready", "exclusions": []})
+    assert "probed_exclusion_expiry_timestamp_seconds{" not in operator.get("/metrics")[1]
+    assert "exclusions" not in json.loads(operator.get("/health")[1])
+    operator.stop()
+    (excluded,) = operator.events("check_excluded")  # who, what, why, until
     assert {key: excluded[key] for key in ("group", "check", "reason", "by", "client", "until")} == {
         "group": "ready",
         "check": "db",
@@ -162,21 +160,21 @@ def test_an_excluded_failing_check_turns_ready_until_the_exclusion_expires(servi
         "client": "127.0.0.1",
         "until": made["expires"][:19] + "Z",
     }
-    assert [event["check"] for event in serving.events("exclusion_expired")] == ["db"]
+    assert [event["check"] for event in operator.events("exclusion_expired")] == ["db"]
 
 
-def test_delete_restores_the_check_at_once_and_a_second_post_replaces(serving: Serving) -> None:
+def test_delete_restores_the_check_at_once_and_a_second_post_replaces(operator: Operator) -> None:
     body = {"check": "db", "duration": "1h", "reason": "vendor\noutage\x00"}
-    code, made = serving.call("POST", "/health/ready/exclusions", body)
+    code, made = operator.call("POST", "/health/ready/exclusions", body)
     assert code == 201 and made["reason"] == "vendor outage "  # one line wherever it shows
-    code, again = serving.call("POST", "/health/ready/exclusions", {**body, "duration": 7200, "reason": "longer"})
+    code, again = operator.call("POST", "/health/ready/exclusions", {**body, "duration": 7200, "reason": "longer"})
     assert code == 200 and again["reason"] == "longer"  # one exclusion per check and group
-    assert serving.ready() == 200
-    assert serving.call("DELETE", "/health/ready/exclusions/db") == (200, again)
-    assert serving.ready() == 503  # the very next answer
-    assert serving.call("DELETE", "/health/ready/exclusions/db")[0] == 404
-    serving.stop()
-    assert [event["check"] for event in serving.events("exclusion_removed")] == ["db"]
+    assert operator.ready() == 200
+    assert operator.call("DELETE", "/health/ready/exclusions/db") == (200, again)
+    assert operator.ready() == 503  # the very next answer
+    assert operator.call("DELETE", "/health/ready/exclusions/db")[0] == 404
+    operator.stop()
+    assert [event["check"] for event in operator.events("exclusion_removed")] == ["db"]
 
 
 BAD_REQUESTS = [
@@ -197,14 +195,14 @@ BAD_REQUESTS = [
 ]
 
 
-def test_a_bad_request_is_a_4xx_that_says_what_is_wrong(serving: Serving) -> None:
+def test_a_bad_request_is_a_4xx_that_says_what_is_wrong(operator: Operator) -> None:
     for path, body, code, says in BAD_REQUESTS:
-        answer = serving.call("POST", path, body)
+        answer = operator.call("POST", path, body)
         assert answer[0] == code and says in answer[1]["error"], (body, answer)
-    assert serving.ready() == 503
+    assert operator.ready() == 503
 
 
-def test_a_wrong_or_missing_token_is_401(serving: Serving) -> None:
+def test_a_wrong_or_missing_token_is_401(operator: Operator) -> None:
     body = {"check": "db", "duration": "1m", "reason": "r"}
     tokens = (None, "", "wrong", TOKEN + "x", TOKEN[:-1])
     for token in tokens:
@@ -214,16 +212,15 @@ def test_a_wrong_or_missing_token_is_401(serving: Serving) -> None:
             ("DELETE", "/health/ready/exclusions/db", None),
             ("POST", "/health/nope/exclusions", body),  # not even whether a group exists
         ):
-            code, answer = serving.call(method, path, sent, token=token)
+            code, answer = operator.call(method, path, sent, token=token)
             assert (code, answer) == (401, {"error": "invalid bearer token"}), (method, path, token)
-    assert serving.ready() == 503
-    serving.stop()
-    assert len(serving.events("exclusion_refused")) == 4 * len(tokens)
+    assert operator.ready() == 503
+    operator.stop()
+    assert len(operator.events("exclusion_refused")) == 4 * len(tokens)
 
 
 def test_without_a_token_configured_the_api_is_off(tmp_path: Path) -> None:
-    server = Serving(tmp_path)
-    try:
+    with operating(tmp_path) as server:
         body = {"check": "db", "duration": "1m", "reason": "r"}
         for method, path, sent in (
             ("POST", "/health/ready/exclusions", body),
@@ -234,15 +231,12 @@ def test_without_a_token_configured_the_api_is_off(tmp_path: Path) -> None:
                 code, answer = server.call(method, path, sent, token=token)
                 assert code == 403 and "server.exclusions_token is not set" in answer["error"], (method, token)
         assert server.ready() == 503
-    finally:
-        server.stop()
 
 
 def test_a_reload_takes_a_rotated_token_and_keeps_exclusions_of_checks_still_in_their_group(tmp_path: Path) -> None:
     token_file = tmp_path / "exclusions-token"
     token_file.write_text(TOKEN)
-    server = Serving(tmp_path, f"exclusions_token_file: '{token_file}'", "groups: {payments: [db, tmp]}\n")
-    try:
+    with operating(tmp_path, f"exclusions_token_file: '{token_file}'", "groups: {payments: [db, tmp]}\n") as server:
         for group in ("ready", "payments"):
             body = {"check": "db", "duration": "1h", "reason": "incident 42"}
             assert server.call("POST", f"/health/{group}/exclusions", body)[0] == 201
@@ -264,10 +258,7 @@ def test_a_reload_takes_a_rotated_token_and_keeps_exclusions_of_checks_still_in_
         assert server.ready() == 200
         server.stop()
         assert [(e["group"], e["check"]) for e in server.events("exclusion_ended")] == [("payments", "db")]
-        assert rotated not in json.dumps(server.log) + "".join(server.answers)
-    finally:
-        if server.process.poll() is None:
-            server.stop()
+    assert rotated not in server.everything()
 
 
 async def test_with_details_behind_a_token_the_reason_and_who_are_details(aiohttp_client: AiohttpClient) -> None:
