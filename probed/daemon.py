@@ -88,6 +88,7 @@ class Daemon:
         )
         self.scheduler = Scheduler(self.checks, self.store, config.scheduler.max_concurrency, initial_offset)
         self._reloading = asyncio.Lock()
+        self._swapping = False  # the old scheduler stops for a new one: no sign of a stuck loop
         self.lag = LoopLag()  # kept across reloads: the loop is the same
         self.instance = new_instance_id()
         self.peers = self._make_peers(config)
@@ -99,7 +100,7 @@ class Daemon:
         return Peers(config.peers, lambda: self.store, config.server.host_port[1], self.instance, _peer_token(config))
 
     def alive(self) -> bool:
-        return self.scheduler.alive()
+        return self._swapping or self.scheduler.alive()
 
     def drain(self) -> None:
         """The first SIGTERM with server.shutdown_delay: the kinds that drain
@@ -202,16 +203,20 @@ class Daemon:
                 return 0.0
             return max(0.0, float(check.options.interval) - (time.monotonic() - finished))
 
-        await self.scheduler.stop()
-        retired = [check for check in self.checks if check.name not in kept]
-        self.checks, self.store = checks, store
-        self.exclusions.keep({name: group.members for name, group in store.groups.items()})
-        self.pushes.serve(checks)
-        late_runs = self.scheduler.load().late_runs
-        self.scheduler = Scheduler(
-            checks, store, config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs
-        )
-        await self.scheduler.start()
+        self._swapping = True  # stopping takes many turns of the loop, probes answered between them
+        try:
+            await self.scheduler.stop()
+            retired = [check for check in self.checks if check.name not in kept]
+            self.checks, self.store = checks, store
+            self.exclusions.keep({name: group.members for name, group in store.groups.items()})
+            self.pushes.serve(checks)
+            late_runs = self.scheduler.load().late_runs
+            self.scheduler = Scheduler(
+                checks, store, config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs
+            )
+            await self.scheduler.start()
+        finally:
+            self._swapping = False
         await _close(retired)
         return renewed
 
@@ -297,5 +302,10 @@ def _warn_if_saturable(config: Config) -> None:
         log.warning("scheduler_may_saturate", config=config.source, problem=warning)
 
 
+CLOSE_SLICE = 64  # checks closed per turn of the loop: a reload retiring thousands holds no probe for long
+
+
 async def _close(checks: list[AnyCheck]) -> None:
-    await asyncio.gather(*(check.close() for check in checks), return_exceptions=True)
+    for start in range(0, len(checks), CLOSE_SLICE):
+        chunk = checks[start : start + CLOSE_SLICE]
+        await asyncio.gather(*(check.close() for check in chunk), return_exceptions=True)

@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +46,41 @@ WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
 LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
 LATE = 1.0  # seconds: a run that starts later than this after its plan is late
 BURST = 1.0  # seconds: a first run this close to the start is part of a burst (start-up, reload)
+STOP_SLICE = 64  # tasks cancelled per turn of the loop when stopping: a probe waits for one slice, not all
+
+
+class Pacer:
+    """Lets one run start per turn of the event loop.
+
+    Thousands of runs due together (start-up, a reload's changed checks)
+    would otherwise all start in one turn: each opens a socket, and a probe
+    that arrived meanwhile waits for every one of them, seconds at 2,000
+    checks. One start a turn interleaves them with everything else ready,
+    probes included; an idle loop turns in microseconds, so a run due alone
+    starts at once."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._releasing = False
+
+    async def turn(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._releasing:  # nobody ahead: this run starts now, the next one a turn later
+            self._releasing = True
+            loop.call_soon(self._release_next)
+            return
+        waiter = loop.create_future()
+        self._waiting.append(waiter)
+        await waiter
+
+    def _release_next(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():  # a cancelled run (stop) gives its turn on
+                waiter.set_result(None)
+                asyncio.get_running_loop().call_soon(self._release_next)
+                return
+        self._releasing = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,7 @@ class Scheduler:
         self.store = store
         self.max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._pacer = Pacer()
         self._initial_offset = initial_offset
         self._phase = phase
         self._tasks: list[asyncio.Task[None]] = []
@@ -97,11 +134,14 @@ class Scheduler:
             task.add_done_callback(self._task_ended)
 
     async def stop(self) -> None:
-        """Cancel every run in flight (the checks' owner closes them)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        """Cancel every run in flight (the checks' owner closes them), a slice
+        at a time: each cancelled run closes its connection on the loop."""
+        tasks, self._tasks = self._tasks, []
+        for start in range(0, len(tasks), STOP_SLICE):
+            chunk = tasks[start : start + STOP_SLICE]
+            for task in chunk:
+                task.cancel()
+            await asyncio.gather(*chunk, return_exceptions=True)
 
     def alive(self) -> bool:
         """True while every check loop runs and the watchdog ticks."""
@@ -145,6 +185,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         self._waiting[check.name] = planned
         try:
+            await self._pacer.turn()
             async with self._slots:
                 del self._waiting[check.name]
                 self.started(check, loop.time() - planned)
