@@ -7,9 +7,9 @@ by the config.
 
 Every family is declared once, below, as a function from a check's state (or
 the daemon) to samples. /metrics writes the text from those declarations
-directly, in a thread of its own (`Exposition`): with thousands of checks,
-building prometheus_client's objects took seconds of CPU per scrape, and on
-the event loop every probe waited for it. `create_registry` turns the same
+directly, in slices on the event loop (`Exposition`): with thousands of
+checks, building prometheus_client's objects took seconds of CPU per scrape,
+and every probe waited for it. `create_registry` turns the same
 declarations into a prometheus_client collector, for code that wants one.
 """
 
@@ -21,7 +21,6 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,7 +40,7 @@ FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING, 
 BOUNDS = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
-CHUNK = 100  # checks of one family rendered between two releases of the GIL (well under a millisecond)
+CHUNK = 100  # checks of one family rendered in one turn of the loop (about a millisecond)
 
 
 @dataclass
@@ -303,20 +302,22 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
 
 
 def render(source: MetricsSource, openmetrics: bool = False, observed: bool = True) -> bytes:
-    """The exposition in Prometheus text format 0.0.4, or OpenMetrics 1.0.
+    """The exposition in Prometheus text format 0.0.4, or OpenMetrics 1.0, at once.
+    `observed`: False leaves out the gauges of observed values (server.details:
+    token, for callers without it)."""
+    return b"".join(render_slices(source, openmetrics, observed))
 
-    Safe in a thread while the loop records results: the store's dict of
-    checks is never changed after it is built (a reload makes a new store),
-    and each value is read whole. `observed`: False leaves out the gauges of
-    observed values (server.details: token, for callers without it)."""
+
+def render_slices(source: MetricsSource, openmetrics: bool = False, observed: bool = True) -> Iterator[bytes]:
+    """The exposition as encoded slices of at most CHUNK checks of one family:
+    `Exposition` hands the loop back between two.
+
+    A reload replaces the store: the states listed at the start are the
+    ones written out, each value read whole as the loop left it."""
     states = list(source.store.checks.values())
     # Labels in name order, as prometheus_client writes them: every extra
     # label (le, reason, result, probed_check_status) sorts between the two.
     labels = [(f'check="{_escape(s.name)}"', f'type="{_escape(s.type)}"') for s in states]
-    # Written in small encoded chunks with a release of the GIL between
-    # them: one big join at the end would hold the loop thread off for tens
-    # of milliseconds at thousands of checks.
-    chunks: list[bytes] = []
     out: list[str] = []
     for family, samples in daemon_families(source):
         _header(out, family, openmetrics)
@@ -329,13 +330,11 @@ def render(source: MetricsSource, openmetrics: bool = False, observed: bool = Tr
             for suffix, extra, value in samples_of(state):
                 out.append(f"{name}{suffix}{_labels(base, extra)} {_number(value)}\n")
             if index % CHUNK == CHUNK - 1:
-                chunks.append("".join(out).encode())
+                yield "".join(out).encode()
                 out.clear()
-                time.sleep(0)  # hand the GIL to the event loop, which may have a probe to answer
     if openmetrics:
         out.append("# EOF\n")
-    chunks.append("".join(out).encode())
-    return b"".join(chunks)
+    yield "".join(out).encode()
 
 
 def _check_families(states: list[CheckState], observed: bool) -> list[CheckFamily]:
@@ -376,25 +375,38 @@ def exposition_format(accept: str) -> tuple[bool, str]:
 
 
 class Exposition:
-    """Renders /metrics in a thread of its own, so a scrape never holds the
-    event loop; scrapes that arrive while one renders share its result."""
+    """Renders /metrics on the event loop, one slice per turn of the loop, so
+    that a probe waits for one slice at most; scrapes that arrive while one
+    renders share its result.
+
+    Not in a thread: a thread rendering holds the GIL for up to the switch
+    interval whenever the loop releases it, and at thousands of checks the
+    loop releases it at every socket call: probes waited for hundreds of
+    milliseconds (docs/benchmarks.md, Probes at 2,000 checks)."""
 
     def __init__(self, source: MetricsSource) -> None:
         self.source = source
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probed-metrics")
-        self._rendering: dict[tuple[bool, bool], asyncio.Future[bytes]] = {}
+        self._rendering: dict[tuple[bool, bool], asyncio.Task[bytes]] = {}
 
     async def render(self, openmetrics: bool, observed: bool = True) -> bytes:
         key = (openmetrics, observed)
-        future = self._rendering.get(key)
-        if future is None:
-            future = asyncio.wrap_future(self._thread.submit(render, self.source, openmetrics, observed))
-            self._rendering[key] = future
-            future.add_done_callback(lambda _: self._rendering.pop(key, None))
-        return await asyncio.shield(future)
+        task = self._rendering.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._render(openmetrics, observed))
+            self._rendering[key] = task
+            task.add_done_callback(lambda _: self._rendering.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _render(self, openmetrics: bool, observed: bool) -> bytes:
+        slices = []
+        for encoded in render_slices(self.source, openmetrics, observed):
+            slices.append(encoded)
+            await asyncio.sleep(0)  # the loop's turn: probes, runs, then the next slice
+        return b"".join(slices)
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        for task in self._rendering.values():
+            task.cancel()
 
 
 # -- the same declarations as a prometheus_client collector -------------------------------

@@ -148,7 +148,7 @@ class Scheduler:
         tasks, loop, heartbeat = self._tasks, self._loop, self._heartbeat
         if not tasks or self._ended or loop is None or heartbeat is None:
             return False
-        # The loop's clock, read from any thread: /metrics renders in one of its own.
+        # The loop's clock: cheap enough for every probe.
         return loop.time() - heartbeat < LIVENESS_GRACE
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from probed.daemon import Daemon
-from probed.metrics import render
+from probed.metrics import CHUNK, render
 from probed.model import Result, Status
 from probed.report import FORMATS, Format
 from probed.scheduler import SchedulerLoad
@@ -363,29 +362,29 @@ async def test_failures_by_reason_list_only_reasons_seen() -> None:
     assert 'reason="timeout"' not in text  # zero series would be most of the exposition at scale
 
 
-class SlowToCount(Daemon):
-    """A daemon whose scheduler figures block until the test releases them:
-    a stand-in for an exposition that takes long to render."""
+class CountsScrapes(Daemon):
+    """A daemon that says when a scrape has begun rendering (the scheduler's
+    figures are the first thing an exposition reads)."""
 
-    release = threading.Event()
+    rendering: asyncio.Event
 
     def scheduler_load(self) -> SchedulerLoad:
-        assert self.release.wait(30), "never released"
+        self.rendering.set()
         return super().scheduler_load()
 
 
-async def test_probes_answer_while_a_scrape_renders(aiohttp_client: AiohttpClient) -> None:
-    slow = SlowToCount(config_from(DISKS), initial_offset=lambda check: NEVER)
-    client = await aiohttp_client(create_app(slow))
+async def test_probes_answer_between_slices_of_a_scrape(aiohttp_client: AiohttpClient) -> None:
+    # 20 slices of CHUNK checks per family: the exposition takes hundreds of
+    # turns of the loop, and a probe needs a few.
+    disks = {f"disk-{i}": {"type": "disk", "path": "/"} for i in range(20 * CHUNK)}
+    busy = CountsScrapes(config_from(disks), initial_offset=lambda check: NEVER)
+    busy.rendering = asyncio.Event()
+    client = await aiohttp_client(create_app(busy))
     scrape = asyncio.ensure_future(client.get("/metrics"))
-    try:
-        await asyncio.sleep(0.1)  # the scrape is now rendering, and stuck
-        assert not scrape.done()
-        live = await asyncio.wait_for(client.get("/health/live"), 10)
-        assert live.status == 200
-        ready = await asyncio.wait_for(client.get("/health/ready"), 10)
-        assert ready.status == 503  # pending
-    finally:
-        SlowToCount.release.set()
+    await busy.rendering.wait()
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+    assert not scrape.done()  # answered while the scrape renders on the same loop
+    assert (live.status, ready.status) == (200, 503)  # pending: not ready
     metrics = await scrape
-    assert metrics.status == 200 and "probed_scheduler_waiting_checks 0.0" in await metrics.text()
+    assert metrics.status == 200 and 'probed_check_up{check="disk-1999",type="disk"} 0.0' in await metrics.text()
