@@ -49,6 +49,7 @@ SECTIONS = (
     Entry("blackbox_exporter", "blackbox", "Against a peer: prometheus-blackbox-exporter"),
     Entry("fleet", "fleet", "Fleet-safe readiness"),
     Entry("scrapes", "scrapes", "Probes during /metrics scrapes"),
+    Entry("probes-at-scale", "probes_at_scale", "Probes at 2,000 checks"),
     Entry("idle-connections", "idle", "Idle connections"),
     Entry("s3-memory", "s3_memory", "s3 checks: memory and loop stalls"),
     Entry("reloads", "reloads", "Same-config reloads"),
