@@ -10,7 +10,8 @@ the daemon) to samples. /metrics writes the text from those declarations
 directly, in slices on the event loop (`Exposition`): with thousands of
 checks, building prometheus_client's objects took seconds of CPU per scrape,
 and every probe waited for it. `create_registry` turns the same
-declarations into a prometheus_client collector, for code that wants one.
+declarations into a prometheus_client collector (probed/collector.py), for
+code that wants one.
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Protocol
 
 from probed import __version__
 from probed.groups import LIVE, READY
@@ -34,6 +31,9 @@ from probed.model import Reason, Status
 from probed.report import STATES, state_name
 from probed.scheduler import SchedulerLoad
 from probed.store import DURATION_BUCKETS, CheckState, Store
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 LABELS = ("check", "type")
 FAILURE_REASONS = [r for r in Reason if r not in (Reason.STALE, Reason.PENDING, Reason.DEPENDENCY)]
@@ -409,35 +409,10 @@ class Exposition:
             task.cancel()
 
 
-# -- the same declarations as a prometheus_client collector -------------------------------
-
-
-class ProbedCollector(Collector):
-    def __init__(self, source: MetricsSource, observed: bool = True) -> None:
-        self.source = source
-        self.observed = observed  # False: no gauges of observed values (server.details: token, no token)
-
-    def collect(self) -> Iterator[Metric]:
-        for family, samples in daemon_families(self.source):
-            yield _metric(family, ((dict(extra.labels), suffix, value) for suffix, extra, value in samples))
-        states = list(self.source.store.checks.values())
-        for check_family in _check_families(states, self.observed):
-            rows = (
-                ({"check": state.name, "type": state.type, **dict(extra.labels)}, suffix, value)
-                for state in states
-                for suffix, extra, value in check_family.samples(state)
-            )
-            yield _metric(check_family, rows)
-
-
-def _metric(family: Family, rows: Iterable[tuple[dict[str, str], str, float]]) -> Metric:
-    metric = Metric(family.name, family.help, family.type)
-    for labels, suffix, value in rows:
-        metric.add_sample(family.name + suffix, labels, float(value))
-    return metric
-
-
 def create_registry(source: MetricsSource, observed: bool = True) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProbedCollector(source, observed))
-    return registry
+    """The same declarations as a prometheus_client registry, for code that wants
+    one. prometheus_client is imported here, not by `probed serve`, which writes
+    /metrics itself: the library costs every pod a megabyte of RSS."""
+    from probed.collector import registry
+
+    return registry(source, observed)
