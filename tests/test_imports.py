@@ -35,7 +35,7 @@ finally:
         file.write("\\n".join(sorted(sys.modules)))
 """
 
-SERVER = {"aiohttp.web", "prometheus_client", "probed.web", "probed.daemon", "probed.metrics", "probed.scheduler"}
+SERVER = {"aiohttp.web", "probed.web", "probed.daemon", "probed.metrics", "probed.scheduler"}
 # Every type's driver packages, as the types declare them (aiohttp's client is the
 # http check's), and cryptography, which the http check imports for one case.
 DRIVERS = {module.partition(".")[0] for name in TYPES for module in load_type(name, need_driver=False).requires} | {
@@ -161,3 +161,6 @@ def test_serve_imports_the_server(tmp_path: Path) -> None:
         modules = imported(tmp_path, "serve", "--config", str(config), exit_code=1)
     assert loaded(modules, SERVER) == SERVER
     assert {"pydantic", "structlog", "yaml", "aiohttp"} <= third_party(modules)
+    # What every pod pays for: no driver for disk checks, and no prometheus_client
+    # (probed writes /metrics itself; the library is for code that asks for a registry).
+    assert not loaded(modules, DRIVERS - {"aiohttp"} | {"prometheus_client", "probed.collector"})
