@@ -118,27 +118,72 @@ def image_bytes(tag: str) -> int:
 
 
 @contextmanager
-def container(image: str, config: dict[str, Any], work: Path) -> Iterator[tuple[int, str, float]]:
-    """probed serving config in image as a pod runs it: (host pid, base URL,
-    seconds from `podman run` until /health/ready answered 200)."""
+def container(image: str, config: dict[str, Any], work: Path) -> Iterator[tuple[int, str, float, float]]:
+    """probed serving config in image as a pod runs it: (host pid, base URL, and
+    seconds from `podman run` until /health/live, then /health/ready, answered 200)."""
     port = free_port()
     path = work / f"pod-{port}.yaml"
     path.write_text(yaml.safe_dump({**config, "server": {"listen": f"127.0.0.1:{port}"}}))
-    name = f"probed-bench-{port}"
+    base = f"http://127.0.0.1:{port}"
+    with running(image, ["-v", f"{path}:/etc/probed/probed.yaml:ro"], [], f"{base}/health/live") as (pid, live):
+        yield pid, base, live, live + until(f"{base}/health/ready")
+
+
+# As a pod runs it; the limits because runc here cannot raise them to the host's.
+POD = [
+    "--network",
+    "host",
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--ulimit",
+    "nofile=4096:4096",
+    "--ulimit",
+    "nproc=4096:4096",
+]
+
+
+@contextmanager
+def running(image: str, options: list[str], args: list[str], url: str) -> Iterator[tuple[int, float]]:
+    """A container of image (read-only root, /tmp a tmpfs, host network): its host
+    pid and the seconds from `podman run` until url answered 200."""
+    name = f"probed-bench-{free_port()}"
     start = time.perf_counter()
-    podman(
-        "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
-        "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-        "-v", f"{path}:/etc/probed/probed.yaml:ro", image,
-    )  # fmt: skip
+    podman("run", "-d", "--name", name, *POD, *options, image, *args)
     try:
-        base = f"http://127.0.0.1:{port}"
-        until(f"{base}/health/ready")
+        until(url)
         ready = time.perf_counter() - start
-        pid = int(podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
-        yield pid, base, ready
+        yield int(podman("inspect", "--format", "{{.State.Pid}}", name).stdout), ready
     finally:
         podman("rm", "-f", "--time", "5", name, check=False)
+
+
+# RSS after each import `probed serve` makes, in the order it makes them: where the memory goes.
+IMPORT_STEPS = """\
+import sys, json
+def rss(): return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
+steps = [("the interpreter", rss())]
+import asyncio, ssl; steps.append(("asyncio and ssl", rss()))
+import aiohttp.web; steps.append(("aiohttp.web (with its client)", rss()))
+import yaml; steps.append(("yaml", rss()))
+from pydantic import BaseModel
+class First(BaseModel): a: int = 1
+steps.append(("pydantic and a first model", rss()))
+import structlog; steps.append(("structlog", rss()))
+import probed.config; steps.append(("probed.config (its models)", rss()))
+import probed.web; steps.append(("probed's daemon, scheduler, store, reports, web", rss()))
+print(json.dumps(steps))
+"""
+
+
+# A bare aiohttp app in the same image: what any aiohttp server holds.
+BARE_AIOHTTP = """\
+import sys
+from aiohttp import web
+async def ok(request): return web.Response(text="ok")
+app = web.Application(); app.router.add_get("/", ok)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
 
 
 # -- host processes ---------------------------------------------------------------------------
@@ -254,20 +299,29 @@ def measure(work: Path) -> dict[str, Any]:
 def pod_figures(work: Path, target: str) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for extras, image in IMAGES.items():
-        readies, rss = [], []
+        lives, readies, rss = [], [], []
         for _ in range(STARTS if extras == "core" else 1):
-            with container(image, default_config(), work) as (pid, _, ready):
+            with container(image, default_config(), work) as (pid, _, live, ready):
                 time.sleep(2)  # past both checks' first runs
+                lives.append(live)
                 readies.append(ready)
                 rss.append(rss_mib(pid))
         figures[f"{extras}_default_rss"] = statistics.median(rss)
+        figures[f"{extras}_live_s"] = statistics.median(lives)
         figures[f"{extras}_ready_s"] = statistics.median(readies)
+    steps = podman("run", "--rm", *POD, "--entrypoint", "python", IMAGES["core"], "-c", IMPORT_STEPS)
+    figures["import_steps"] = json.loads(steps.stdout)
+    port = free_port()
+    bare = ["--entrypoint", "python"], ["-c", BARE_AIOHTTP, str(port)]
+    with running(IMAGES["core"], *bare, f"http://127.0.0.1:{port}/") as (pid, _):
+        time.sleep(1)
+        figures["aiohttp_rss"] = rss_mib(pid)
     config = {"checks": core_type_checks(free_port(), target)}
-    with container(IMAGES["core"], config, work) as (pid, base, _):
+    with container(IMAGES["core"], config, work) as (pid, base, _, _):
         time.sleep(3)  # every check has run once: its driver imported, its client built
         figures["core_types_rss"] = rss_mib(pid)
         figures["core_types"] = len(config["checks"])
-    with container(IMAGES["core"], {"checks": http_checks(1, target, 1)}, work) as (pid, base, _):
+    with container(IMAGES["core"], {"checks": http_checks(1, target, 1)}, work) as (pid, base, _, _):
         while runs_of(base) < 20:
             time.sleep(0.2)
         figures["probed_20_rss"] = rss_mib(pid)
@@ -278,21 +332,16 @@ def host_figures(work: Path, target: str) -> dict[str, Any]:
     """The baselines, and probed from this environment, started and measured alike."""
     figures: dict[str, Any] = {}
     python = sys.executable
-    port = free_port()
-    with host_process([python, "bench/apps.py", "bare", str(port)], f"http://127.0.0.1:{port}/health/ready") as (
-        pid,
-        _,
-    ):
-        time.sleep(1)
-        figures["aiohttp_rss"] = rss_mib(pid)
-    readies = []
+    lives, readies = [], []
     for _ in range(STARTS):
         port = free_port()
         path = work / f"host-{port}.yaml"
         path.write_text(yaml.safe_dump({**default_config(), "server": {"listen": f"127.0.0.1:{port}"}}))
         serve = [str(Path(python).parent / "probed"), "serve", "--config", str(path)]
-        with host_process(serve, f"http://127.0.0.1:{port}/health/ready") as (_, ready):
-            readies.append(ready)
+        with host_process(serve, f"http://127.0.0.1:{port}/health/live") as (_, live):
+            lives.append(live)
+            readies.append(live + until(f"http://127.0.0.1:{port}/health/ready"))
+    figures["host_live_s"] = statistics.median(lives)
     figures["host_ready_s"] = statistics.median(readies)
     peer = blackbox(work)
     if peer is None:
@@ -311,10 +360,12 @@ def host_figures(work: Path, target: str) -> dict[str, Any]:
     config = {"checks": http_checks(IDLE_CHECKS, target, IDLE_INTERVAL)}
     with (
         host_process(args, f"{base}/metrics") as (exporter, _),
-        container(IMAGES["core"], config, work) as (pid, _, _),
+        container(IMAGES["core"], config, work) as (pid, _, _, _),
+        container(IMAGES["core"], {"checks": {}}, work) as (empty, _, _, _),
     ):
         time.sleep(IDLE_INTERVAL + 2)  # every check past its first, randomly offset run
-        figures.update(idle_cpu_per_hour({"probed": pid, "blackbox": exporter}, lambda: blackbox_round(probe)))
+        pids = {"probed": pid, "probed_empty": empty, "blackbox": exporter}
+        figures.update(idle_cpu_per_hour(pids, lambda: blackbox_round(probe)))
     return figures
 
 
@@ -337,7 +388,7 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
         [
             "RSS, the image's default config (a disk check on / and a write test on /tmp)",
             f"{figures['core_default_rss']:.1f} MiB (core image); {figures['all_default_rss']:.1f} MiB (full image)",
-            f"a bare aiohttp app: {figures['aiohttp_rss']:.1f} MiB",
+            f"a bare aiohttp app in the same image: {figures['aiohttp_rss']:.1f} MiB",
             f"≤ {TARGET_RSS_MIB} MiB",
         ],
         [
@@ -354,7 +405,8 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
         ],
         [
             f"CPU per hour, {IDLE_CHECKS} http checks every {IDLE_INTERVAL} s",
-            f"{figures.get('probed', 0):.1f} s ({100 * figures.get('probed', 0) / 3600:.2f} % of a core)",
+            f"{figures.get('probed', 0):.1f} s ({100 * figures.get('probed', 0) / 3600:.2f} % of a core); "
+            f"no checks at all: {figures.get('probed_empty', 0):.1f} s",
             peer(
                 "blackbox",
                 lambda v: f"blackbox_exporter answering {IDLE_CHECKS} probes every {IDLE_INTERVAL} s: {v:.1f} s",
@@ -362,9 +414,12 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
             "",
         ],
         [
-            "start to ready: spawn until /health/ready answers 200 (default config)",
-            f"{1000 * figures['host_ready_s']:.0f} ms (`probed serve`); `podman run`: "
-            f"{1000 * figures['core_ready_s']:.0f} ms (core image), {1000 * figures['all_ready_s']:.0f} ms (full)",
+            "start until /health/live, then /health/ready, answers 200 (default config; ready waits for "
+            "the checks' first runs, up to 1 s apart)",
+            f"`probed serve`: {1000 * figures['host_live_s']:.0f} ms, {1000 * figures['host_ready_s']:.0f} ms; "
+            f"`podman run`, core image: {1000 * figures['core_live_s']:.0f} ms, "
+            f"{1000 * figures['core_ready_s']:.0f} ms; "
+            f"full image: {1000 * figures['all_live_s']:.0f} ms, {1000 * figures['all_ready_s']:.0f} ms",
             peer("blackbox_ready_s", lambda v: f"blackbox_exporter, spawn until /metrics: {1000 * v:.0f} ms"),
             "",
         ],
@@ -392,8 +447,20 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
         ),
         "header": ["figure", "probed", "baseline, same run", "target"],
         "rows": rows,
-        "notes": verdicts,
+        "notes": [*verdicts, where_memory_goes(figures["import_steps"])],
     }
+
+
+def where_memory_goes(steps: list[tuple[str, float]]) -> str:
+    parts, before = [], 0.0
+    for label, rss in steps:
+        parts.append(f"{label} +{rss - before:.1f}")
+        before = rss
+    return (
+        "Where the memory goes (core image, RSS after each import `probed serve` makes, MiB): "
+        + ", ".join(parts)
+        + f"; {steps[-1][1]:.1f} MiB in all before the first check or request."
+    )
 
 
 def main() -> None:
