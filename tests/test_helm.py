@@ -3,6 +3,7 @@ its manifests validated strictly against Kubernetes' schemas, in both modes."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,31 @@ def test_sidecar_peers_select_the_application_pods(app_chart: Path) -> None:
     config = parse_config(text, "configmap", {"DATABASE_URL": "postgresql://db/shop"})
     assert config.peers is not None and config.peers.dns == "web-probed-peers.shop.svc.cluster.local"
     assert config.checks["db"].scope == "shared"
+
+
+def _quantity(text: str) -> float:
+    """The number of a Kubernetes quantity in the units the chart writes: Mi (MiB), m (millicores)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(?:Mi|m)", str(text))
+    assert match, text
+    return float(match[1])
+
+
+def _pod_cost(label: str, pattern: str) -> float:
+    """A figure from the README's "What a pod pays" table (measured by bench/podcost.py)."""
+    section = (ROOT / "README.md").read_text().split("## What a pod pays", 1)[1].split("\n## ", 1)[0]
+    [row] = [line for line in section.splitlines() if line.startswith(f"| {label} |")]
+    match = re.search(pattern, row.split("|")[2])
+    assert match, (label, row)
+    return float(match[1])
+
+
+def test_resources_follow_what_a_pod_pays() -> None:
+    """The chart's requests cover the default config and its memory limit every
+    core type at once, with room for reloads, as the README measures them."""
+    resources = yaml.safe_load((CHART / "values.yaml").read_text())["resources"]
+    default_rss = _pod_cost("memory, the default config", r"(\d+(?:\.\d+)?) MiB")
+    every_type_rss = _pod_cost("memory, one check of each core type", r"(\d+(?:\.\d+)?) MiB")
+    idle_millicores = _pod_cost("CPU, 10 checks every 10 s", r"(\d+(?:\.\d+)?)m of a core")
+    assert _quantity(resources["requests"]["memory"]) >= 1.25 * default_rss
+    assert _quantity(resources["limits"]["memory"]) >= 1.5 * every_type_rss
+    assert _quantity(resources["requests"]["cpu"]) >= idle_millicores
