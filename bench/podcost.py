@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import process  # noqa: E402
 from probed.checks import TYPES, load_type  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -192,16 +192,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 @contextmanager
 def host_process(args: list[str], ready_url: str) -> Iterator[tuple[int, float]]:
     """(pid, seconds from spawn until ready_url answered 200)."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        ready = until(ready_url)
-        yield proc.pid, ready
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with process(args) as proc:
+        yield proc.pid, until(ready_url)
 
 
 def blackbox(work: Path) -> tuple[list[str], str] | None:
