@@ -1,7 +1,7 @@
 """What a pod pays for probed: memory, idle CPU, start-up time and image bytes,
 beside Debian's blackbox_exporter where the two compare.
 
-    python bench/podcost.py   -> one JSON line: the section (title, intro, header, rows, notes)
+    python bench/podcost.py   -> one JSON line: the section (intro, header, rows, notes)
 
 Builds the image twice (`EXTRAS=core` and the default, every extra) with Podman,
 then runs probed in it as a pod does: read-only root, /tmp a tmpfs, user
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,9 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import process  # noqa: E402
+from bench.support import cpu_seconds, process, rss_mib, until_answer  # noqa: E402
 from probed.checks import TYPES, load_type  # noqa: E402
+from tests.support.net import free_port, http_get  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,44 +49,13 @@ WINDOW = 20.0 if QUICK else 60.0  # seconds of idle CPU measured, extrapolated t
 STARTS = 3 if QUICK else 5  # start-to-ready runs, median
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
+    return http_get(url, 2)[0]
 
 
 def until(url: str, status: int = 200, seconds: float = 60) -> float:
-    """Seconds until url answers status, polled every 10 ms."""
-    start = time.perf_counter()
-    while status_of(url) != status:
-        if time.perf_counter() - start > seconds:
-            raise RuntimeError(f"{url} did not answer {status} within {seconds:g} s")
-        time.sleep(0.01)
-    return time.perf_counter() - start
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (every thread), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """Seconds until url answers status, asked every 10 ms."""
+    return until_answer(url, lambda answered, _: answered == status, seconds)
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -433,7 +402,6 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
         f"{mb['core']:.0f} MB against at most {TARGET_CORE_MB} MB.",
     ]
     return {
-        "title": "What a pod pays",
         "intro": (
             "`bench/podcost.py`: the image built with Podman in both variants and run as a pod runs it (read-only "
             "root, /tmp a tmpfs, user 65532), RSS and CPU (utime + stime of every thread) read from the host's /proc "

@@ -56,6 +56,7 @@ SECTIONS = (
     Entry("soak", "soak", "Soak"),
     Entry("file-watching", "watch", "Watching files for reload"),
     Entry("company", "company", "A check alone and in company"),
+    Entry("pod-cost", "podcost", "What a pod pays"),
 )
 
 
