@@ -76,7 +76,8 @@ def load_type(type_name: str, *, need_driver: bool = True) -> type[AnyCheck]:
         raise TypeUnavailable(f"check type {type_name!r} ({location}) cannot be loaded: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Check)):
         raise TypeUnavailable(f"check type {type_name!r} ({location}) is not a probed Check class")
-    missing = [module for module in cls.requires if not _installed(module)]
+    # One name per distribution: "grpc" and "grpc._utilities" are the same pip install.
+    missing = list(dict.fromkeys(module.split(".")[0] for module in cls.requires if not _installed(module)))
     if missing and need_driver:
         extra = f"pip install 'probed[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
         raise TypeUnavailable(f"check type {type_name!r} needs {', '.join(missing)}: {extra}")
