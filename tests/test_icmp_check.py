@@ -132,9 +132,9 @@ def test_partial_loss_is_observed_and_judged_by_levels(range_: str, kind: str) -
     failing = {"levels": {"packet_loss_percent": {"warn_above": 0, "fail_above": 25}, "rtt_max": {"fail_above": 1}}}
     with netns({"net.ipv4.ping_group_range": range_}, drop_every_second_request()) as name:
         for host in LOOPBACKS:
-            (seen, again), _ = ping_in(name, icmp(host, count=4, timeout="400ms"), runs=2)
-            (warned,), _ = ping_in(name, icmp(host, count=4, timeout="400ms", **levels))
-            (failed,), _ = ping_in(name, icmp(host, count=4, timeout="400ms", **failing))
+            (seen, again), _ = ping_in(name, icmp(host, count=4), runs=2)
+            (warned,), _ = ping_in(name, icmp(host, count=4, **levels))
+            (failed,), _ = ping_in(name, icmp(host, count=4, **failing))
             assert seen.status is Status.PASS, seen.output
             assert seen.output.startswith(f"{where(host)}: 2/4 replies, 50% loss, rtt min/avg/max ")
             assert seen.observed["packet_loss_percent"].value == 50 and seen.observed["replies"].value == 2
