@@ -187,11 +187,36 @@ def test_app_liveness_on_probed_is_opt_in(app_chart: Path) -> None:
         {"peers": {"enabled": True, "alone": "maybe"}},
         {"peers": {"enabled": True, "quorum": 2}},
         {"terminationGracePeriodSeconds": "15s"},
+        {"icmp": {"unprivileged": "yes"}},
     ],
 )
 def test_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         helm.Chart.load(str(CHART)).render(values, name="web", namespace="shop")
+
+
+PING_GROUPS = {"name": "net.ipv4.ping_group_range", "value": "0 2147483647"}
+
+
+def test_icmp_unprivileged_sets_the_safe_ping_sysctl_and_keeps_the_pod_hardened() -> None:
+    def pod(values: dict[str, Any]) -> dict[str, Any]:
+        documents = render(CHART, values)
+        assert_valid_kubernetes(documents)
+        spec: dict[str, Any] = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+        return spec
+
+    assert "sysctls" not in pod({})["securityContext"]
+    unprivileged = pod({"icmp": {"unprivileged": True}})
+    assert unprivileged["securityContext"]["sysctls"] == [PING_GROUPS]
+    assert unprivileged["securityContext"]["runAsNonRoot"] is True
+    assert_hardened(unprivileged["containers"][0])
+    # Sysctls of the user's own are kept, and their own ping range wins over the chart's.
+    own = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
+    narrower = {"name": "net.ipv4.ping_group_range", "value": "65532 65532"}
+    both = pod({"icmp": {"unprivileged": True}, "podSecurityContext": {"sysctls": [own]}})
+    assert both["securityContext"]["sysctls"] == [own, PING_GROUPS]
+    kept = pod({"icmp": {"unprivileged": True}, "podSecurityContext": {"sysctls": [narrower]}})
+    assert kept["securityContext"]["sysctls"] == [narrower]
 
 
 def test_peers_get_a_headless_service_that_publishes_unready_pods() -> None:

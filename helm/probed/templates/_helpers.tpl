@@ -119,6 +119,21 @@ volumeMounts:
   {{- end }}
 {{- end -}}
 
+{{/* Standalone mode's pod securityContext: podSecurityContext, plus with icmp.unprivileged the
+safe sysctl that lets every group open ICMP datagram sockets (a value set in podSecurityContext.sysctls wins). */}}
+{{- define "probed.podSecurityContext" -}}
+{{- $context := deepCopy .Values.podSecurityContext -}}
+{{- if .Values.icmp.unprivileged -}}
+{{- $sysctls := get $context "sysctls" | default list -}}
+{{- $set := false -}}
+{{- range $sysctls }}{{ if eq .name "net.ipv4.ping_group_range" }}{{ $set = true }}{{ end }}{{ end -}}
+{{- if not $set -}}
+{{- $_ := set $context "sysctls" (append $sysctls (dict "name" "net.ipv4.ping_group_range" "value" "0 2147483647")) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $context -}}
+{{- end -}}
+
 {{- define "probed.volumes" -}}
 - name: probed-config
   configMap:
