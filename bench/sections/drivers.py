@@ -8,7 +8,7 @@ from bench.support import QUICK, Bench, Section, fmt, run_json
 def measure(bench: Bench) -> Section:
     runs = 3 if QUICK else 9
     figures = run_json("bench/drivers.py", str(runs))
-    shared = figures.pop("shared_ms")
+    shared, asyncio_ms = figures.pop("shared_ms"), figures.pop("asyncio_ms")
     section = Section(
         "CPU time (`time.process_time`) a fresh process spends importing each type of the type table "
         "(`bench/drivers.py`), after `import probed.checks`, which every type shares "
@@ -22,4 +22,9 @@ def measure(bench: Bench) -> Section:
         driver = "none" if row["driver_ms"] is None else fmt(row["driver_ms"], 1)
         modules = ", ".join(row["modules"]) or "probed's own modules"
         section.rows.append([name, modules, fmt(row["module_ms"], 1), driver])
+    section.notes.append(
+        f"`import asyncio` costs {fmt(asyncio_ms, 1)} ms after `probed.checks`: most type modules import it, so it "
+        "is in their module figure; a type whose module does not (heartbeat, or one whose driver brings it) pays "
+        "it with its driver instead, and `probed serve` has it loaded before any type."
+    )
     return section
