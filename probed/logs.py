@@ -121,6 +121,19 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
     logging.basicConfig(handlers=[handler], level=max(logging.WARNING, numeric_level), force=True)
     logging.captureWarnings(True)
     threading.excepthook = _log_thread_exception  # a thread's uncaught error: one line, not a bare traceback
+    # "Exception ignored in ..." (a __del__ or a finalizer that raised, often
+    # a driver's at exit): one line in the format too, not raw stderr.
+    sys.unraisablehook = _log_unraisable
+
+
+def _log_unraisable(unraisable: Any) -> None:  # sys.UnraisableHookArgs, which typeshed cannot name at run time
+    where = unraisable.err_msg or "Exception ignored in"
+    if unraisable.object is not None:
+        where = f"{where}: {unraisable.object!r}"
+    error = unraisable.exc_value if unraisable.exc_value is not None else unraisable.exc_type()
+    logging.getLogger("probed.unraisable").error(
+        "%s", where, exc_info=(unraisable.exc_type, error, unraisable.exc_traceback)
+    )
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:

@@ -68,6 +68,24 @@ def test_an_uncaught_exception_in_a_thread_is_one_json_line() -> None:
     assert "RuntimeError: worker broke" in entry["exception"]
 
 
+def test_an_exception_ignored_in_a_finalizer_is_one_json_line() -> None:
+    """What Python would print raw as "Exception ignored in ..." (a driver's
+    __del__ that raises, often at exit) is a line in the format."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+
+    class Leaky:
+        def __del__(self) -> None:
+            raise RuntimeError("closed twice")
+
+    Leaky()  # collected at once: CPython reports the error to sys.unraisablehook
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["event"].startswith("Exception ignored in: <function")
+    assert entry["logger"] == "probed.unraisable" and entry["level"] == "error"
+    assert "RuntimeError: closed twice" in entry["exception"]
+
+
 def test_info_lines_are_never_held_back_but_repeated_errors_are() -> None:
     stream = io.StringIO()
     configure_logging("json", "info", stream)

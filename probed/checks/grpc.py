@@ -7,6 +7,7 @@ passes; NOT_SERVING, UNKNOWN and SERVICE_UNKNOWN fail with reason unexpected.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +19,13 @@ from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, St
 
 if TYPE_CHECKING:
     import grpc
+
+# gRPC's C core logs to file descriptor 2 in a format of its own, one line per
+# failed TLS handshake and without a limit. A run's output already says what
+# failed, so it writes nothing unless the user sets these; grpc reads them
+# when it is first imported, which this module defers to check creation.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+os.environ.setdefault("GRPC_TRACE", "")
 
 _STATUS_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
