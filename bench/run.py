@@ -57,6 +57,7 @@ SECTIONS = (
     Entry("file-watching", "watch", "Watching files for reload"),
     Entry("company", "company", "A check alone and in company"),
     Entry("pod-cost", "podcost", "What a pod pays"),
+    Entry("shutdown", "shutdown", "Shutdown"),
 )
 
 

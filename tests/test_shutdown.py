@@ -22,7 +22,7 @@ import yaml
 
 from tests.every_type import AT_PORT, DATAGRAM, LOCAL
 from tests.harness import GrpcServer
-from tests.servers import free_port, poll, silent_listener
+from tests.servers import free_port, hung_filesystem, poll, silent_listener
 from tests.servers_ldap_ssh_memcached import answering_listener
 from tests.servers_websocket_udp_icmp import udp_closed_port
 
@@ -92,6 +92,18 @@ def test_with_every_type_configured_sigterm_exits_0_without_a_traceback(tmp_path
     assert events[-1] == "probed_stopped"
     assert list(json_lines(err)) == [], err
     assert code == 0
+
+
+def test_a_call_blocked_in_a_thread_does_not_hold_up_the_exit(tmp_path: Path) -> None:
+    """A disk check on a filesystem that never answers (a dead NFS mount):
+    its statvfs blocks in the kernel until the mount goes, which is after
+    probed must have exited. Python's exit would wait on that thread."""
+    with hung_filesystem(tmp_path / "hung") as mount:
+        checks = {"nfs": {"type": "disk", "path": str(mount), "interval": "3s", "timeout": "1s"}}
+        process = serve(tmp_path, checks, own_env())
+        code, out, err = stopped(process)
+    assert [line["event"] for line in json_lines(out)][-1] == "probed_stopped", out
+    assert (code, err) == (0, "")
 
 
 def grpc_tls_to_a_plain_server(stack: ExitStack) -> dict[str, dict[str, Any]]:
