@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,23 @@ import pytest
 
 from probed.lag import LoopLag
 from probed.runner import run_once
-from tests.conftest import check_from
-from tests.every_type import AT_PORT, DATAGRAM, LOCAL, Options
-from tests.harness import (
-    PASSWORD,
-    DnsServer,
-    GrpcServer,
-    MosquittoServer,
-    NatsServer,
-    RedisServer,
-    SmtpServer,
-)
-from tests.servers import app_in_thread, silent_listener, target_app
-from tests.servers_ldap_ssh_memcached import LDAP_USER, SSH_USER, MemcachedServer, answering_listener
-from tests.servers_websocket_udp_icmp import UdpEchoServer, WebsocketServer, udp_closed_port
-from tests.test_ldap_check import make_slapd
-from tests.test_ssh_check import make_sshd
+from tests.support.apps import app_in_thread, target_app
+from tests.support.checks import check_from
+from tests.support.every_type import AT_PORT, DATAGRAM, LOCAL, Options
+from tests.support.faults import answering_listener, silent_listener
+from tests.support.net import udp_closed_port
+from tests.support.servers import PASSWORD
+from tests.support.servers.dnsmasq import DnsServer
+from tests.support.servers.health_grpc import GrpcServer
+from tests.support.servers.memcached import MemcachedServer
+from tests.support.servers.mosquitto import MosquittoServer
+from tests.support.servers.nats import NatsServer
+from tests.support.servers.redis import RedisServer
+from tests.support.servers.slapd import LDAP_USER
+from tests.support.servers.smtp import SmtpServer
+from tests.support.servers.sshd import SSH_USER
+from tests.support.servers.udp_echo import UdpEchoServer
+from tests.support.servers.websocket import WebsocketServer
 
 SAMPLE = 0.005  # seconds between the sampler's wake-ups
 LIMIT = 0.020  # seconds of the loop thread's CPU allowed between two of them
@@ -129,10 +130,10 @@ def redis_options(type_name: str, stack: ExitStack, work: Path, request: pytest.
 
 def served_options(type_name: str, stack: ExitStack, work: Path, request: pytest.FixtureRequest) -> Options:
     if type_name == "ldap":
-        slapd = stack.enter_context(_yielded(make_slapd(request.getfixturevalue("tls_certificate"))))
+        slapd = request.getfixturevalue("slapd")
         return {**AT_PORT["ldap"](slapd.port), "username": LDAP_USER, "password": PASSWORD}
     if type_name == "ssh":
-        sshd = stack.enter_context(_yielded(make_sshd()))
+        sshd = request.getfixturevalue("sshd")
         login = {"username": SSH_USER, "password": PASSWORD, "known_hosts": str(sshd.known_hosts())}
         return {**AT_PORT["ssh"](sshd.port), **login}
     if type_name == "dns":
@@ -151,11 +152,6 @@ def served_options(type_name: str, stack: ExitStack, work: Path, request: pytest
         "websocket": WebsocketServer,
     }
     return AT_PORT[type_name](served(stack, servers[type_name]()).port)
-
-
-def _yielded(generator: Iterator[Any]) -> AbstractContextManager[Any]:
-    """A fixture-style generator (make_slapd, make_sshd) as a context manager."""
-    return contextmanager(lambda: generator)()
 
 
 ALL_TYPES = [*AT_PORT, *DATAGRAM, *LOCAL]

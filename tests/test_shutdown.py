@@ -1,17 +1,15 @@
 """A real `probed serve`, as a user runs it: with every type configured
-(tests/every_type.py) against servers that hang and close at once, SIGTERM
-stops it with exit 0 and no traceback; and whatever a driver writes reaches
-the user in the chosen log format (json here) or not at all: gRPC's C core,
-which writes a raw line per failed TLS handshake, writes nothing unless the
-user asks for it. How long the stop takes is measured in bench/, not here."""
+(tests/support/every_type.py) against servers that hang and close at once,
+SIGTERM stops it with exit 0 and no traceback, and so does a call blocked in
+a thread; and whatever a driver writes reaches the user in the chosen log
+format (json here) or not at all: gRPC's C core, which writes a raw line
+per failed TLS handshake, writes nothing unless the user asks for it. How
+long the stop takes is measured in bench/shutdown.py, not here."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from tests.every_type import AT_PORT, DATAGRAM, LOCAL
-from tests.harness import GrpcServer
-from tests.servers import free_port, hung_filesystem, poll, silent_listener
-from tests.servers_ldap_ssh_memcached import answering_listener
-from tests.servers_websocket_udp_icmp import udp_closed_port
+from tests.support.every_type import AT_PORT, DATAGRAM, LOCAL
+from tests.support.faults import answering_listener, hung_filesystem, silent_listener
+from tests.support.net import free_port, udp_closed_port
+from tests.support.probed import Served, serving
+from tests.support.servers.health_grpc import GrpcServer
 
 RUNNING = 2.0  # seconds of runs before the signal: hung runs are in flight then
 
@@ -40,33 +38,20 @@ def every_type(stack: ExitStack) -> dict[str, dict[str, Any]]:
     return {name: {**check, "interval": "3s", "timeout": "2s"} for name, check in checks.items()}
 
 
-def serve(tmp_path: Path, checks: dict[str, dict[str, Any]], env: dict[str, str]) -> subprocess.Popen[str]:
-    port = free_port()
-    config = tmp_path / "probed.yaml"
-    config.write_text(yaml.safe_dump({"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config), "--log-format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    poll(f"http://127.0.0.1:{port}/health/live", lambda status, _: status == 200 or process.poll() is not None)
-    assert process.poll() is None, process.communicate()
-    return process
+def config(tmp_path: Path, checks: dict[str, dict[str, Any]]) -> Path:
+    path = tmp_path / "probed.yaml"
+    path.write_text(yaml.safe_dump({"server": {"listen": f"127.0.0.1:{free_port()}"}, "checks": checks}))
+    return path
 
 
-def stopped(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    """SIGTERM after RUNNING seconds of runs; the exit code and what it wrote."""
-    time.sleep(RUNNING)
-    process.send_signal(signal.SIGTERM)
-    try:
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return process.returncode, out, err
+def stopped(tmp_path: Path, checks: dict[str, dict[str, Any]], **env: str) -> Served:
+    """`probed serve --log-format json` on the checks, SIGTERM after RUNNING
+    seconds of runs; its exit code must be 0 (serving asserts it). The
+    environment has no gRPC logging setting but those in `env`."""
+    environ = {key: value for key, value in os.environ.items() if key not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+    with serving(config(tmp_path, checks), "--log-format", "json", env=environ | env) as served:
+        time.sleep(RUNNING)
+    return served
 
 
 def json_lines(text: str) -> Iterator[dict[str, Any]]:
@@ -77,21 +62,12 @@ def json_lines(text: str) -> Iterator[dict[str, Any]]:
             raise AssertionError(f"not a JSON log line: {line!r}") from None
 
 
-def own_env(**set_: str) -> dict[str, str]:
-    """This environment without a gRPC logging setting of its own, plus `set_`."""
-    env = {key: value for key, value in os.environ.items() if key not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
-    return env | set_
-
-
 def test_with_every_type_configured_sigterm_exits_0_without_a_traceback(tmp_path: Path) -> None:
     with ExitStack() as stack:
-        process = serve(tmp_path, every_type(stack), own_env())
-        code, out, err = stopped(process)
-    assert "Traceback" not in out + err, out + err
-    events = [line["event"] for line in json_lines(out)]
-    assert events[-1] == "probed_stopped"
-    assert list(json_lines(err)) == [], err
-    assert code == 0
+        served = stopped(tmp_path, every_type(stack))
+    assert "Traceback" not in served.out + served.err, served.out + served.err
+    assert [line["event"] for line in json_lines(served.out)][-1] == "probed_stopped"
+    assert served.err == ""
 
 
 def test_a_call_blocked_in_a_thread_does_not_hold_up_the_exit(tmp_path: Path) -> None:
@@ -99,11 +75,9 @@ def test_a_call_blocked_in_a_thread_does_not_hold_up_the_exit(tmp_path: Path) ->
     its statvfs blocks in the kernel until the mount goes, which is after
     probed must have exited. Python's exit would wait on that thread."""
     with hung_filesystem(tmp_path / "hung") as mount:
-        checks = {"nfs": {"type": "disk", "path": str(mount), "interval": "3s", "timeout": "1s"}}
-        process = serve(tmp_path, checks, own_env())
-        code, out, err = stopped(process)
-    assert [line["event"] for line in json_lines(out)][-1] == "probed_stopped", out
-    assert (code, err) == (0, "")
+        served = stopped(tmp_path, {"nfs": {"type": "disk", "path": str(mount), "interval": "3s", "timeout": "1s"}})
+    assert [line["event"] for line in json_lines(served.out)][-1] == "probed_stopped", served.out
+    assert served.err == ""
 
 
 def grpc_tls_to_a_plain_server(stack: ExitStack) -> dict[str, dict[str, Any]]:
@@ -117,14 +91,13 @@ def grpc_tls_to_a_plain_server(stack: ExitStack) -> dict[str, dict[str, Any]]:
 
 def test_a_failed_grpc_tls_handshake_writes_only_json_lines(tmp_path: Path) -> None:
     with ExitStack() as stack:
-        code, out, err = stopped(serve(tmp_path, grpc_tls_to_a_plain_server(stack), own_env()))
-    lines = [*json_lines(out), *json_lines(err)]
-    assert any(line.get("reason") == "tls" for line in lines), out  # the handshakes did fail
-    assert code == 0
+        served = stopped(tmp_path, grpc_tls_to_a_plain_server(stack))
+    lines = [*json_lines(served.out), *json_lines(served.err)]
+    assert any(line.get("reason") == "tls" for line in lines), served.out  # the handshakes did fail
 
 
 def test_a_users_own_grpc_verbosity_is_kept(tmp_path: Path) -> None:
     """GRPC_VERBOSITY set by the user is theirs: gRPC's own lines appear, raw as gRPC writes them."""
     with ExitStack() as stack:
-        _, _, err = stopped(serve(tmp_path, grpc_tls_to_a_plain_server(stack), own_env(GRPC_VERBOSITY="INFO")))
-    assert "Handshake failed" in err
+        served = stopped(tmp_path, grpc_tls_to_a_plain_server(stack), GRPC_VERBOSITY="INFO")
+    assert "Handshake failed" in served.err
