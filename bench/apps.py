@@ -2,13 +2,14 @@
 
 python bench/apps.py bare PORT [BYTES]      constant body: the aiohttp ceiling (of that size)
 python bench/apps.py inline PORT CONFIG     runs every check inside each request
-python bench/apps.py target PORT            an HTTP dependency answering 200 "ok"
+python bench/apps.py target PORT [CERT KEY] an HTTP dependency answering 200 "ok" (HTTPS with CERT, KEY)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 
 from aiohttp import web
@@ -61,13 +62,17 @@ def target_app() -> web.Application:
 
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
+    context = None
+    if kind == "target" and len(sys.argv) > 4:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
     if kind == "bare":
         built = bare_app(int(sys.argv[3]) if len(sys.argv) > 3 else None)
     elif kind == "target":
         built = target_app()
     else:
         built = inline_app(sys.argv[3])
-    web.run_app(built, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(built, host="127.0.0.1", port=port, access_log=None, print=None, ssl_context=context)
 
 
 if __name__ == "__main__":
