@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from tests.harness import DnsServer, GrpcServer, port_open, wait_until  # noqa: 
 from tests.servers import free_port, issue_certificate  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+BASELINE_REV = os.environ.get("BENCH_BASELINE_REV")  # a revision of probed to run in the same rounds
 CHECKS = 50
 INTERVAL = 0.5  # seconds
 RATE = CHECKS / INTERVAL  # runs a second, for both programs
@@ -61,8 +63,9 @@ HEADER = [
     "blackbox_exporter µs / probe",
     "ratio",
     "target",
-    "probed: the check's own work µs",
-    "probed: around the run µs (no-op check)",
+    "probed in process µs / run",
+    "of which the check's own work",
+    "of which around the run (no-op check)",
 ]
 
 
@@ -197,16 +200,16 @@ def blackbox_window(pid: int, url: str) -> tuple[float, int, int]:
 
 
 @contextmanager
-def probed_serving(work: Path, kind: str, options: dict[str, Any]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def probed_serving(
+    work: Path, kind: str, options: dict[str, Any], command: list[str]
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`command serve` with CHECKS checks of `options`, answering and then stopped (SIGSTOP)."""
     port = free_port()
-    checks = {f"{kind.split()[0]}-{i}": {**options, "interval": INTERVAL, "timeout": 0.4} for i in range(CHECKS)}
-    config = work / f"probed-{kind.replace(' ', '-').strip('()')}.yaml"
+    checks = {f"{kind.split()[0]}-{i}": {**options, "interval": INTERVAL, "timeout": 0.45} for i in range(CHECKS)}
+    config = work / f"probed-{port}.yaml"
     config.write_text(yaml.safe_dump({"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "probed", "serve", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*command, "serve", "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health/ready"), f"probed serve ({kind})", seconds=60)
@@ -226,35 +229,50 @@ def _answers(url: str) -> bool:
         return False
 
 
+Window = Callable[[], tuple[float, int, int]]  # one measured window: (CPU s, runs, failed runs)
+
+
+def probed_commands(work: Path) -> dict[str, list[str]]:
+    """This tree's probed, and with BENCH_BASELINE_REV that revision's in the same rounds."""
+    commands = {"probed": [sys.executable, "-m", "probed"]}
+    if BASELINE_REV:
+        from bench.support import checkout, probed_at
+
+        commands["baseline"] = probed_at(checkout(BASELINE_REV, work))
+    return commands
+
+
 def side_by_side(kind: str, options: dict[str, Any], probe_url: str, work: Path, pid: int) -> dict[str, Any]:
-    """Alternating rounds for one type: medians of each program's CPU per run and of the ratios."""
+    """Alternating rounds for one type, each program first in turn: medians of each program's
+    CPU per run, and of the rounds' ratios to blackbox (and of probed to the baseline)."""
     asyncio.run(drive(probe_url, 20))  # blackbox's warm-up: first connections, its buffers
-    probed_us, blackbox_us, ratios, failures = [], [], [], 0
-    with probed_serving(work, kind, options) as (proc, port):
+    with ExitStack() as stack:
+        windows: dict[str, Window] = {"blackbox": functools.partial(blackbox_window, pid, probe_url)}
+        for name, command in probed_commands(work).items():
+            proc, port = stack.enter_context(probed_serving(work, kind, options, command))
+            windows[name] = functools.partial(probed_window, proc, port)
+        order = sorted(windows)
+        per_run: dict[str, list[float]] = {name: [] for name in order}
+        failures = dict.fromkeys(order, 0)
         for round_ in range(ROUNDS):
-            measured = {}
-            for program in ("probed", "blackbox") if round_ % 2 == 0 else ("blackbox", "probed"):
-                if program == "probed":
-                    cpu, runs, failed = probed_window(proc, port)
-                else:
-                    cpu, runs, failed = blackbox_window(pid, probe_url)
-                failures += failed
-                measured[program] = 1e6 * cpu / runs
-            probed_us.append(measured["probed"])
-            blackbox_us.append(measured["blackbox"])
-            ratios.append(measured["probed"] / measured["blackbox"])
-    return {
-        "probed_us": statistics.median(probed_us),
-        "blackbox_us": statistics.median(blackbox_us),
-        "ratio": statistics.median(ratios),
-        "ratio_range": (min(ratios), max(ratios)),
-        "failures": failures,
-    }
+            for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                cpu, runs, failed = windows[name]()
+                failures[name] += failed
+                per_run[name].append(1e6 * cpu / runs)
+    ratios = [p / b for p, b in zip(per_run["probed"], per_run["blackbox"])]
+    figures: dict[str, Any] = {f"{name}_us": statistics.median(values) for name, values in per_run.items()}
+    figures |= {"ratio": statistics.median(ratios), "ratio_range": (min(ratios), max(ratios)), "failures": failures}
+    if "baseline" in per_run:
+        figures["baseline_ratio"] = statistics.median(p / b for p, b in zip(per_run["probed"], per_run["baseline"]))
+        figures["baseline_to_blackbox"] = statistics.median(
+            b / x for b, x in zip(per_run["baseline"], per_run["blackbox"])
+        )
+    return figures
 
 
 def run_path(options: dict[str, Any]) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "bench/run_path.py", json.dumps(options), str(2 if QUICK else 4)],
+        [sys.executable, "bench/run_path.py", json.dumps(options), str(WINDOW), str(1 if QUICK else 3)],
         capture_output=True,
         text=True,
         check=True,
@@ -266,7 +284,10 @@ def run_path(options: dict[str, Any]) -> dict[str, float]:
 
 def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
     """The section's parts (title, intro, header, rows, notes) for bench/run.py's Section."""
-    section: dict[str, Any] = {"title": TITLE, "intro": _intro(), "header": HEADER, "rows": [], "notes": []}
+    header = HEADER + (
+        [f"{BASELINE_REV} µs / run", f"{BASELINE_REV} ratio", f"probed vs {BASELINE_REV}"] if BASELINE_REV else []
+    )
+    section: dict[str, Any] = {"title": TITLE, "intro": _intro(), "header": header, "rows": [], "notes": []}
     exporter = shutil.which("prometheus-blackbox-exporter")
     if exporter is None:
         section["notes"].append("prometheus-blackbox-exporter is not installed (bench/setup.sh installs it): skipped.")
@@ -294,8 +315,9 @@ def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
                 path = run_path(options)
                 breakdowns.append((kind, path))
                 section["rows"].append(_row(kind, figures, path))
-                if figures["failures"]:
-                    section["notes"].append(f"{kind}: {figures['failures']} runs or probes failed in the windows.")
+                failed = ", ".join(f"{count} of {program}'s" for program, count in figures["failures"].items() if count)
+                if failed:
+                    section["notes"].append(f"{kind}: {failed} runs failed in the windows.")
         finally:
             _end(proc)
     load_after = os.getloadavg()
@@ -306,14 +328,23 @@ def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
 def _row(kind: str, figures: dict[str, Any], path: dict[str, float]) -> list[str]:
     low, high = figures["ratio_range"]
     met = "met" if figures["ratio"] <= TARGETS[kind] else "not met"
+    baseline = []
+    if "baseline_ratio" in figures:
+        baseline = [
+            f"{figures['baseline_us']:,.0f}",
+            f"{figures['baseline_to_blackbox']:.2f}x",
+            f"{figures['baseline_ratio']:.2f}x",
+        ]
     return [
         kind,
         f"{figures['probed_us']:,.0f}",
         f"{figures['blackbox_us']:,.0f}",
         f"{figures['ratio']:.2f}x ({low:.2f} to {high:.2f})",
         f"≤ {TARGETS[kind]:.1f}x: {met}",
+        f"{path['all_us']:,.0f}",
         f"{path['own_us']:,.0f}",
         f"{path['around_us']:,.0f}",
+        *baseline,
     ]
 
 
@@ -326,9 +357,10 @@ def _intro() -> str:
         f"{WINDOW:g} s window divided by the runs or probes in it; blackbox's includes answering each request and "
         f"rendering its registry. The programs alternate window by window, {ROUNDS} rounds, in turn first (probed "
         "is stopped while blackbox is measured); a ratio is the median of the rounds' ratios, their range in "
-        "brackets. The last two columns come from `bench/run_path.py` in a process of its own: the check's "
-        "`run()` alone in a loop, and the scheduler, runner and store running the same 50 checks with `run()` "
-        "replaced by an immediate pass."
+        "brackets. The last three columns come from `bench/run_path.py`, in a process of its own: the "
+        f"scheduler, runner and store running the same {CHECKS} checks in process, and alternating with that, "
+        "the same checks with `run()` replaced by an immediate pass (around the run); the check's own work is "
+        "the difference."
     )
 
 
@@ -359,7 +391,7 @@ def _load(values: tuple[float, ...]) -> str:
 def main() -> None:
     import tempfile
 
-    from bench.run import Section
+    from bench.support import Section
 
     work = Path(tempfile.mkdtemp(prefix="probed-blackbox-"))
     try:

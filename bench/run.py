@@ -47,6 +47,7 @@ SECTIONS = (
     Entry("start-up", "startup", "Start-up"),
     Entry("detection", "detection", "Detection latency"),
     Entry("blackbox_exporter", "blackbox", "Against a peer: prometheus-blackbox-exporter"),
+    Entry("blackbox-side-by-side", "side_by_side", "Side by side with blackbox_exporter: CPU per run, type by type"),
     Entry("fleet", "fleet", "Fleet-safe readiness"),
     Entry("scrapes", "scrapes", "Probes during /metrics scrapes"),
     Entry("probes-at-scale", "probes_at_scale", "Probes at 2,000 checks"),

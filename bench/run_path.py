@@ -1,19 +1,22 @@
 """Where probed's CPU goes per run, in a fresh process:
 
-    python bench/run_path.py OPTIONS_JSON   -> one JSON line (µs of CPU per run)
+    python bench/run_path.py OPTIONS_JSON [SECONDS]  -> one JSON line (µs of CPU per run)
 
-For one check's options it measures, in this process:
-- own: the check's own work, `await check.run()` in a loop;
-- runner: `run_once` around a check that returns at once (the same options,
-  its `run` replaced), i.e. the timeout task, timing, levels and the Result;
-- store: `Store.record` of a passing Result (history, counters, duration
-  buckets, the groups' counts), and of that `CheckState.record` alone;
-- around: the scheduler, runner and store together with CHECKS such no-op
-  checks at INTERVAL in the event loop, CPU per run (everything probed does
-  around a run but the check's own I/O);
-- metrics: one /metrics render of CHECKS real checks' states (built at
-  scrape time: no per-run work; amortized over the runs between scrapes).
-Logging is not measured: probed logs transitions, never a run.
+For one check's options, with CHECKS such checks at INTERVAL, it measures in
+this process, in alternating windows of SECONDS (so load from elsewhere hits
+both alike):
+- all: the scheduler, runner and store running the real checks, CPU per run;
+- around: the same with each check's `run` replaced by an immediate pass:
+  everything probed does around a run but the check's own work and I/O;
+- own: all minus around, the check's own work.
+And, each in a loop: runner, `run_once` of such a no-op check (the timeout
+task, timing, levels, the Result); store, `Store.record` of a passing Result
+(history, counters, duration buckets, the groups' counts) and of that
+`CheckState.record` alone; scheduler: around minus runner and store (sleeping
+until the slot, the semaphore, the event loop waking); metrics: one /metrics
+render of the checks' states (built at scrape time: no per-run work;
+amortized over the runs between scrapes). Logging is not measured: probed
+logs transitions, never a run.
 """
 
 from __future__ import annotations
@@ -87,8 +90,8 @@ def checks_of(options: dict[str, Any], count: int) -> tuple[Any, list[AnyCheck]]
     return config, [create_check(name, opts) for name, opts in config.checks.items()]
 
 
-async def around(checks: list[AnyCheck], seconds: float) -> float:
-    """CPU µs per run of the scheduler running `checks` (no-op) for `seconds`."""
+async def scheduled(checks: list[AnyCheck], seconds: float) -> float:
+    """CPU µs per run of the scheduler running `checks` for `seconds`."""
     store = Store(checks)
     scheduler = Scheduler(checks, store, 64)
     await scheduler.start()
@@ -102,40 +105,43 @@ async def around(checks: list[AnyCheck], seconds: float) -> float:
     return 1e6 * used / runs
 
 
-async def measure(options: dict[str, Any], seconds: float) -> dict[str, float]:
+async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[str, float]:
     config, real = checks_of(options, CHECKS)
-    runs = 200
-    own = await per_call(real[0].run, runs)
+    _, idle = checks_of(options, CHECKS)
+    idle = [noop(check) for check in idle]
+    whole, around = [], []
+    for _ in range(rounds):
+        whole.append(await scheduled(real, seconds))
+        around.append(await scheduled(idle, seconds))
     daemon = Daemon(config)
     for check in real:  # states as after a run each, for the render
         daemon.store.record(check.name, await run_once(check))
     metrics = sync_per_call(lambda: render(daemon), 20)
     await asyncio.gather(*(check.close() for check in real))
-    _, idle = checks_of(options, CHECKS)
-    idle = [noop(check) for check in idle]
-    runner = await per_call(lambda: run_once(idle[0]), 5 * runs)
+    runner = await per_call(lambda: run_once(idle[0]), 1000)
     result = await run_once(idle[0])
     store = Store(idle)
-    record = sync_per_call(lambda: store.record("c0", result), 5 * runs)
-    state_record = sync_per_call(lambda: store.checks["c0"].record(result, 0.0), 5 * runs)
-    whole = await around(idle, seconds)
-    runs_per_scrape = CHECKS * SCRAPE_EVERY / INTERVAL
+    record = sync_per_call(lambda: store.record("c0", result), 1000)
+    state_record = sync_per_call(lambda: store.checks["c0"].record(result, 0.0), 1000)
+    all_us, around_us = statistics.median(whole), statistics.median(around)
     return {
-        "own_us": round(own, 1),
+        "all_us": round(all_us, 1),
+        "own_us": round(all_us - around_us, 1),
+        "around_us": round(around_us, 1),
         "runner_us": round(runner, 1),
         "store_us": round(record, 1),
         "state_us": round(state_record, 1),
         "groups_us": round(record - state_record, 1),
-        "around_us": round(whole, 1),
-        "scheduler_us": round(whole - runner - record, 1),
+        "scheduler_us": round(around_us - runner - record, 1),
         "metrics_render_us": round(metrics, 1),
-        "metrics_per_run_us": round(metrics / runs_per_scrape, 2),
+        "metrics_per_run_us": round(metrics / (CHECKS * SCRAPE_EVERY / INTERVAL), 2),
     }
 
 
 def main() -> None:
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
-    print(json.dumps(asyncio.run(measure(json.loads(sys.argv[1]), seconds))))
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    print(json.dumps(asyncio.run(measure(json.loads(sys.argv[1]), seconds, rounds))))
 
 
 if __name__ == "__main__":
