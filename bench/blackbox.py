@@ -42,8 +42,11 @@ import yaml
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import DnsServer, GrpcServer, port_open, wait_until  # noqa: E402
-from tests.servers import free_port, issue_certificate  # noqa: E402
+from tests.support.certificates import issue_certificate  # noqa: E402
+from tests.support.net import free_port, port_open, wait_until  # noqa: E402
+from tests.support.probed import serving  # noqa: E402
+from tests.support.servers.dnsmasq import DnsServer  # noqa: E402
+from tests.support.servers.health_grpc import GrpcServer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BASELINE_REV = os.environ.get("BENCH_BASELINE_REV")  # a revision of probed to run in the same rounds
@@ -201,24 +204,21 @@ def blackbox_window(pid: int, url: str) -> tuple[float, int, int]:
 
 @contextmanager
 def probed_serving(
-    work: Path, kind: str, options: dict[str, Any], command: list[str]
+    work: Path, kind: str, options: dict[str, Any], source: Path | None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`command serve` with CHECKS checks of `options`, answering and then stopped (SIGSTOP)."""
+    """probed serve (of the checkout `source`, or this tree's) with CHECKS checks of
+    `options`: ready, past the first runs, then stopped (SIGSTOP) until a window resumes it."""
     port = free_port()
     checks = {f"{kind.split()[0]}-{i}": {**options, "interval": INTERVAL, "timeout": 0.45} for i in range(CHECKS)}
     config = work / f"probed-{port}.yaml"
     config.write_text(yaml.safe_dump({"server": {"listen": f"127.0.0.1:{port}"}, "checks": checks}))
-    proc = subprocess.Popen(
-        [*command, "serve", "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health/ready"), f"probed serve ({kind})", seconds=60)
+    with serving(config, until="ready", source=source, seconds=60, clean_exit=False) as served:
         time.sleep(1.5)  # past every first run and the join of the spread cadence
-        os.kill(proc.pid, signal.SIGSTOP)
-        yield proc, port
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
-        _end(proc)
+        os.kill(served.process.pid, signal.SIGSTOP)
+        try:
+            yield served.process, port
+        finally:
+            os.kill(served.process.pid, signal.SIGCONT)
 
 
 def _answers(url: str) -> bool:
@@ -232,14 +232,14 @@ def _answers(url: str) -> bool:
 Window = Callable[[], tuple[float, int, int]]  # one measured window: (CPU s, runs, failed runs)
 
 
-def probed_commands(work: Path) -> dict[str, list[str]]:
+def probed_sources(work: Path) -> dict[str, Path | None]:
     """This tree's probed, and with BENCH_BASELINE_REV that revision's in the same rounds."""
-    commands = {"probed": [sys.executable, "-m", "probed"]}
+    sources: dict[str, Path | None] = {"probed": None}
     if BASELINE_REV:
-        from bench.support import checkout, probed_at
+        from bench.support import checkout
 
-        commands["baseline"] = probed_at(checkout(BASELINE_REV, work))
-    return commands
+        sources["baseline"] = checkout(BASELINE_REV, work)
+    return sources
 
 
 def side_by_side(kind: str, options: dict[str, Any], probe_url: str, work: Path, pid: int) -> dict[str, Any]:
@@ -248,8 +248,8 @@ def side_by_side(kind: str, options: dict[str, Any], probe_url: str, work: Path,
     asyncio.run(drive(probe_url, 20))  # blackbox's warm-up: first connections, its buffers
     with ExitStack() as stack:
         windows: dict[str, Window] = {"blackbox": functools.partial(blackbox_window, pid, probe_url)}
-        for name, command in probed_commands(work).items():
-            proc, port = stack.enter_context(probed_serving(work, kind, options, command))
+        for name, source in probed_sources(work).items():
+            proc, port = stack.enter_context(probed_serving(work, kind, options, source))
             windows[name] = functools.partial(probed_window, proc, port)
         order = sorted(windows)
         per_run: dict[str, list[float]] = {name: [] for name in order}
