@@ -46,6 +46,10 @@ WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
 LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
 LATE = 1.0  # seconds: a run that starts later than this after its plan is late
 BURST = 1.0  # seconds: a first run this close to the start is part of a burst (start-up, reload)
+# Seconds a run may start after its plan: runs start on ticks of a grid every
+# check shares, so runs due close together wake the event loop once. A wake
+# costs more CPU than all the rest probed does around a run (bench/run_path.py).
+TIMER_SLACK = 0.05
 STOP_SLICE = 64  # tasks cancelled per turn of the loop when stopping: a probe waits for one slice, not all
 
 
@@ -170,12 +174,13 @@ class Scheduler:
             # later runs spread again, or the burst would repeat for good.
             cadence = start + random_phase(check)
         while True:
-            await asyncio.sleep(max(0.0, planned - loop.time()))
+            due = _on_a_tick(planned, interval)
+            await asyncio.sleep(max(0.0, due - loop.time()))
             parent = self.store.failing_parent(check.name)
             if parent is not None:  # spare the dependency and the network: the parent says it all
                 self.store.hold(check.name, parent)
             else:
-                self.store.record(check.name, await self._run_in_a_slot(check, planned))
+                self.store.record(check.name, await self._run_in_a_slot(check, due))
             if cadence is not None:  # after the first run, join the spread cadence
                 planned, cadence = _second_slot(planned, cadence, interval), None
             else:
@@ -231,6 +236,14 @@ def _second_slot(first: float, cadence: float, interval: float) -> float:
     if cadence < earliest:
         cadence += math.ceil((earliest - cadence) / interval) * interval
     return cadence
+
+
+def _on_a_tick(planned: float, interval: float) -> float:
+    """The first tick at or after `planned` (ticks TIMER_SLACK apart, or a
+    tenth of a shorter interval): the cadence stays the plan's, the start moves
+    by less than a tick."""
+    tick = min(TIMER_SLACK, interval / 10)
+    return math.ceil(planned / tick) * tick
 
 
 def _next_slot(planned: float, interval: float, now: float) -> float:
