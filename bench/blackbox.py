@@ -361,6 +361,12 @@ def _intro() -> str:
         f"scheduler, runner and store running the same {CHECKS} checks in process, and alternating with that, "
         "the same checks with `run()` replaced by an immediate pass (around the run); the check's own work is "
         "the difference."
+        + (
+            f" `{BASELINE_REV}` (BENCH_BASELINE_REV) is that revision's probed in the same rounds: its CPU per run, "
+            "its ratio to blackbox_exporter, and this tree's ratio to it (before and after under the same load)."
+            if BASELINE_REV
+            else ""
+        )
     )
 
 
