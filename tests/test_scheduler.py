@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import pytest
 from structlog.testing import capture_logs
 
 from probed.checks.base import AnyCheck, Check, CheckOptions
@@ -16,6 +17,7 @@ from probed.scheduler import (
     FIRST_RUN_JITTER,
     Scheduler,
     _next_slot,
+    _on_a_tick,
     _second_slot,
     first_run_soon,
     random_phase,
@@ -146,6 +148,12 @@ async def test_each_check_runs_one_at_a_time() -> None:
 def test_missed_slots_are_skipped_not_burst() -> None:
     assert _next_slot(planned=100.0, interval=10.0, now=101.0) == 110.0
     assert _next_slot(planned=100.0, interval=10.0, now=135.0) == 140.0
+
+
+def test_runs_due_within_a_tick_start_on_the_same_tick() -> None:
+    assert _on_a_tick(100.001, interval=10.0) == _on_a_tick(100.049, interval=10.0) == pytest.approx(100.05)
+    assert _on_a_tick(100.051, interval=10.0) == pytest.approx(100.1)  # the next tick: never before its plan
+    assert _on_a_tick(100.001, interval=0.2) == pytest.approx(100.02)  # a tenth of a short interval
 
 
 def test_first_runs_start_at_once_and_later_runs_keep_the_spread() -> None:
