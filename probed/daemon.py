@@ -207,7 +207,10 @@ class Daemon:
         try:
             await self.scheduler.stop()
             retired = [check for check in self.checks if check.name not in kept]
+            draining = self.store.draining  # a SIGTERM during the awaits since `store` was made
             self.checks, self.store = checks, store
+            if draining and not store.draining:
+                store.drain()
             self.exclusions.keep({name: group.members for name, group in store.groups.items()})
             self.pushes.serve(checks)
             late_runs = self.scheduler.load().late_runs

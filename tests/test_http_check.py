@@ -234,9 +234,13 @@ def self_reporting_app() -> web.Application:
     async def text(request: web.Request) -> web.Response:
         return web.Response(text="all good")
 
+    async def odd(request: web.Request) -> web.Response:  # what Python's json reads, but no float can hold
+        return web.Response(text='{"nan": NaN, "inf": Infinity, "huge": 1' + "0" * 400 + "}")
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/text", text)
+    app.router.add_get("/odd", odd)
     return app
 
 
@@ -284,6 +288,14 @@ async def test_json_value_that_is_no_number_is_unexpected(service: str) -> None:
         result = await run_check({"type": "http", "url": f"{service}/health", "observe": {"x": path}})
         assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
         assert result.output.endswith(f"JSON field {path} is {shown}, not a number")
+
+
+async def test_json_number_that_is_not_finite_is_unexpected(service: str) -> None:
+    """NaN would make /health's JSON invalid, and an int past a float's range breaks /metrics."""
+    for path in ("nan", "inf", "huge"):
+        result = await run_check({"type": "http", "url": f"{service}/odd", "observe": {"x": path}})
+        assert result.status is Status.FAIL and result.reason is Reason.UNEXPECTED
+        assert result.output.endswith("not a finite number") and "x" not in result.observed
 
 
 async def test_observe_on_a_body_that_is_not_json(service: str) -> None:

@@ -73,20 +73,24 @@ async def test_a_rediss_check_verifies_with_the_ca_read_at_creation(
     assert [r.status for r in results] == [Status.PASS, Status.PASS], [r.output for r in results]
 
 
-async def test_a_check_that_cannot_be_prepared_fails_its_runs_and_probed_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "target"),
+    [
+        ({"type": "tcp", "host": "127.0.0.1", "port": 1, "tls": True}, "tcp://127.0.0.1:1"),
+        ({"type": "http", "url": "https://127.0.0.1:1/"}, "https://127.0.0.1:1/"),
+        ({"type": "websocket", "url": "wss://127.0.0.1:1/"}, "wss://127.0.0.1:1/"),
+    ],
+    ids=["tcp", "http", "websocket"],
+)
+async def test_a_check_that_cannot_be_prepared_fails_its_runs_and_probed_goes_on(
+    tmp_path: Path, endpoint: dict[str, Any], target: str
+) -> None:
     """A key that does not match its certificate: the daemon starts, the check
     fails each run with reason tls and says why, the other check passes."""
     certificate = self_signed_certificate(tmp_path, name="one")
     other = self_signed_certificate(tmp_path, name="two")
     checks = {
-        "mtls": {
-            "type": "tcp",
-            "host": "127.0.0.1",
-            "port": 1,
-            "tls": True,
-            "cert_file": str(certificate.cert_file),
-            "key_file": str(other.key_file),
-        },
+        "mtls": {**endpoint, "cert_file": str(certificate.cert_file), "key_file": str(other.key_file)},
         "root": {"type": "disk", "path": "/"},
     }
     daemon = Daemon(config_from(checks))
@@ -98,6 +102,6 @@ async def test_a_check_that_cannot_be_prepared_fails_its_runs_and_probed_goes_on
         await daemon.stop()
     for result in results:
         assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
-        assert "tcp://127.0.0.1:1: TLS failed:" in result.output
+        assert f"{target}: TLS failed:" in result.output
     assert results[0].output == results[1].output  # said the same way each time, nothing piles up
     assert disk.status is Status.PASS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 import ssl
 import time
@@ -189,6 +190,10 @@ class HttpCheck(Check[HttpOptions]):
         super().__init__(name, options)
         self.target = display_url(options.url)
         self._expect_headers = [(name, re.compile(pattern)) for name, pattern in options.expect_headers.items()]
+        self._client = FreshClient(certificate_connector())  # its TLS context comes in prepare()
+
+    def prepare(self) -> None:
+        # A CA bundle that does not load fails this check's runs, not probed's start or reload.
         self._client = FreshClient(certificate_connector(), ssl=self._ssl())
 
     def exported_gauges(self) -> tuple[Gauge, ...]:
@@ -321,6 +326,8 @@ def json_numbers(document: Any, paths: dict[str, str], observed: Observed) -> st
             return f"JSON field {path} is missing"
         if not isinstance(value, int | float) or isinstance(value, bool):
             return f"JSON field {path} is {_short(value)}, not a number"
+        if not _finite(value):  # NaN is no JSON for /health's readers; past a float, /metrics cannot say it
+            return f"JSON field {path} is {_short(value)}, not a finite number"
         observed[name] = Observation(value)
     return None
 
@@ -346,6 +353,13 @@ def _lookup(document: Any, path: str) -> tuple[bool, Any]:
         else:
             return False, None
     return True, value
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 def _short(value: Any) -> str:

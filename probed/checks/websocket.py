@@ -106,9 +106,14 @@ class WebsocketCheck(Check[WebsocketOptions]):
         self._send = payload(options.send).decode() if options.send is not None else None
         self._regex = re.compile(options.expect_regex) if options.expect_regex is not None else None
         self._expects = options.expect_contains is not None or self._regex is not None
-        # Built once: loading the system's CAs takes the loop for tens of ms.
-        self._ssl: ssl.SSLContext | bool = options.ssl_context() if urlsplit(options.url).scheme == "wss" else True
+        self._ssl: ssl.SSLContext | bool = True
         self._client = FreshClient(traced_connector())
+
+    def prepare(self) -> None:
+        # Built once: loading the system's CAs takes the loop for tens of ms. A CA
+        # bundle that does not load fails this check's runs, not probed's start or reload.
+        if urlsplit(self.options.url).scheme == "wss":
+            self._ssl = self.options.ssl_context()
 
     def secrets(self) -> set[str]:
         # `send` may carry a login: a server echoing it back must not show it.

@@ -43,7 +43,8 @@ def render_group_verbose(
         if name in operators:
             item = operators[name].shown(details)
             lines.append(f"[+]{name} excluded {exclusion_words(item)}: {_verbose_verdict(state, details)}")
-        elif name in excluded:
+            continue
+        if name in excluded:
             lines.append(f"[+]{name} excluded: {_verbose_verdict(state, details)}")
             continue
         mark = "-" if group.weights[name] is Status.FAIL else "+"
