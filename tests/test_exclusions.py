@@ -98,6 +98,7 @@ def operating(directory: Path, server: str = "", groups: str = "") -> Iterator[O
     with serving(operator.config) as served:
         operator.served = served
         served.until("/health/ready?exclude=db", lambda status, _: status == 200)  # tmp passes: db alone fails
+        served.until("/health/ready?verbose", lambda _, body: "[-]db failed" in body)  # run, not pending: 503 too
         yield operator
     assert "Traceback" not in served.err, served.err
 
