@@ -48,8 +48,10 @@ class LoopLag:
             default=0.0,
         )
 
-    def tick(self, lag: float) -> None:
-        """One wake-up, `lag` seconds late."""
+    def tick(self, lag: float, busy: float) -> None:
+        """One wake-up, `lag` seconds late; `busy`: the CPU time the loop's
+        thread spent since the previous one (the guard in tests judges that,
+        which another process's load on the machine does not inflate)."""
         current = int(time.monotonic() / self._slice)
         index = current % _BUCKETS
         if self._slices[index] != current:
@@ -58,7 +60,10 @@ class LoopLag:
 
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()
+        busy_since = time.thread_time()
         while True:
             planned = loop.time() + self.period
             await asyncio.sleep(self.period)
-            self.tick(max(0.0, loop.time() - planned))
+            now_busy = time.thread_time()
+            self.tick(max(0.0, loop.time() - planned), now_busy - busy_since)
+            busy_since = now_busy
