@@ -17,6 +17,7 @@ masked (tests/test_config_properties.py feeds it arbitrary documents).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 
-from probed.checks import TypeUnavailable, known_types, load_type
+from probed.checks import TypeUnavailable, installed, known_types, load_type
 from probed.checks.base import CheckOptions, CommonOptions
 from probed.checks.push import with_token_default
 from probed.config_env import substitute
@@ -133,7 +134,15 @@ class PeersOptions(ProbedModel):
     port: int | None = Field(None, ge=1, le=65535, description="the peers' port (default: this server's port)")
     static: tuple[str, ...] = Field((), description="host:port of each replica, instead of dns")
     resolver: str | None = Field(
-        None, description="host:port of the DNS server that resolves dns (default: the system resolver)"
+        None,
+        description="ip:port of the DNS server that resolves dns (default: the system resolver); "
+        "needs dnspython: pip install 'probed[dns]'",
+    )
+    sample: int = Field(
+        10,
+        ge=1,
+        description="peers asked about a failing shared check, drawn at random from the addresses; "
+        "those that answer are kept for the failure, the others replaced",
     )
     timeout: Duration = Field(1.0, description="a peer that has not answered in this time is unreachable")
     quorum: float = Field(
@@ -150,8 +159,15 @@ class PeersOptions(ProbedModel):
     @field_validator("resolver")
     @classmethod
     def _valid_resolver(cls, value: str | None) -> str | None:
-        if value is not None:
-            _host_port(value, "resolver")
+        if value is None:
+            return value
+        host, _ = _host_port(value, "resolver")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"resolver takes an IP address and a port, got {value!r}") from None
+        if not installed("dns.asyncresolver"):
+            raise ValueError("needs dnspython (the DNS client that asks it): pip install 'probed[dns]'")
         return value
 
     @field_validator("static")

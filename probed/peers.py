@@ -41,14 +41,14 @@ import asyncio
 import enum
 import ipaddress
 import json
+import random
 import secrets
 import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -57,6 +57,9 @@ from probed.config import PeersOptions, parse_listen
 from probed.model import Fleet, FleetPeers, Status
 from probed.report import published_status
 from probed.store import CheckState, Store
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 log = structlog.get_logger("probed.peers")
 
@@ -189,6 +192,7 @@ class _Asked:
     answers: dict[Address, Answer | None]  # what the verdict rests on
     heard: dict[Address, tuple[float, Answer]]  # each peer's last answer in this failure, and when (monotonic)
     due: float  # time.monotonic() when the peers without evidence yet are asked again
+    tried: set[Address] = field(default_factory=set)  # every peer asked in this failure
 
 
 class Peers:
@@ -215,6 +219,8 @@ class Peers:
         self._session: aiohttp.ClientSession | None = None
         self.requests: Counter[str] = Counter()  # peer requests by outcome: answered, unreachable
         self._shared: tuple[Store | None, list[CheckState]] = (None, [])
+        self._random = random.Random()  # which peers a failing run asks, beyond `sample` of them
+        self._resolver = new_resolver(parse_listen(options.resolver), options.timeout) if options.resolver else None
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout)
@@ -256,15 +262,40 @@ class Peers:
         if not anew and not again:
             return
         addresses = await self.addresses() if anew else []
+        fresh = [(state, self._sample(addresses, self._same_failure(state))) for state in anew]
         await asyncio.gather(
-            *(self._ask_about(store, state, dict.fromkeys(addresses), self._heard(state)) for state in anew),
-            *(self._ask_about(store, state, asked.answers, asked.heard) for state, asked in again),
+            *(self._ask_about(store, state, known, heard, tried) for state, (known, heard, tried) in fresh),
+            *(self._ask_about(store, state, asked.answers, asked.heard, asked.tried) for state, asked in again),
         )
 
-    def _heard(self, state: CheckState) -> dict[Address, tuple[float, Answer]]:
-        """The peers' answers so far in this failure (none for a new one)."""
+    def _same_failure(self, state: CheckState) -> _Asked | None:
+        """What the peers were asked so far in this failure (None for a new one)."""
         asked, window = self._asked.get(state.name), state.failure_window
-        return asked.heard if asked is not None and window is not None and asked.window[0] == window[0] else {}
+        return asked if asked is not None and window is not None and asked.window[0] == window[0] else None
+
+    def _sample(
+        self, addresses: list[Address], asked: _Asked | None
+    ) -> tuple[dict[Address, Answer | None], dict[Address, tuple[float, Answer]], set[Address]]:
+        """The peers to ask after a new failing run here, with the answers
+        heard and the peers tried so far in this failure. Up to `sample`
+        addresses: every one. Beyond: the peers asked before in this failure
+        that answered, so the verdict rests on the same replicas run after
+        run, and in place of the others (unreachable, gone) peers drawn at
+        random, those not tried yet in this failure first."""
+        heard, tried = (asked.heard, asked.tried) if asked is not None else ({}, set())
+        size = self.options.sample
+        if len(addresses) <= size:
+            chosen = addresses
+        else:
+            listed = set(addresses)
+            kept = [a for a, answer in (asked.answers.items() if asked else ()) if answer is not None and a in listed]
+            kept = kept[:size]
+            others = [a for a in addresses if a not in kept]
+            self._random.shuffle(others)
+            others.sort(key=lambda address: address in tried)  # stable: random among the untried, then the rest
+            chosen = kept + others[: size - len(kept)]
+        tried.update(chosen)
+        return dict.fromkeys(chosen), heard, tried
 
     async def _ask_about(
         self,
@@ -272,6 +303,7 @@ class Peers:
         state: CheckState,
         known: dict[Address, Answer | None],
         heard: dict[Address, tuple[float, Answer]],
+        tried: set[Address],
     ) -> None:
         """Ask the peers in `known` that have no evidence yet (all, for a new
         failing run), and judge with every answer."""
@@ -292,7 +324,7 @@ class Peers:
             _log_verdict(state.name, verdict)
         store.set_fleet(state.name, verdict.fleet, verdict.gates, (verdict.failing, verdict.answering), verdict.peers)
         due = time.monotonic() + _ask_again_in(state, answers, current)
-        self._asked[state.name] = _Asked(window, answers, heard, due)
+        self._asked[state.name] = _Asked(window, answers, heard, due, tried)
 
     def _standing(
         self,
@@ -354,9 +386,8 @@ class Peers:
             return [a for a in map(parse_listen, self.options.static) if a not in self._own]
         assert self.options.dns is not None
         try:
-            if self.options.resolver:
-                server = parse_listen(self.options.resolver)
-                hosts = await resolve(self.options.dns, server, self.options.timeout)
+            if self._resolver is not None:
+                hosts = await resolve(self.options.dns, self._resolver)
             else:
                 hosts = await _system_resolve(self.options.dns, self.options.timeout)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -428,81 +459,44 @@ async def _system_resolve(name: str, timeout: float) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-# -- a minimal DNS client: A and AAAA over UDP, for a resolver given as host:port ---------
+# -- a DNS server given as ip:port: dnspython, UDP and TCP when the answer is truncated ------
 
 
-async def resolve(name: str, server: tuple[str, int], timeout: float) -> list[str]:
-    """All A and AAAA addresses of `name`, asked of one DNS server (RFC 1035)."""
-    answers = await asyncio.gather(
-        _query(name, 1, server, timeout), _query(name, 28, server, timeout), return_exceptions=True
-    )
-    found = [address for answer in answers if isinstance(answer, list) for address in answer]
-    if not found:
-        errors = [a for a in answers if isinstance(a, BaseException)]
-        if errors and all(isinstance(e, (OSError, TimeoutError, ValueError)) for e in errors):
-            raise errors[0]
-    return sorted(set(found))
+def new_resolver(server: tuple[str, int], timeout: float) -> dns.asyncresolver.Resolver:
+    """A resolver that asks one server, once per query within `timeout`.
+    dnspython retries a truncated UDP answer over TCP, so a headless Service
+    of hundreds of addresses resolves completely."""
+    import dns.asyncbackend
+    import dns.asyncresolver
+
+    dns.asyncbackend.get_backend("asyncio")  # imports dnspython's asyncio side now, not on the loop's first ask
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [server[0]]
+    resolver.port = server[1]
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    return resolver
 
 
-class _Datagram(asyncio.DatagramProtocol):
-    def __init__(self, ident: int) -> None:
-        self.ident = ident
-        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+async def resolve(name: str, resolver: dns.asyncresolver.Resolver) -> list[str]:
+    """All A and AAAA addresses of `name` (none when it does not exist);
+    TimeoutError or ValueError when the server does not answer usefully."""
+    import dns.exception
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == self.ident and not self.reply.done():
-            self.reply.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.reply.done():
-            self.reply.set_exception(exc)
-
-
-async def _query(name: str, qtype: int, server: tuple[str, int], timeout: float) -> list[str]:
-    ident = secrets.randbelow(65536)
-    question = b"".join(bytes([len(label)]) + label.encode("idna") for label in name.rstrip(".").split("."))
-    packet = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + b"\0" + struct.pack("!HH", qtype, 1)
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagram(ident), remote_addr=server)
     try:
-        transport.sendto(packet)
-        reply = await asyncio.wait_for(protocol.reply, timeout)
-    finally:
-        transport.close()
+        found = await asyncio.gather(_addresses(name, "A", resolver), _addresses(name, "AAAA", resolver))
+    except dns.exception.Timeout:
+        raise TimeoutError(f"no answer from the DNS server within {resolver.lifetime:g} s") from None
+    except dns.exception.DNSException as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return sorted({address for addresses in found for address in addresses})
+
+
+async def _addresses(name: str, rdtype: str, resolver: dns.asyncresolver.Resolver) -> list[str]:
+    import dns.resolver
+
     try:
-        return _addresses_in(reply, qtype)
-    except (IndexError, struct.error) as exc:
-        raise ValueError(f"malformed DNS reply: {exc}") from None
-
-
-def _addresses_in(reply: bytes, qtype: int) -> list[str]:
-    _, flags, questions, count, _, _ = struct.unpack("!HHHHHH", reply[:12])
-    rcode = flags & 0xF
-    if rcode == 3:  # NXDOMAIN: the name has no replicas
+        answer = await resolver.resolve(name, rdtype, raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN:  # the name has no replicas
         return []
-    if rcode:
-        raise ValueError(f"DNS server answered rcode {rcode}")
-    offset = 12
-    for _ in range(questions):
-        offset = _skip_name(reply, offset) + 4
-    found = []
-    for _ in range(count):
-        offset = _skip_name(reply, offset)
-        rtype, _, _, length = struct.unpack("!HHIH", reply[offset : offset + 10])
-        data = reply[offset + 10 : offset + 10 + length]
-        offset += 10 + length
-        if rtype == qtype == 1 and length == 4:
-            found.append(str(ipaddress.IPv4Address(data)))
-        elif rtype == qtype == 28 and length == 16:
-            found.append(str(ipaddress.IPv6Address(data)))
-    return found
-
-
-def _skip_name(message: bytes, offset: int) -> int:
-    while True:
-        length = message[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:  # a compression pointer ends the name
-            return offset + 2
-        offset += length + 1
+    return [str(ipaddress.ip_address(record.address)) for record in answer.rrset or ()]

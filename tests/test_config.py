@@ -102,7 +102,8 @@ INVALID = {
         "4: peers.quorum: Input should be less than 1 (got 2)",
         "5: peers.alone: Input should be 'fail' or 'pass' (got 'maybe')",
         "6: peers.resolver: resolver takes host:port with a port from 1 to 65535, got 'nowhere'",
-        "8: checks.db.scope: Input should be 'local' or 'shared' (got 'everywhere')",
+        "7: peers.sample: Input should be greater than or equal to 1 (got 0)",
+        "9: checks.db.scope: Input should be 'local' or 'shared' (got 'everywhere')",
     ],
     "invalid-peers-source.yaml": ["1: peers: give dns (with port) or static, exactly one of them"],
     # On one line, problems list in the order the line reads, whichever step found them;

@@ -27,6 +27,27 @@ def test_a_missing_driver_is_one_config_line_naming_the_extra(
     ]
 
 
+def test_a_peers_resolver_without_dnspython_is_one_config_line_naming_the_extra(tmp_path: Path) -> None:
+    """The peer name asked of a given DNS server needs dnspython (the dns extra);
+    the system resolver does not."""
+    config = tmp_path / "probed.yaml"
+    shared = "checks:\n  db: {type: disk, path: /, scope: shared}\n"
+    config.write_text(f"peers:\n  dns: probed-peers.test\n  resolver: 127.0.0.1:5353\n{shared}")
+    blocked = "import sys; sys.modules['dns'] = None; from probed.cli import main; sys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked, "validate", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{config}:3: peers.resolver: needs dnspython (the DNS client that asks it): pip install 'probed[dns]'"
+    ]
+    config.write_text(f"peers:\n  dns: probed-peers.test\n{shared}")
+    done = subprocess.run(
+        [sys.executable, "-c", blocked, "validate", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [

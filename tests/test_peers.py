@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 
 from probed.config import PeersOptions
 from probed.model import Fleet, FleetPeers, Reason, Result, Status
-from probed.peers import Answer, Evidence, PeerRun, Peers, evidence, judge, parse_answer, resolve
+from probed.peers import Answer, Evidence, PeerRun, Peers, evidence, judge, new_resolver, parse_answer, resolve
 from tests.support.apps import serve_app
 from tests.support.daemon import daemon, failed, passed
 from tests.support.faults import silent_listener
@@ -137,19 +137,39 @@ def dns(tmp_path: Path) -> Iterator[DnsServer]:
 
 
 async def test_resolve_asks_the_given_dns_server_for_every_address(dns: DnsServer) -> None:
-    server = ("127.0.0.1", dns.port)
-    assert await resolve("probed-peers.test", server, 2.0) == ["127.0.0.2", "127.0.0.3", "::1"]
-    assert await resolve("no-such-name.test", server, 2.0) == []
+    resolver = new_resolver(("127.0.0.1", dns.port), 2.0)
+    assert await resolve("probed-peers.test", resolver) == ["127.0.0.2", "127.0.0.3", "::1"]
+    assert await resolve("no-such-name.test", resolver) == []
     dns.stop()
-    with pytest.raises((OSError, TimeoutError)):
-        await resolve("probed-peers.test", server, 0.3)
+    with pytest.raises((TimeoutError, ValueError)):
+        await resolve("probed-peers.test", new_resolver(("127.0.0.1", dns.port), 0.3))
+
+
+async def test_a_name_with_more_addresses_than_a_udp_answer_holds_resolves_completely(tmp_path: Path) -> None:
+    """130 A records: the UDP answer is truncated (asserted, so the TCP retry
+    is what this tests), and every address is resolved."""
+    import dns.flags
+    import dns.message
+    import dns.query
+
+    hosts = [f"127.0.{i // 250}.{i % 250 + 2}" for i in range(130)]
+    server = DnsServer(tmp_path / "dns")
+    server.start({"probed-peers.test": hosts})
+    try:
+        udp = await asyncio.to_thread(
+            dns.query.udp, dns.message.make_query("probed-peers.test", "A"), "127.0.0.1", 2.0, server.port
+        )
+        assert udp.flags & dns.flags.TC and len(udp.answer[0] if udp.answer else ()) < len(hosts)
+        assert await resolve("probed-peers.test", new_resolver(("127.0.0.1", server.port), 2.0)) == sorted(hosts)
+    finally:
+        server.stop()
 
 
 async def test_a_dns_server_that_never_answers_is_a_timeout() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
         mute.bind(("127.0.0.1", 0))  # receives the query, never answers
         with pytest.raises(TimeoutError):
-            await resolve("probed-peers.test", mute.getsockname(), 0.3)
+            await resolve("probed-peers.test", new_resolver(mute.getsockname(), 0.3))
 
 
 SHARED = {"db": {"type": "disk", "path": "/", "scope": "shared"}, "local": {"type": "disk", "path": "/tmp"}}
@@ -391,3 +411,37 @@ async def test_a_peer_that_misses_an_ask_keeps_its_last_answer_for_two_intervals
     finally:
         await peers.stop()
     assert db.fleet_peers == FleetPeers(unreachable=static)
+
+
+async def test_beyond_sample_peers_a_failing_run_asks_that_many_keeping_those_that_answer() -> None:
+    """Six peers, two of them up and passing while this replica fails, sample 2:
+    each failing run here asks two; one that answered is kept, an unreachable
+    one is replaced by a peer not tried yet, so within 1 + 4 runs (one slot
+    left for the four down) both live peers are asked, and then kept."""
+    live = [daemon(SHARED) for _ in range(2)]
+    for peer in live:
+        peer.store.record("db", run_at(Status.PASS, 1_700_000_005.0))
+    async with serve_app(live[0].app) as first, serve_app(live[1].app) as second:
+        up = {url.removeprefix("http://") for url in (first, second)}
+        static = (*sorted(up), *(f"127.0.0.1:{closed_port()}" for _ in range(4)))
+        me = daemon({**SHARED, "local": {"type": "disk", "path": "/tmp", "critical": False}}, peers={"static": static})
+        db = me.store.checks["db"]
+        me.store.record("db", run_at(Status.PASS, 1_699_999_990.0))
+        options = PeersOptions(static=static, timeout=1.0, sample=2)
+        peers = Peers(options, lambda: me.store, 8080, me.daemon.instance)
+        await peers.start()
+        asked: list[set[str]] = []
+        try:
+            while len(asked) < 6 and (len(asked) < 2 or asked[-2:] != [up, up]):
+                me.store.record("db", run_at(Status.FAIL, 1_700_000_000.0 + 10 * len(asked)))
+                await until(lambda: sum(peers.requests.values()) == 2 * len(asked) + 2)
+                for _ in range(10):  # the round judges on the loop's next few turns after its last answer
+                    await asyncio.sleep(0)
+                assert db.fleet_peers is not None
+                asked.append({*db.fleet_peers.counted, *db.fleet_peers.not_yet, *db.fleet_peers.unreachable})
+        finally:
+            await peers.stop()
+    assert all(len(peers_asked) == 2 for peers_asked in asked)
+    assert asked[-2:] == [up, up] and len(asked) <= 6  # found within five runs, then kept
+    assert (db.fleet, db.fleet_counts, me.store.ready) == (Fleet.LOCAL_FAULT, (1, 3), False)
+    assert db.fleet_peers is not None and set(db.fleet_peers.counted) == up

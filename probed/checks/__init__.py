@@ -77,14 +77,14 @@ def load_type(type_name: str, *, need_driver: bool = True) -> type[AnyCheck]:
     if not (isinstance(cls, type) and issubclass(cls, Check)):
         raise TypeUnavailable(f"check type {type_name!r} ({location}) is not a probed Check class")
     # One name per distribution: "grpc" and "grpc._utilities" are the same pip install.
-    missing = list(dict.fromkeys(module.split(".")[0] for module in cls.requires if not _installed(module)))
+    missing = list(dict.fromkeys(module.split(".")[0] for module in cls.requires if not installed(module)))
     if missing and need_driver:
         extra = f"pip install 'probed[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
         raise TypeUnavailable(f"check type {type_name!r} needs {', '.join(missing)}: {extra}")
     return cls
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
     """Whether a driver can be imported, asked without importing it."""
     try:
         return importlib.util.find_spec(module.split(".")[0]) is not None
@@ -112,4 +112,13 @@ def create_check(name: str, options: CheckOptions) -> AnyCheck:
     return check
 
 
-__all__ = ["TYPES", "Check", "CheckOptions", "TypeUnavailable", "create_check", "known_types", "load_type"]
+__all__ = [
+    "TYPES",
+    "Check",
+    "CheckOptions",
+    "TypeUnavailable",
+    "create_check",
+    "installed",
+    "known_types",
+    "load_type",
+]
