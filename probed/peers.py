@@ -25,6 +25,11 @@ of the first failing run of the current streak to the end of the latest one
   after its next run), or passed only after this replica's latest failing run
   (ask again after this replica's next run).
 
+Which peers are asked: every one up to `peers.sample`; beyond, a random
+sample, whose peers that answer are kept for the whole failure and whose
+others are replaced by peers not tried yet (the quorum is then taken over the
+sample: docs/fleet.md says what that does to a partial outage).
+
 The conclusion, for one failing shared check:
 - no peer answered (unreachable, hanging, garbage): `alone`, and the
   `alone` policy says whether readiness fails;
