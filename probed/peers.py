@@ -488,13 +488,19 @@ async def resolve(name: str, resolver: dns.asyncresolver.Resolver) -> list[str]:
     TimeoutError or ValueError when the server does not answer usefully."""
     import dns.exception
 
-    try:
-        found = await asyncio.gather(_addresses(name, "A", resolver), _addresses(name, "AAAA", resolver))
-    except dns.exception.Timeout:
-        raise TimeoutError(f"no answer from the DNS server within {resolver.lifetime:g} s") from None
-    except dns.exception.DNSException as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    return sorted({address for addresses in found for address in addresses})
+    found = await asyncio.gather(
+        _addresses(name, "A", resolver), _addresses(name, "AAAA", resolver), return_exceptions=True
+    )
+    lists = [addresses for addresses in found if isinstance(addresses, list)]
+    if not lists:  # neither query answered (one that did, even with no address, is an answer)
+        exc = found[0]
+        if isinstance(exc, dns.exception.Timeout):
+            raise TimeoutError(f"no answer from the DNS server within {resolver.lifetime:g} s")
+        if isinstance(exc, dns.exception.DNSException):
+            raise ValueError(str(exc) or type(exc).__name__)
+        assert isinstance(exc, BaseException)
+        raise exc
+    return sorted({address for addresses in lists for address in addresses})
 
 
 async def _addresses(name: str, rdtype: str, resolver: dns.asyncresolver.Resolver) -> list[str]:
