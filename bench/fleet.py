@@ -1,8 +1,8 @@
 """Fleet-safe readiness, measured with real `probed serve` processes:
 
   python bench/fleet.py decide TARGET_URL   -> one JSON line: start -> decided /health/ready
-  python bench/fleet.py peers N             -> one JSON line: peer requests per replica per interval
-                                               during a shared outage of N replicas
+  python bench/fleet.py peers N SAMPLE      -> one JSON line: peer requests per replica per interval
+                                               and decision times, N replicas, peers.sample SAMPLE
 
 bench/sections/fleet.py calls both and writes their rows into docs/benchmarks.md.
 """
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.support import QUICK, until, until_answer  # noqa: E402
+from tests.support.faults import TcpProxy  # noqa: E402
 from tests.support.net import free_port, http_get  # noqa: E402
 from tests.support.probed import Served, serving  # noqa: E402
 from tests.support.servers.dnsmasq import DnsServer  # noqa: E402
@@ -75,12 +77,14 @@ def decide(target: str) -> dict[str, Any]:
     }
 
 
-# -- peer traffic during a shared outage --------------------------------------------------------
+# -- peer traffic and decisions at fleet size -----------------------------------------------------
 
 
-def peers(count: int) -> dict[str, Any]:
+def peers(count: int, sample: int) -> dict[str, Any]:
     """N replicas on 127.0.0.2.. share one dependency (an http target whose
-    /health the benchmark flips to 500); dnsmasq resolves the peer name."""
+    /health the benchmark flips to 500); dnsmasq resolves the peer name;
+    replica 0 reaches the target through a proxy the benchmark cuts (a local
+    fault). `sample`: peers.sample (>= N - 1 asks every peer, as before it)."""
     interval = 2.0
     window = 3 if QUICK else 5  # intervals measured during the outage
     work = Path(tempfile.mkdtemp(prefix="probed-bench-peers-"))
@@ -100,14 +104,19 @@ def peers(count: int) -> dict[str, Any]:
         )
         stack.callback(switch.terminate)
         until(lambda: http_get(f"http://127.0.0.1:{target_port}/", 2)[0] != 0)
-        for host in hosts:
+        proxy = TcpProxy(target_port)
+        proxy.start()
+        stack.callback(proxy.cut)
+        peer_options = {"dns": "probed-peers.bench", "resolver": f"127.0.0.1:{dns.port}", "timeout": "500ms"}
+        for index, host in enumerate(hosts):
+            via = proxy.port if index == 0 else target_port
             config = {
                 "server": {"listen": f"{host}:{port}"},
-                "peers": {"dns": "probed-peers.bench", "resolver": f"127.0.0.1:{dns.port}", "timeout": "500ms"},
+                "peers": {**peer_options, "sample": sample},
                 "checks": {
                     "api": {
                         "type": "http",
-                        "url": f"http://127.0.0.1:{target_port}/health",
+                        "url": f"http://127.0.0.1:{via}/health",
                         "scope": "shared",
                         "interval": interval,
                         "timeout": "500ms",
@@ -116,13 +125,12 @@ def peers(count: int) -> dict[str, Any]:
             }
             stack.enter_context(serve(work, host, config))
         bases = [f"http://{host}:{port}" for host in hosts]
-        for base in bases:
-            until_answer(f"{base}/health/ready", lambda status, _: status == 200, step=0.1)
+        for base in bases:  # 50 interpreters starting on a shared machine: minutes, not seconds
+            until_answer(f"{base}/health/ready", lambda status, _: status == 200, step=0.1, seconds=600)
         flag.write_text("500")
-        flipped = time.monotonic()
-        for base in bases:
-            until_answer(f"{base}/health", lambda _, body: '"case":"shared-outage"' in body, step=0.05)
-        all_decided = time.monotonic() - flipped
+        all_decided = _within(
+            lambda: all('"case":"shared-outage"' in http_get(f"{base}/health", 2)[1] for base in bases), 60
+        )
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
         during = sum(_peer_requests(base) for base in bases) - before
@@ -133,15 +141,34 @@ def peers(count: int) -> dict[str, Any]:
         before = sum(_peer_requests(base) for base in bases)
         time.sleep(window * interval)
         healthy = sum(_peer_requests(base) for base in bases) - before
+        proxy.cut()
+        local_decided = _within(lambda: http_get(f"{bases[0]}/health/ready", 2)[0] == 503, 60)
+        before = _peer_requests(bases[0])
+        time.sleep(window * interval)
+        local = _peer_requests(bases[0]) - before
+        still_ready = sum(http_get(f"{base}/health/ready", 2)[0] == 200 for base in bases[1:])
     return {
         "replicas": count,
+        "sample": sample,
         "interval_s": interval,
         "requests_per_replica_per_interval": round(during / count / window, 2),
-        "bound": count - 1,
-        "all_shared_outage_after_s": round(all_decided, 2),
+        "bound": min(count - 1, sample),
+        "all_shared_outage_after_s": None if all_decided is None else round(all_decided, 2),
         "unready_during_outage": len(unready),
         "requests_while_healthy": healthy,
+        "local_fault_after_s": None if local_decided is None else round(local_decided, 2),
+        "local_fault_bound_s": 2 * interval + 0.5 + 0.5,
+        "local_fault_requests_per_interval": round(local / window, 2),
+        "others_ready_during_local_fault": still_ready,
     }
+
+
+def _within(condition: Callable[[], bool], seconds: float) -> float | None:
+    """Seconds until condition() holds (polled every 50 ms); None if not within `seconds`."""
+    try:
+        return until(condition, seconds, step=0.05)
+    except RuntimeError:
+        return None
 
 
 def _peer_requests(base: str) -> float:
@@ -151,7 +178,7 @@ def _peer_requests(base: str) -> float:
 
 def main() -> None:
     mode = sys.argv[1]
-    result = decide(sys.argv[2]) if mode == "decide" else peers(int(sys.argv[2]))
+    result = decide(sys.argv[2]) if mode == "decide" else peers(int(sys.argv[2]), int(sys.argv[3]))
     print(json.dumps(result))
 
 

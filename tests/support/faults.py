@@ -147,6 +147,11 @@ class TcpProxy:
 
     def cut(self) -> None:
         if self._listener is not None:
+            # shutdown() wakes the accept() blocked in the thread: a close alone
+            # leaves the socket listening until that accept returns, and the
+            # next connection would still reach the target.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
