@@ -183,7 +183,9 @@ def test_a_local_fault_takes_only_that_replica_out(
                 poll(f"{cut_off.base}/health/ready", lambda status, _: status == 503, DECIDED_WITHIN)
                 wait_for_case(cut_off, "local-fault")
                 says = cut_off.health()["checks"]["db"][0]["fleet"]["says"]  # type: ignore[index]
-                assert says.startswith("local fault (1 of 3 answering replicas see it failing)")
+                # Decided on the peers counted so far: a peer whose pass ended just after
+                # the latest failing run here is not yet evidence, and counts at the next.
+                assert re.match(r"local fault \(1 of [23] answering replicas see it failing\)", says), says
                 for r in healthy:
                     assert fleet_case(r) is None
                 proxy.heal()
