@@ -13,8 +13,12 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 run: $(VENV)/.runtime
 	$(BIN)/probed serve
 
+# Two workers (pytest-xdist): most of the suite waits on real servers, so two
+# processes halve its time on two cores; every fixture takes free ports of its own.
+TEST_WORKERS ?= 2
+
 test: setup test-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Regenerates docs/benchmarks.md (about half an hour with the soak; BENCH_QUICK=1 for a short trial run).
 # `make bench BENCH=start-up` runs one section and rewrites only that one (names: SECTIONS in bench/run.py).
