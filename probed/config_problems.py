@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from probed.secrets import redact
+from probed.secrets import SENSITIVE_NAME, redact
 
 Path_ = tuple[str | int, ...]
 
@@ -33,6 +33,12 @@ class Problems:
 
     def __bool__(self) -> bool:
         return bool(self._found)
+
+    def variable_used(self, name: str, value: str) -> None:
+        """`${name}` was substituted with value: a secret's value (by the variable's
+        name, e.g. DB_PASSWORD) is masked in every problem, wherever it lands."""
+        if value and SENSITIVE_NAME.search(name):
+            self.secrets.add(value)
 
     def met(self, path: Path_) -> None:
         """The reader has come to the value at path."""

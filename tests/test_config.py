@@ -213,6 +213,17 @@ checks:
     assert web.critical is False
 
 
+def test_a_secret_variable_misplaced_is_not_echoed() -> None:
+    """A password variable put where a number belongs: the problem names the
+    place and masks the value, as for any other secret of the file."""
+    text = "checks:\n  db: {type: tcp, host: db, port: '${DB_PASSWORD}', timeout: '${TIMEOUT}'}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "t.yaml", {"DB_PASSWORD": "hunter2Secret", "TIMEOUT": "soon"})
+    said = "\n".join(caught.value.problems)
+    assert "hunter2Secret" not in said and "checks.db.port" in said, said
+    assert "soon" in said  # a variable that names no secret is shown as it was
+
+
 def test_empty_variable_leaves_an_optional_field_unset() -> None:
     text = "checks:\n  web: {type: http, url: 'http://x/', ca_file: '${CA_FILE:-}'}\n"
     config = parse_config(text, "t.yaml", {})
