@@ -25,6 +25,19 @@ MAX_DEPTH = 32
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 STANDARD_TAG = "tag:yaml.org,2002:"
 _MERGE_TAG = STANDARD_TAG + "merge"
+# A mapping or a list is read as one whatever its tag says: only the plain tags
+# are honest about it (!!set, !!omap, !!python/object: would pass silently).
+_COLLECTION_TAGS: dict[type[yaml.Node], str] = {
+    yaml.MappingNode: STANDARD_TAG + "map",
+    yaml.SequenceNode: STANDARD_TAG + "seq",
+}
+
+
+def _plain_tag(node: yaml.Node) -> bool:
+    """Whether the node's tag is one the reader makes a value of as it says:
+    a standard scalar tag (the safe constructor refuses the rest), or map/seq."""
+    expected = _COLLECTION_TAGS.get(type(node))
+    return node.tag == expected if expected is not None else node.tag.startswith(STANDARD_TAG)
 
 
 @dataclass(frozen=True)
@@ -85,10 +98,11 @@ class _Reader:
             return self._stop(f"the document is nested too deeply (at most {MAX_DEPTH} levels)", line)
         if id(node) in self._open:
             return self._stop("an alias refers to a value that contains it", line)
-        if not node.tag.startswith(STANDARD_TAG):
+        if not _plain_tag(node):
             self.problems.unusable.add(path)
             hint = "write plain values; secrets come from ${VAR} or *_file"
-            self.problems.add(path, f"unsupported YAML tag {shown(node.tag)} ({hint})", line)
+            tag = node.tag.replace(STANDARD_TAG, "!!", 1)  # as the file spells it
+            self.problems.add(path, f"unsupported YAML tag {shown(tag)} ({hint})", line)
             return None
         self._open.add(id(node))
         try:

@@ -213,6 +213,14 @@ checks:
     assert web.critical is False
 
 
+@pytest.mark.parametrize("tag", ["!!python/object:os.system", "!!set", "!!omap"])
+def test_a_mapping_tagged_as_something_else_is_refused(tag: str) -> None:
+    text = f"checks: {tag}\n  root: {{type: disk, path: /}}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "t.yaml", {})
+    assert caught.value.problems[0].startswith(f"t.yaml:1: checks: unsupported YAML tag '{tag}'"), caught.value
+
+
 def test_a_secret_variable_misplaced_is_not_echoed() -> None:
     """A password variable put where a number belongs: the problem names the
     place and masks the value, as for any other secret of the file."""
