@@ -50,8 +50,9 @@ def expand(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
 def _substitute_text(text: str, environ: Mapping[str, str], problems: Problems, path: Path_) -> str | None:
     result, missing = expand(text, environ)
     for match in _VARIABLE.finditer(text):
-        if match["name"] in environ:
-            problems.variable_used(match["name"], environ[match["name"]])
+        name = match["name"]  # None for $$
+        if name is not None and name in environ:
+            problems.variable_used(name, environ[name])
     if missing:
         problems.unusable.add(path)  # the value is unusable; say why once
     for name in missing:

@@ -232,6 +232,14 @@ def test_a_secret_variable_misplaced_is_not_echoed() -> None:
     assert "soon" in said  # a variable that names no secret is shown as it was
 
 
+def test_a_literal_dollar_beside_a_variable_from_the_real_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.environ refuses to be asked about a non-name: $$ matches no variable."""
+    monkeypatch.setenv("PROBED_TEST_PASSWORD", "s3cret")
+    text = "checks:\n  job: {type: command, command: ['sh', '-c', 'kill $$$$ ${PROBED_TEST_PASSWORD}']}\n"
+    config = parse_config(text, "t.yaml")  # the default: os.environ itself
+    assert config.checks["job"].command[-1] == "kill $$ s3cret"  # type: ignore[attr-defined]
+
+
 def test_empty_variable_leaves_an_optional_field_unset() -> None:
     text = "checks:\n  web: {type: http, url: 'http://x/', ca_file: '${CA_FILE:-}'}\n"
     config = parse_config(text, "t.yaml", {})
