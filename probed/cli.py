@@ -327,7 +327,7 @@ async def _until_signalled(daemon: Daemon) -> None:
     import asyncio
     import signal
 
-    from probed.watch import FileWatch, watched_paths
+    from probed.watch import FileWatch
 
     log = _logger()
     stopping = asyncio.Event()
@@ -348,17 +348,10 @@ async def _until_signalled(daemon: Daemon) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         stopping.set()
 
-    listed: list[Any] = [None, []]  # the config the paths were listed for, and its paths
-
     def paths() -> list[str] | None:
-        """Listed once per config: walking thousands of checks' options every
-        second, in the watch's thread, held the GIL the loop waits for."""
-        config = daemon.config
-        if not config.server.watch_files:
-            return None
-        if listed[0] is not config:
-            listed[:] = [config, watched_paths(daemon.config_path, config)]
-        return list(listed[1])
+        """As the daemon listed them when it read its config: walking thousands
+        of checks' options every second, in the watch's thread, held the GIL the loop waits for."""
+        return daemon.watched_paths() if daemon.config.server.watch_files else None
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)

@@ -17,6 +17,7 @@ masked (tests/test_config_properties.py feeds it arbitrary documents).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -216,6 +217,9 @@ class Config:
     source: str = BUILTIN_SOURCE
     groups: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # every group, defaults filled
     peers: PeersOptions | None = None
+    # SHA-256 of the text read: a reload of the same text (and the same named
+    # files) changes nothing. None when built otherwise.
+    digest: str | None = dataclasses.field(default=None, compare=False)
 
 
 # -- loading ------------------------------------------------------------------
@@ -253,7 +257,12 @@ def parse_config(text: str, source: str, environ: Mapping[str, str] = os.environ
     if problems:
         raise ConfigError(problems.listed())
     assert config is not None
-    return config
+    return dataclasses.replace(config, digest=text_digest(text))
+
+
+def text_digest(text: str) -> str:
+    """The digest of a config's text, as its file's bytes give it (UTF-8)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Builder:

@@ -69,11 +69,6 @@ def files_of(model: BaseModel) -> Iterator[Path]:
             yield from files_of(value)
 
 
-def watched_paths(config_path: str | None, config: Config) -> list[str]:
-    """The config file (when there is one) and the files its last good config names."""
-    return list(dict.fromkeys([*([config_path] if config_path else []), *map(str, named_files(config))]))
-
-
 def changed(before: dict[str, Fingerprint | None], now: dict[str, Fingerprint | None]) -> list[str]:
     """Paths watched in both polls whose file is another one now (a new path is no change)."""
     return [path for path, seen in now.items() if path in before and before[path] != seen]
