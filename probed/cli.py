@@ -163,10 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_command(config: Config, names: list[str], output: str) -> int:
-    import asyncio
     import signal
 
     from probed.checks import create_check
+    from probed.loop import run
     from probed.model import Status
     from probed.report import FORMATS, Report
 
@@ -181,7 +181,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
         # The groups over the selected checks only: the report is about those.
         groups = {group: [name for name in members if name in selected] for group, members in config.groups.items()}
-        store = asyncio.run(_until_interrupted(run_checks_once(checks, groups)))
+        store = run(_until_interrupted(run_checks_once(checks, groups)))
     except KeyboardInterrupt:  # Ctrl-C before the checks started
         print("probed: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT.value
@@ -265,10 +265,10 @@ async def _until_interrupted(work: Awaitable[Store]) -> Store:
 
 
 def serve_command(config: Config, path: str | None) -> int:
-    import asyncio
+    from probed.loop import run
 
     try:
-        return asyncio.run(serve(config, path))
+        return run(serve(config, path))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"probed: cannot listen on {config.server.listen}: {reason}", file=sys.stderr)

@@ -39,7 +39,10 @@ async def run_once(check: AnyCheck) -> Result:
         outcome = exc
     except Exception as exc:  # a library's error, or a bug: still just this check's failure
         outcome = _describe(check, exc)
+        _forget_tracebacks(exc)
     duration = time.perf_counter() - start
+    if isinstance(outcome, BaseException):
+        _forget_tracebacks(outcome)
     outcome = _within_contract(outcome)
     if isinstance(outcome, Outcome):
         outcome = _judge_levels(check, outcome, duration)
@@ -158,6 +161,22 @@ def _to_result(check: AnyCheck, outcome: Outcome | CheckFailed, started_at: floa
         reason=reason,
         observed=_valid_observed(observed),
     )
+
+
+def _forget_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of a failure and of what caused it, once it is a
+    verdict: each holds the frames it passed through, whose variables hold
+    the exception again, a reference cycle per failed run that only the
+    garbage collector's pauses would free (tests/test_every_type.py)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [current.__cause__, current.__context__]
 
 
 def _valid_observed(observed: Observed) -> Observed:

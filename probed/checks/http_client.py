@@ -138,6 +138,14 @@ def traced_connector() -> Any:
                 self.transport.abort()
                 self.transport = None
 
+        async def close(self, *, abort_ssl: bool = False) -> None:
+            try:
+                await super().close(abort_ssl=abort_ssl)
+            finally:
+                # partial(self._stamped) holds the connector in a cycle: without
+                # it a retired check is freed at once, not by the collector.
+                self._factory = None  # type: ignore[assignment]
+
     return TracedConnector
 
 
