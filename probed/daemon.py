@@ -45,6 +45,7 @@ from probed.checks.push import PushBook
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, saturation_warning
 from probed.config_apart import load_config_apart
 from probed.exclusions import Exclusions
+from probed.heap import Heap
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
@@ -96,6 +97,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._swapping = False  # the old scheduler stops for a new one: no sign of a stuck loop
         self.lag = LoopLag()  # kept across reloads: the loop is the same
+        self.heap = Heap(self._quiet)
         self.instance = new_instance_id()
         self.peers = self._make_peers(config)
         _warn_if_saturable(config)
@@ -109,6 +111,10 @@ class Daemon:
         """The config file (when there is one) and the files the config in use
         names, as listed when it was read: no walk over thousands of checks."""
         return list(dict.fromkeys([*([self.config_path] if self.config_path else []), *map(str, self.file_digests)]))
+
+    def _quiet(self) -> bool:
+        """Whether the heap may be frozen now (probed/heap.py)."""
+        return not self._reloading.locked() and self.scheduler.cyclic_runs == 0
 
     def alive(self) -> bool:
         return self._swapping or self.scheduler.alive()
@@ -129,6 +135,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.lag.start()
+        self.heap.start()
         await self.scheduler.start()
         if self.peers is not None:
             await self.peers.start()
@@ -138,7 +145,9 @@ class Daemon:
             await self.peers.stop()
         await self.scheduler.stop()
         await self.lag.stop()
+        await self.heap.stop()
         self.exclusions.close()
+        self.heap.retiring(self.checks)
         await _close(self.checks)
 
     async def reload(self) -> bool:
@@ -239,6 +248,7 @@ class Daemon:
         try:
             await self.scheduler.stop()
             retired = [check for check in self.checks if check.name not in kept]
+            self.heap.retiring(retired)
             draining = self.store.draining  # a SIGTERM during the awaits since `store` was made
             self.checks, self.store = checks, store
             if draining and not store.draining:
@@ -331,12 +341,8 @@ def _public(value: Any) -> Any:
 def freeze_what_lives_forever() -> None:
     """Take modules, drivers' loaded data and the config out of the garbage
     collector's sight, before any check exists (`probed serve` calls it
-    before making its Daemon): a full collection then walks only checks and
-    their runs, and its pause on the loop stays short.
-
-    Checks are not frozen: a reload retires them, and a frozen object in a
-    reference cycle (a check and its client session) is never collected.
-    """
+    before making its Daemon); the daemon's Heap (probed/heap.py) freezes
+    the checks and their state as they run, where that is safe."""
     gc.collect()  # before serving: the one full collection that delays no probe
     gc.freeze()
 

@@ -127,6 +127,7 @@ class Scheduler:
         self._waiting: dict[str, float] = {}  # check name -> when it was due
         self._saturated = False
         self._late_runs = late_runs
+        self.cyclic_runs = 0  # runs in flight of types not `acyclic`: the heap is not frozen meanwhile
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -194,7 +195,13 @@ class Scheduler:
             async with self._slots:
                 del self._waiting[check.name]
                 self.started(check, loop.time() - planned)
-                return await run_once(check)
+                if check.acyclic:
+                    return await run_once(check)
+                self.cyclic_runs += 1
+                try:
+                    return await run_once(check)
+                finally:
+                    self.cyclic_runs -= 1
         finally:
             self._waiting.pop(check.name, None)
 

@@ -125,6 +125,10 @@ class Check(Generic[OptionsT]):
     # installs them (None: they come with probed itself).
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
+    # True: no run of this type, by any end, and no closed check of it leaves a
+    # reference cycle (tests/test_every_type.py holds each such type to it), so
+    # the daemon may freeze the heap while its runs are in flight (probed/heap.py).
+    acyclic: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
@@ -136,7 +140,7 @@ class Check(Generic[OptionsT]):
         """Build what every run reuses and what costs CPU: SSL contexts (the
         system's CAs take tens of ms), credentials, client objects, parsed
         options. create_check calls it once, when the check is created (at
-        start, and in a thread on reload), and the check keeps it for its
+        start, and on the loop on reload), and the check keeps it for its
         life: no timed run pays for it, and no run pays for another's.
         Objects bound to a running event loop (an aiohttp session) cannot be
         made here; a run makes them once, from what was prepared.

@@ -64,6 +64,7 @@ class DiskOptions(CheckOptions):
 
 class DiskCheck(Check[DiskOptions]):
     options_model = DiskOptions
+    acyclic = True
     component_type = "system"
     gauges = (
         Gauge(

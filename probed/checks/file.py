@@ -61,6 +61,7 @@ class FileOptions(CheckOptions):
 
 class FileCheck(Check[FileOptions]):
     options_model = FileOptions
+    acyclic = True
     component_type = "system"
     gauges = (
         Gauge("age", "probed_file_age_seconds", "Seconds since the file was last modified."),

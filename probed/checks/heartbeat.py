@@ -38,6 +38,7 @@ class HeartbeatOptions(PushOptions):
 
 class HeartbeatCheck(PushCheck[HeartbeatOptions]):
     options_model = HeartbeatOptions
+    acyclic = True
     component_type = "component"
     gauges = (Gauge("age", "probed_heartbeat_age_seconds", "Seconds since the last heartbeat arrived."),)
     max_push_bytes = 64 * 1024

@@ -169,6 +169,7 @@ JSON_VALUE = Gauge("", "probed_http_json_value", "A number an http check read fr
 
 class HttpCheck(Check[HttpOptions]):
     options_model = HttpOptions
+    acyclic = True
     component_type = "component"
     requires = ("aiohttp",)
     gauges = (

@@ -135,6 +135,7 @@ def literal_family(host: str) -> list[int]:
 
 class IcmpCheck(Check[IcmpOptions]):
     options_model = IcmpOptions
+    acyclic = True
     component_type = "system"
     gauges = (
         Gauge(

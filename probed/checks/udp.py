@@ -73,6 +73,7 @@ def hex_bytes(text: str) -> bytes:
 
 class UdpCheck(Check[UdpOptions]):
     options_model = UdpOptions
+    acyclic = True
     component_type = "component"
     gauges = (Gauge("reply_time", "probed_udp_reply_seconds", "Time from sending the datagram to its reply."),)
 

@@ -85,6 +85,7 @@ class WebsocketOptions(CheckOptions, Credentials, TlsOptions):
 
 class WebsocketCheck(Check[WebsocketOptions]):
     options_model = WebsocketOptions
+    acyclic = True
     component_type = "component"
     requires = ("aiohttp",)
     gauges = (
