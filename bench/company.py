@@ -130,7 +130,7 @@ def config_file(work: Path, checks: dict[str, dict[str, Any]], port: int) -> Pat
         "server": {"listen": f"127.0.0.1:{port}"},
         "checks": {name: {**options, **timing} for name, options in checks.items()},
     }
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the config's order is the start order
     return path
 
 
@@ -172,8 +172,9 @@ def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: 
         port = free_port()
         configs = {
             "alone": config_file(work, {case.check: options[case.check]}, port),
+            # The check comes last: `probed check` starts the checks in the config's order.
             "company": config_file(
-                work, {case.check: options[case.check], **{c: options[c] for c in case.company}}, port
+                work, {**{c: options[c] for c in case.company}, case.check: options[case.check]}, port
             ),
         }
         for round_number in range(rounds):

@@ -15,10 +15,9 @@ from probed import __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Awaitable, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Iterator, Sequence
     from typing import Any, NoReturn
 
-    from probed.checks.base import AnyCheck
     from probed.config import Config
     from probed.daemon import Daemon
     from probed.model import Status
@@ -163,11 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_command(config: Config, names: list[str], output: str) -> int:
+    import gc
     import signal
 
     from probed.checks import create_check
     from probed.loop import run
     from probed.model import Status
+    from probed.once import run_checks_once
     from probed.report import FORMATS, Report
 
     unknown = [name for name in names if name not in config.checks]
@@ -179,6 +180,9 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over, below
     try:
         checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
+        # Modules, drivers' data and the prepared checks live until exit: out of
+        # the collector's sight, a collection inside a timed run walks only that run's objects.
+        gc.freeze()
         # The groups over the selected checks only: the report is about those.
         groups = {group: [name for name in members if name in selected] for group, members in config.groups.items()}
         store = run(_until_interrupted(run_checks_once(checks, groups)))
@@ -192,38 +196,6 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     body = FORMATS[output].render(Report.of_store(store, details=True))
     sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
     return EXIT_FAIL if store.status is Status.FAIL else EXIT_OK
-
-
-async def run_checks_once(checks: list[AnyCheck], groups: Mapping[str, Sequence[str]] | None = None) -> Store:
-    """Every selected check once, concurrently, in waves: a check runs after
-    the selected checks it depends on, and not at all when one of them failed
-    (reason dependency). Thresholds do not apply to one run."""
-    import asyncio
-
-    from probed.runner import run_once
-    from probed.store import Store
-
-    store = Store(checks, groups=groups)
-    waiting = list(checks)
-    try:
-        while waiting:
-            wave = [c for c in waiting if not any(_waits_for(store, p) for p in c.options.depends_on)]
-            waiting = [c for c in waiting if c not in wave]
-            held = {c.name: parent for c in wave if (parent := store.failing_parent(c.name)) is not None}
-            for name, parent in held.items():
-                store.hold(name, parent)
-            runs = [c for c in wave if c.name not in held]
-            for check, result in zip(runs, await asyncio.gather(*(run_once(check) for check in runs))):
-                store.record(check.name, result)
-    finally:
-        await asyncio.gather(*(check.close() for check in checks), return_exceptions=True)
-    return store
-
-
-def _waits_for(store: Store, parent: str) -> bool:
-    """A selected parent without a verdict yet (config validation rules out cycles)."""
-    state = store.checks.get(parent)
-    return state is not None and state.effective is None
 
 
 class _Interrupted(Exception):
