@@ -14,6 +14,7 @@ The verdict: in company within 1.25x (+2 ms) of alone (issue 16).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import shutil
@@ -53,6 +54,7 @@ class Case:
 CASES = (
     Case("redis beside s3 and postgres", "redis", ("s3", "postgres")),
     Case("tcp beside tls, grpc and dns", "tcp", ("tls", "grpc", "dns")),
+    Case("redis beside tls and postgres that hang", "redis", ("hung_tls", "hung_postgres")),
 )
 
 
@@ -60,6 +62,7 @@ CASES = (
 def servers(work: Path) -> Iterator[dict[str, dict[str, Any]]]:
     """The cases' dependencies, real servers on loopback; the options of a check of each."""
     from tests.support.certificates import issue_certificate
+    from tests.support.faults import silent_listener
     from tests.support.servers import temp_dir
     from tests.support.servers.dnsmasq import DnsServer
     from tests.support.servers.health_grpc import GrpcServer
@@ -92,6 +95,7 @@ def servers(work: Path) -> Iterator[dict[str, dict[str, Any]]]:
         dns = DnsServer(work / "dns")
         dns.start({"www.bench.test": ["192.0.2.10"]})
         stack.callback(dns.stop)
+        hung = stack.enter_context(silent_listener())  # accepts, never answers: its checks time out
         yield {
             "redis": {"type": "redis", "url": redis.url()},
             "postgres": {"type": "postgres", "dsn": postgres.dsn()},
@@ -107,6 +111,8 @@ def servers(work: Path) -> Iterator[dict[str, dict[str, Any]]]:
             "tls": {"type": "tls", "host": "127.0.0.1", "port": redis_tls.port, "ca_file": str(certificate.cert_file)},
             "grpc": {"type": "grpc", "target": f"127.0.0.1:{grpc.port}"},
             "dns": {"type": "dns", "name": "www.bench.test", "server": "127.0.0.1", "port": dns.port},
+            "hung_tls": {"type": "tls", "host": "127.0.0.1", "port": hung, "ca_file": str(certificate.cert_file)},
+            "hung_postgres": {"type": "postgres", "dsn": f"postgresql://app:secret@127.0.0.1:{hung}/app"},
         }
 
 
@@ -134,12 +140,20 @@ def config_file(work: Path, checks: dict[str, dict[str, Any]], port: int) -> Pat
     return path
 
 
-def check_once(code: Path, config: Path, name: str) -> float:
-    """`probed check` of the whole config: the named check's duration, in seconds."""
+def check_once(code: Path, config: Path, name: str) -> tuple[float, float]:
+    """`probed check` of the whole config: the named check's duration and the
+    command's wall time (its checks' runs, without start-up and prepare), in seconds."""
     done = subprocess.run(probed_at(code, "check", "--config", str(config), "--output", "json"), capture_output=True)
     document = json.loads(done.stdout)
+    entries = [entries[0] for entries in document["checks"].values()]
     entry = next(entries[0] for key, entries in document["checks"].items() if key.split(":")[0] == name)
-    return float(entry["duration"])
+    began = min(_epoch(e["time"]) for e in entries)
+    ended = max(_epoch(e["time"]) + float(e["duration"]) for e in entries)
+    return float(entry["duration"]), ended - began
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
 
 
 def serve_runs(code: Path, config: Path, name: str) -> list[float]:
@@ -164,9 +178,14 @@ def _history(url: str) -> list[dict[str, Any]]:
         return []
 
 
-def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
-    """Per case and mode, the median durations alone and in company (seconds)."""
-    rows = []
+Figures = list[dict[str, Any]]
+
+
+def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: int) -> tuple[Figures, Figures]:
+    """Per case and mode, the median durations alone and in company; per case,
+    the median wall time of `probed check`'s runs alone and in company (seconds)."""
+    rows: Figures = []
+    walls: Figures = []
     for case in CASES:
         figures: dict[str, dict[str, list[float]]] = {"alone": {}, "company": {}}
         port = free_port()
@@ -181,7 +200,9 @@ def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: 
             order = ("alone", "company") if round_number % 2 else ("company", "alone")
             for setting in order:
                 got = figures[setting]
-                got.setdefault("check", []).append(check_once(code, configs[setting], case.check))
+                duration, wall = check_once(code, configs[setting], case.check)
+                got.setdefault("check", []).append(duration)
+                got.setdefault("wall", []).append(wall)
                 runs = serve_runs(code, configs[setting], case.check)
                 got.setdefault("serve, first run", []).append(runs[0])
                 got.setdefault("serve, later runs", []).append(statistics.median(runs[1:]))
@@ -189,7 +210,14 @@ def measure(code: Path, work: Path, options: dict[str, dict[str, Any]], rounds: 
             alone = statistics.median(figures["alone"][mode])
             company = statistics.median(figures["company"][mode])
             rows.append({"case": case.name, "mode": mode, "alone": alone, "company": company})
-    return rows
+        walls.append(
+            {
+                "case": case.name,
+                "alone": statistics.median(figures["alone"]["wall"]),
+                "company": statistics.median(figures["company"]["wall"]),
+            }
+        )
+    return rows, walls
 
 
 def within_target(alone: float, company: float) -> bool:
@@ -214,26 +242,40 @@ def markdown_rows(label: str, rows: list[dict[str, Any]]) -> list[list[str]]:
 HEADER = ["code", "case", "run", "alone ms", "in company ms", "ratio", "within 1.25x + 2 ms"]
 
 
-def compare(revs: list[str | None], rounds: int) -> list[list[str]]:
-    """Every revision against the same servers, in one session: the table's rows."""
+def wall_rows(label: str, walls: Figures) -> list[list[str]]:
+    return [[label, wall["case"], f"{wall['alone'] * 1000:.0f}", f"{wall['company'] * 1000:.0f}"] for wall in walls]
+
+
+WALL_HEADER = ["code", "case", "`probed check` alone ms", "in company ms"]
+
+
+def compare(revs: list[str | None], rounds: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Every revision against the same servers, in one session: the table's
+    rows, and the rows of `probed check`'s wall times."""
     work = Path(tempfile.mkdtemp(prefix="probed-bench-company-"))
     table: list[list[str]] = []
+    wall_table: list[list[str]] = []
     try:
         with servers(work) as options:
             for rev in revs:
                 with source(rev) as code:
                     print(f"bench: company, {rev or 'working tree'} ...", file=sys.stderr, flush=True)
-                    table += markdown_rows(rev or "this tree", measure(code, work, options, rounds))
+                    rows, walls = measure(code, work, options, rounds)
+                    table += markdown_rows(rev or "this tree", rows)
+                    wall_table += wall_rows(rev or "this tree", walls)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return table
+    return table, wall_table
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def main() -> None:
     revs: list[str | None] = list(sys.argv[1:]) or [None]
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in compare(revs, ROUNDS)]
-    print("\n".join(lines))
+    table, wall_table = compare(revs, ROUNDS)
+    print("\n".join([*_markdown(HEADER, table), "", *_markdown(WALL_HEADER, wall_table)]))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class _Starts:
         self._ready_at: dict[str, float] = {}  # check name -> when its parents all had verdicts
         self._running: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Future[None] | None = None  # a nap, cut short when a run ends
+        self._ends = 0  # runs ended so far: a check may have become ready
 
     async def run_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,9 +74,8 @@ class _Starts:
             due = [c for c in ready if loop.time() >= self._ready_at[c.name] + HOLD_SHARE * c.options.timeout]
             for check in due or ready[:1]:
                 self._start(check)
-            rest = [c for c in ready if c in self._pending]
-            if rest:
-                await self._until_clear(rest)
+            if any(c in self._pending for c in ready):
+                await self._until_clear()
 
     async def cancel(self) -> None:
         """Cancel the runs still going (an interruption) and wait for them, so each closes its connections."""
@@ -109,18 +109,23 @@ class _Starts:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._ends += 1
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def _until_clear(self, ready: list[AnyCheck]) -> None:
+    async def _until_clear(self) -> None:
         """Return when the next check may start: nothing runs, the process has
         been idle for IDLE_GAP, or a ready check has waited its longest."""
         loop = asyncio.get_running_loop()
-        deadline = min(self._ready_at[c.name] + HOLD_SHARE * c.options.timeout for c in ready)
         then, cpu = loop.time(), time.process_time()
         idle_since: float | None = None
+        ends, deadline = -1, 0.0
         while self._running:
             now = loop.time()
+            if ends != self._ends:  # a run ended: a child may be ready, with a nearer deadline
+                ends = self._ends
+                ready = self._ready(now)
+                deadline = min((self._ready_at[c.name] + HOLD_SHARE * c.options.timeout for c in ready), default=now)
             if now >= deadline or (idle_since is not None and now - idle_since >= IDLE_GAP):
                 return
             await self._nap(min(SAMPLE, deadline - now))
