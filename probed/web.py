@@ -186,12 +186,16 @@ class Handlers:
 
     async def exclude(self, request: web.Request) -> web.Response:
         """POST /health/{group}/exclusions: a check out of the group until it expires."""
-        group = self._operator_group(request)
+        self._operator(request)
         body = await _bounded_body(request, MAX_EXCLUSION_BYTES)
         try:
             wanted = ExclusionRequest.model_validate_json(body)
         except ValidationError as exc:
             raise _invalid_body(exc) from None
+        # The group as it is now, not before the body came: a reload while the body
+        # was read may have removed the group or taken the check out of it. No await
+        # from here to `add`, so no reload comes between the lookup and the exclusion.
+        group = self._group(request)
         if wanted.check not in group.members:
             raise web.HTTPNotFound(reason="no such check in this group")
         item, replaced = self.daemon.exclusions.add(group.name, wanted)
@@ -217,13 +221,21 @@ class Handlers:
         return web.json_response(exclusion_entry(item), headers=HEADERS)
 
     def _operator_group(self, request: web.Request) -> Group:
-        """The exclusions API's group: off without server.exclusions_token, never anonymous."""
+        """The exclusions API's group, for a caller with the token."""
+        self._operator(request)
+        return self._group(request)
+
+    def _operator(self, request: web.Request) -> None:
+        """The exclusions API: off without server.exclusions_token, never anonymous."""
         token = self.server.exclusions_token
         if token is None:
             raise web.HTTPForbidden(reason="the exclusions API is off: server.exclusions_token is not set")
         if not _bearer_is(request, token):
             log.warning("exclusion_refused", path=request.path, client=request.remote, why="invalid bearer token")
             raise web.HTTPUnauthorized(reason="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def _group(self, request: web.Request) -> Group:
+        """The path's group in the store in use (a reload replaces the store)."""
         group = self.daemon.store.groups.get(request.match_info["group"])
         if group is None:
             raise web.HTTPNotFound(reason="no such group")

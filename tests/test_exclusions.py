@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -260,6 +262,56 @@ def test_a_reload_takes_a_rotated_token_and_keeps_exclusions_of_checks_still_in_
         server.stop()
         assert [(e["group"], e["check"]) for e in server.events("exclusion_ended")] == [("payments", "db")]
     assert rotated not in server.everything()
+
+
+def _post_held(port: int, path: str, body: dict[str, Any]) -> socket.socket:
+    """A POST whose headers and all but the last byte of its body are sent: the
+    handler has begun and waits for the rest (send it with `_finish`)."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data[:-1])
+    return sock
+
+
+def _finish(sock: socket.socket, last: bytes) -> tuple[int, dict[str, Any]]:
+    """Send the body's last byte; the status and JSON body of the answer."""
+    with sock:
+        sock.sendall(last)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_a_post_whose_body_arrives_after_a_reload_acts_on_the_groups_the_reload_made(tmp_path: Path) -> None:
+    """The group is looked up when the exclusion is made, not when the request
+    began: a reload while the body was on its way has removed one group and
+    taken db out of another, so neither exclusion may be made."""
+    token_file = tmp_path / "exclusions-token"
+    token_file.write_text(TOKEN)
+    groups = "groups: {payments: [db, tmp], backups: [db]}\n"
+    with operating(tmp_path, f"exclusions_token_file: '{token_file}'", groups) as server:
+        assert server.served is not None
+        body = {"check": "db", "duration": "1h", "reason": "incident 42"}
+        last = json.dumps(body).encode()[-1:]
+        moved = _post_held(server.port, "/health/payments/exclusions", body)
+        removed = _post_held(server.port, "/health/backups/exclusions", body)
+        time.sleep(0.5)  # both handlers are waiting for their body's end
+        reloads = len(server.events("config_reloaded"))
+        server.write_config("groups: {payments: [tmp]}\n")  # backups goes, db leaves payments
+        wait_until(lambda: len(server.events("config_reloaded")) > reloads, "the reload")
+
+        assert _finish(moved, last) == (404, {"error": "no such check in this group"})
+        assert _finish(removed, last) == (404, {"error": "no such group"})
+        assert "exclusions" not in json.loads(server.get("/health")[1])  # none made, none left behind
+        assert "probed_exclusion_expiry_timestamp_seconds{" not in server.get("/metrics")[1]
+        server.stop()
+        assert server.events("check_excluded") == []
 
 
 async def test_with_details_behind_a_token_the_reason_and_who_are_details(aiohttp_client: AiohttpClient) -> None:
