@@ -89,6 +89,14 @@ class ExclusionRequest(BaseModel):
     def _single_line(cls, value: str | None) -> str | None:
         return None if value is None else one_line(value)
 
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Spaces alone say nothing to the next operator; control characters are spaces by now.
+        if not value.strip():
+            raise ValueError("must not be blank: say why the check is excluded")
+        return value
+
 
 @dataclass(frozen=True)
 class Exclusion:

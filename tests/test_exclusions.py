@@ -190,6 +190,8 @@ BAD_REQUESTS = [
     ("/health/ready/exclusions", {"check": "db", "reason": "r"}, 422, "duration: Field required"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m"}, 422, "reason: Field required"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": ""}, 422, "reason: String should"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "  "}, 422, "reason: must not be blank"),
+    ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "\t\n\u00a0"}, 422, "not be blank"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "x" * 201}, 422, "at most 200"),
     ("/health/ready/exclusions", {"check": "db", "duration": "1m", "reason": "r", "x": 1}, 422, "x: Extra"),
     ("/health/ready/exclusions", ["db"], 422, "body: Input should be an object"),
