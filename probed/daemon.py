@@ -32,6 +32,7 @@ import gc
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
 from probed.report import iso_time
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
+from probed.secrets import redact, secret_values
 from probed.store import Store, Transition
 from probed.turns import in_turns
 from probed.watch import files_of, named_files, snapshot
@@ -163,8 +165,11 @@ class Daemon:
                 return self._reload_failed([f"{self.config_path}: {exception_text(exc)}"])
             pending = _needs_restart(config.server, self.config.server)
             config = dataclasses.replace(config, server=_running(config.server, self.config.server))
-            renewed = await self._replace_checks(config)
-            await self._replace_peers(config)
+            try:
+                change = await self._prepare(config)
+            except _NotPrepared as failed:  # a type's bug (its import, its constructor): the old checks go on
+                return self._reload_failed([failed.problem])
+            renewed = await self._swap(change)
             self.config = config
             self.config_load = ConfigLoad(success=True, timestamp=time.time())
             self.loaded_at = self.config_load.timestamp
@@ -201,41 +206,44 @@ class Daemon:
         )
         return False
 
-    async def _replace_peers(self, config: Config) -> None:
-        """New peers when what they ask or how they authenticate changed."""
-        if (config.peers, _peer_token(config)) == (self.config.peers, _peer_token(self.config)):
-            return
-        old, self.peers = self.peers, self._make_peers(config)
-        if old is not None:
-            await old.stop()
-        if self.peers is not None:
-            if old is not None:
-                self.peers.requests = old.requests  # a counter: it goes on across reloads
-            await self.peers.start()
-
-    async def _replace_checks(self, config: Config) -> list[str]:
-        """Swap in the new checks; the names of those renewed (see the module doc)."""
-        paths = await _named_files(config)
-        digests = await asyncio.to_thread(_digests, paths)
-        kept, renewed = await _unchanged(self.checks, config, self.file_digests, digests)
-        await asyncio.to_thread(import_drivers, {options.type for options in config.checks.values()})
-        checks = await _build_checks(config, kept)
-        self.file_digests = digests
-        carried = {name: self.store.checks[name] for name in [*kept, *renewed]}
+    async def _prepare(self, config: Config) -> _Change:
+        """Everything a reload makes, made before anything running is touched:
+        a failure here (raised as _NotPrepared, the new checks closed) leaves
+        the daemon as it was."""
+        made: list[AnyCheck] = []  # the new checks built so far: closed if the reload fails
+        try:
+            paths = await _named_files(config)
+            digests = await asyncio.to_thread(_digests, paths)
+            kept, renewed = await _unchanged(self.checks, config, self.file_digests, digests)
+            await asyncio.to_thread(import_drivers, {options.type for options in config.checks.values()})
+            checks = await _build_checks(config, kept, made)
+            carried = {name: self.store.checks[name] for name in [*kept, *renewed]}
+            store = Store(
+                checks,
+                self._on_transition,
+                carried,
+                groups=config.groups,
+                latched=self.store.latched(),  # startup succeeds once, for good
+                peers=config.peers is not None,
+                alive=self.alive,
+                draining=self.store.draining,  # a reload while shutting down drains on
+                exclusions=self.exclusions,
+            )
+            peers_change = (config.peers, _peer_token(config)) != (self.config.peers, _peer_token(self.config))
+            peers = self._make_peers(config) if peers_change else self.peers
+        except Exception as exc:
+            await _close(made)
+            problem = exc.problem if isinstance(exc, _CheckNotMade) else exception_text(exc)
+            where = f"{self.config_path or BUILTIN_SOURCE}: " if not isinstance(exc, _CheckNotMade) else ""
+            raise _NotPrepared(redact(where + problem, _all_secrets(config))) from exc
         if config.peers != self.config.peers:
             for state in carried.values():
                 state.fleet = None  # judged afresh: what other peers say, or that there are none
-        store = Store(
-            checks,
-            self._on_transition,
-            carried,
-            groups=config.groups,
-            latched=self.store.latched(),  # startup succeeds once, for good
-            peers=config.peers is not None,
-            alive=self.alive,
-            draining=self.store.draining,  # a reload while shutting down drains on
-            exclusions=self.exclusions,
-        )
+        return _Change(config, digests, kept, renewed, checks, store, peers)
+
+    async def _swap(self, change: _Change) -> list[str]:
+        """Stop the old checks, start the new (see the module doc); the names of those renewed."""
+        store, checks, kept = change.store, change.checks, change.kept
 
         def next_run(check: AnyCheck) -> float:
             """Kept checks go on at their cadence; new and changed ones run now."""
@@ -250,20 +258,72 @@ class Daemon:
             retired = [check for check in self.checks if check.name not in kept]
             self.heap.retiring(retired)
             draining = self.store.draining  # a SIGTERM during the awaits since `store` was made
-            self.checks, self.store = checks, store
+            self.checks, self.store, self.file_digests = checks, store, change.digests
             if draining and not store.draining:
                 store.drain()
             self.exclusions.keep({name: group.members for name, group in store.groups.items()})
             self.pushes.serve(checks)
             late_runs = self.scheduler.load().late_runs
             self.scheduler = Scheduler(
-                checks, store, config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs
+                checks, store, change.config.scheduler.max_concurrency, next_run, phase=None, late_runs=late_runs
             )
             await self.scheduler.start()
         finally:
             self._swapping = False
+        await self._swap_peers(change.peers)
         await _close(retired)
-        return renewed
+        return change.renewed
+
+    async def _swap_peers(self, peers: Peers | None) -> None:
+        """The new peers, when what they ask or how they authenticate changed."""
+        if peers is self.peers:
+            return
+        old, self.peers = self.peers, peers
+        if old is not None:
+            await old.stop()
+        if peers is not None:
+            if old is not None:
+                peers.requests = old.requests  # a counter: it goes on across reloads
+            await peers.start()
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What a reload swaps in, all made before the swap."""
+
+    config: Config
+    digests: dict[Path, str | None]
+    kept: dict[str, AnyCheck]
+    renewed: list[str]
+    checks: list[AnyCheck]
+    store: Store
+    peers: Peers | None
+
+
+class _CheckNotMade(Exception):
+    """A check's type raised while the check was made (an import, its constructor)."""
+
+    def __init__(self, name: str, exc: Exception) -> None:
+        super().__init__(name)
+        self.problem = f"checks.{name}: cannot be made: {exception_text(exc)}"
+
+
+class _NotPrepared(Exception):
+    """A reload that failed before anything was swapped; `problem` says why, secrets masked."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _all_secrets(config: Config) -> set[str]:
+    """Every secret of the config: an exception's text may quote one (a DSN)."""
+    found = secret_values(config.server)
+    if config.peers is not None:
+        found |= secret_values(config.peers)
+    for options in config.checks.values():
+        found |= secret_values(options)
+    return found
 
 
 def _needs_restart(new: ServerOptions, old: ServerOptions) -> list[str]:
@@ -347,9 +407,21 @@ def freeze_what_lives_forever() -> None:
     gc.freeze()
 
 
-async def _build_checks(config: Config, kept: dict[str, AnyCheck]) -> list[AnyCheck]:
-    """On the loop, a few a turn: in a thread, building held the lock the loop waits for."""
-    return [kept.get(name) or create_check(name, options) async for name, options in in_turns(config.checks.items())]
+async def _build_checks(config: Config, kept: dict[str, AnyCheck], made: list[AnyCheck]) -> list[AnyCheck]:
+    """The reload's checks: those kept, the others made (and added to `made` as
+    they are). On the loop, a few a turn: in a thread, building held the lock
+    the loop waits for."""
+    checks = []
+    async for name, options in in_turns(config.checks.items()):
+        check = kept.get(name)
+        if check is None:
+            try:
+                check = create_check(name, options)
+            except Exception as exc:  # a ConfigError cannot come here: the config is valid
+                raise _CheckNotMade(name, exc) from exc
+            made.append(check)
+        checks.append(check)
+    return checks
 
 
 def _warn_if_saturable(config: Config) -> None:

@@ -89,6 +89,67 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     assert [e["event"] for e in events].count("config_reloaded") == 1
 
 
+EXPLODING_PLUGIN = """
+from typing import Literal
+from probed.checks.base import Check, CheckOptions
+from probed.model import Outcome, Status
+
+class ExplodingOptions(CheckOptions):
+    type: Literal["exploding"]
+    dsn: str
+
+class ExplodingCheck(Check[ExplodingOptions]):
+    options_model = ExplodingOptions
+
+    def __init__(self, name, options):
+        super().__init__(name, options)
+        raise RuntimeError(f"constructor exploded on {options.dsn}")  # a bug that quotes its secret
+
+    async def run(self):
+        return Outcome(Status.PASS, "never")
+"""
+
+
+def test_a_reload_whose_check_cannot_be_made_fails_and_keeps_the_old_checks(tmp_path: Path) -> None:
+    """A check type whose constructor raises (a third-party type's bug) is not a
+    ConfigError: the file is valid. The reload must still say it failed and
+    keep every old check running, with no traceback and no secret."""
+    site = tmp_path / "site"
+    dist = site / "exploding_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: exploding-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[probed.checks]\nexploding = exploding_plugin:ExplodingCheck\n")
+    (site / "exploding_plugin.py").write_text(EXPLODING_PLUGIN)
+    password = "reload-secret-4d8e"
+    path = tmp_path / "probed.yaml"
+    header = f"server: {{listen: '127.0.0.1:{free_port()}', watch_files: false}}\n"  # SIGHUP only
+    path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n")
+    with serving(path, until="ready", env={"PYTHONPATH": str(site)}) as served:
+        path.write_text(
+            header + f"checks:\n  a: {disk_yaml(tmp_path)}\n"
+            f"  b: {{type: exploding, dsn: 'postgresql://probe:{password}@db.example:5432/app'}}\n"
+        )
+        served.signal(signal.SIGHUP)
+        served.until("/metrics", lambda _, body: "probed_config_last_load_success 0.0" in body)
+        runs = served.until("/health", lambda *_: True)
+        assert list(json.loads(runs)["checks"]) == ["a"]  # the old checks, and only them
+        first = json.loads(runs)["checks"]["a"][0]["time"]
+        served.until("/health", lambda _, body: json.loads(body)["checks"]["a"][0]["time"] != first)  # a runs on
+        assert served.get("/health/live")[0] == 200 and served.get("/health/ready")[0] == 200
+
+        path.write_text(header + f"checks:\n  a: {disk_yaml(tmp_path)}\n  c: {disk_yaml(tmp_path)}\n")
+        served.signal(signal.SIGHUP)  # the next good file takes effect as ever
+        served.until("/health", lambda _, body: '"c"' in body)
+        assert "probed_config_last_load_success 1.0" in served.get("/metrics")[1]
+    out, err = served.out, served.err
+    [failed] = served.events("config_reload_failed")
+    assert failed["problems"] == [
+        "checks.b: cannot be made: RuntimeError: constructor exploded on postgresql://probe:***@db.example:5432/app"
+    ]
+    assert len(served.events("config_reloaded")) == 1
+    assert password not in out + err and "Traceback" not in out + err
+
+
 async def test_a_reload_leaves_nothing_behind(tmp_path: Path) -> None:
     # Whatever a reload replaces (the store, the scheduler, the config, the
     # checks whose options changed, with their client sessions) must be
