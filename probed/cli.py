@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -165,7 +166,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     import gc
     import signal
 
-    from probed.checks import create_check
+    from probed.checks import CheckNotMade, create_check
     from probed.loop import run
     from probed.model import Status
     from probed.once import run_checks_once
@@ -186,6 +187,9 @@ def check_command(config: Config, names: list[str], output: str) -> int:
         # The groups over the selected checks only: the report is about those.
         groups = {group: [name for name in members if name in selected] for group, members in config.groups.items()}
         store = run(_until_interrupted(run_checks_once(checks, groups)))
+    except CheckNotMade as exc:  # a type's bug or a broken driver: one line, as for bad config
+        print(f"probed: {exc.problem}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C before the checks started
         print("probed: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT.value
@@ -236,15 +240,31 @@ async def _until_interrupted(work: Awaitable[Store]) -> Store:
 # -- probed serve ---------------------------------------------------------------------
 
 
+class CannotListen(Exception):
+    """The listening socket could not be made: the address is taken, the port
+    privileged, the host not this machine's or not resolvable."""
+
+    def __init__(self, listen: str, exc: OSError) -> None:
+        # os.strerror: asyncio's own text repeats the address; a gaierror's errno is
+        # no errno (negative), its strerror says it: "Name or service not known".
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        if exc.errno == errno.EACCES:
+            reason += " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+        super().__init__(f"cannot listen on {listen}: {reason}")
+
+
 def serve_command(config: Config, path: str | None) -> int:
+    from probed.checks import CheckNotMade
     from probed.loop import run
 
     try:
         return run(serve(config, path))
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        print(f"probed: cannot listen on {config.server.listen}: {reason}", file=sys.stderr)
+    except CannotListen as exc:
+        print(f"probed: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except CheckNotMade as exc:
+        print(f"probed: {exc.problem}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 async def serve(config: Config, path: str | None) -> int:
@@ -265,9 +285,9 @@ async def serve(config: Config, path: str | None) -> int:
     host, port = config.server.host_port
     try:
         await GuardedSite(runner, host, port).start()
-    except OSError:
+    except OSError as exc:  # only the socket's own errors: any other OSError is no listening problem
         await runner.cleanup()
-        raise
+        raise CannotListen(config.server.listen, exc) from None
     log.info(
         "probed_started",
         version=__version__,

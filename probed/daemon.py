@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, SecretStr
 
-from probed.checks import create_check, import_drivers
+from probed.checks import CheckNotMade, create_check, import_drivers
 from probed.checks.base import AnyCheck
 from probed.checks.errors import exception_text
 from probed.checks.push import PushBook
@@ -233,9 +233,10 @@ class Daemon:
             peers = self._make_peers(config) if peers_change else self.peers
         except Exception as exc:
             await _close(made)
-            problem = exc.problem if isinstance(exc, _CheckNotMade) else exception_text(exc)
-            where = f"{self.config_path or BUILTIN_SOURCE}: " if not isinstance(exc, _CheckNotMade) else ""
-            raise _NotPrepared(redact(where + problem, _all_secrets(config))) from exc
+            if isinstance(exc, CheckNotMade):
+                raise _NotPrepared(exc.problem) from exc
+            problem = f"{self.config_path or BUILTIN_SOURCE}: {exception_text(exc)}"
+            raise _NotPrepared(redact(problem, _all_secrets(config))) from exc
         if config.peers != self.config.peers:
             for state in carried.values():
                 state.fleet = None  # judged afresh: what other peers say, or that there are none
@@ -298,14 +299,6 @@ class _Change:
     checks: list[AnyCheck]
     store: Store
     peers: Peers | None
-
-
-class _CheckNotMade(Exception):
-    """A check's type raised while the check was made (an import, its constructor)."""
-
-    def __init__(self, name: str, exc: Exception) -> None:
-        super().__init__(name)
-        self.problem = f"checks.{name}: cannot be made: {exception_text(exc)}"
 
 
 class _NotPrepared(Exception):
@@ -415,10 +408,7 @@ async def _build_checks(config: Config, kept: dict[str, AnyCheck], made: list[An
     async for name, options in in_turns(config.checks.items()):
         check = kept.get(name)
         if check is None:
-            try:
-                check = create_check(name, options)
-            except Exception as exc:  # a ConfigError cannot come here: the config is valid
-                raise _CheckNotMade(name, exc) from exc
+            check = create_check(name, options)
             made.append(check)
         checks.append(check)
     return checks

@@ -16,7 +16,8 @@ import pytest
 from probed import __version__
 from tests.support.checks import NO_LEVELS_YAML
 from tests.support.net import closed_port, free_port, http_get
-from tests.support.probed import mixed_config, run_probed, serving, write_config
+from tests.support.plugins import raising_type
+from tests.support.probed import PROBED, mixed_config, run_probed, serving, write_config
 
 
 def test_version() -> None:
@@ -175,6 +176,54 @@ def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
         done = run_probed("serve", "--config", config, timeout=30)
     assert done.returncode == 1
     assert done.stderr == f"probed: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_serve_on_a_privileged_port_without_the_right_says_so(tmp_path: Path) -> None:
+    """Without CAP_NET_BIND_SERVICE (dropped by setpriv when the tests run as root)."""
+    first = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    if first == 0:
+        pytest.skip("every port is unprivileged on this machine")
+    port = first - 1
+    config = write_config(tmp_path, f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  r: {{type: disk, path: /}}\n")
+    unprivileged = ["setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service"]
+    done = subprocess.run(
+        [*(unprivileged if os.geteuid() == 0 else []), *PROBED, "serve", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"probed: cannot listen on 127.0.0.1:{port}: Permission denied"
+        " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)\n",
+    )
+
+
+def test_serve_on_a_host_that_does_not_resolve_says_so(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, "server: {listen: 'no-such-host.invalid:8080'}\nchecks:\n  r: {type: disk, path: /}\n"
+    )
+    done = run_probed("serve", "--config", config, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("probed: cannot listen on no-such-host.invalid:8080: "), done.stderr
+    assert done.stderr.count("\n") == 1 and "Unknown error" not in done.stderr  # a gaierror's errno is no errno
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_check_that_cannot_be_made_is_one_line_not_a_listening_problem(tmp_path: Path, command: str) -> None:
+    """An OSError from a check type's constructor is the check's problem, not the socket's."""
+    site = raising_type(tmp_path, "PermissionError")
+    password = "cli-secret-9c2a"
+    config = write_config(
+        tmp_path,
+        f"server: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        f"checks:\n  b: {{type: exploding, dsn: 'postgresql://probe:{password}@db.example/app'}}\n",
+    )
+    done = run_probed(command, "--config", config, env={"PYTHONPATH": str(site)})
+    assert (done.returncode, done.stderr) == (
+        2,
+        "probed: checks.b: cannot be made: PermissionError: constructor exploded on postgresql://probe:***@db.example/app\n",
+    )
 
 
 def test_probe_exit_codes(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from probed.model import Status
 from tests.support.checks import disk_yaml
 from tests.support.daemon import wait_for_runs
 from tests.support.net import free_port, poll
+from tests.support.plugins import raising_type
 from tests.support.probed import serving
 
 
@@ -89,37 +90,11 @@ def test_sighup_reloads_a_running_daemon(tmp_path: Path) -> None:
     assert [e["event"] for e in events].count("config_reloaded") == 1
 
 
-EXPLODING_PLUGIN = """
-from typing import Literal
-from probed.checks.base import Check, CheckOptions
-from probed.model import Outcome, Status
-
-class ExplodingOptions(CheckOptions):
-    type: Literal["exploding"]
-    dsn: str
-
-class ExplodingCheck(Check[ExplodingOptions]):
-    options_model = ExplodingOptions
-
-    def __init__(self, name, options):
-        super().__init__(name, options)
-        raise RuntimeError(f"constructor exploded on {options.dsn}")  # a bug that quotes its secret
-
-    async def run(self):
-        return Outcome(Status.PASS, "never")
-"""
-
-
 def test_a_reload_whose_check_cannot_be_made_fails_and_keeps_the_old_checks(tmp_path: Path) -> None:
     """A check type whose constructor raises (a third-party type's bug) is not a
     ConfigError: the file is valid. The reload must still say it failed and
     keep every old check running, with no traceback and no secret."""
-    site = tmp_path / "site"
-    dist = site / "exploding_plugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: exploding-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[probed.checks]\nexploding = exploding_plugin:ExplodingCheck\n")
-    (site / "exploding_plugin.py").write_text(EXPLODING_PLUGIN)
+    site = raising_type(tmp_path, "RuntimeError")
     password = "reload-secret-4d8e"
     path = tmp_path / "probed.yaml"
     header = f"server: {{listen: '127.0.0.1:{free_port()}', watch_files: false}}\n"  # SIGHUP only

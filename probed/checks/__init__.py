@@ -15,6 +15,8 @@ import importlib.util
 from collections.abc import Iterable
 
 from probed.checks.base import AnyCheck, Check, CheckOptions
+from probed.checks.errors import exception_text
+from probed.secrets import redact, secret_values
 
 TYPES: dict[str, str] = {
     "disk": "probed.checks.disk:DiskCheck",
@@ -106,14 +108,24 @@ def installed(module: str) -> bool:
 def import_drivers(type_names: Iterable[str]) -> None:
     """Import the types' modules and drivers now (a reload does it in a thread,
     before building its checks on the loop); a type that cannot be loaded is
-    left to create_check, whose error the config's validation already gave."""
+    left to create_check, whose error the config's validation already gave,
+    and so is a driver whose import raises (CheckNotMade names the check)."""
     for type_name in type_names:
         try:
             cls = load_type(type_name)
-        except TypeUnavailable:
+            for module in (*cls.requires, *_FIRST_USE):
+                importlib.import_module(module)
+        except Exception:
             continue
-        for module in (*cls.requires, *_FIRST_USE):
-            importlib.import_module(module)
+
+
+class CheckNotMade(Exception):
+    """A valid check's type raised while the check was made; `problem` is one
+    line naming the check, its secrets masked (the exception may quote a DSN)."""
+
+    def __init__(self, name: str, options: CheckOptions, exc: Exception) -> None:
+        self.problem = redact(f"checks.{name}: cannot be made: {exception_text(exc)}", secret_values(options))
+        super().__init__(self.problem)
 
 
 def create_check(name: str, options: CheckOptions) -> AnyCheck:
@@ -124,11 +136,16 @@ def create_check(name: str, options: CheckOptions) -> AnyCheck:
 
     A check whose preparation fails (a key that does not match its
     certificate) is still made: each of its runs fails with that error,
-    as the run that met it would have, and the other checks go on."""
-    cls = load_type(options.type)
-    for module in (*cls.requires, *_FIRST_USE):
-        importlib.import_module(module)
-    check = cls(name, options)
+    as the run that met it would have, and the other checks go on. One
+    that cannot be made at all (its type's constructor or driver import
+    raising: a bug, a broken install) raises CheckNotMade."""
+    try:
+        cls = load_type(options.type)
+        for module in (*cls.requires, *_FIRST_USE):
+            importlib.import_module(module)
+        check = cls(name, options)
+    except Exception as exc:
+        raise CheckNotMade(name, options, exc) from exc
     try:
         check.prepare()
     except Exception as exc:  # this check's failure, not probed's: a start or reload goes on
@@ -139,6 +156,7 @@ def create_check(name: str, options: CheckOptions) -> AnyCheck:
 __all__ = [
     "TYPES",
     "Check",
+    "CheckNotMade",
     "CheckOptions",
     "TypeUnavailable",
     "create_check",
