@@ -188,6 +188,13 @@ def test_app_liveness_on_probed_is_opt_in(app_chart: Path) -> None:
         {"peers": {"enabled": True, "quorum": 2}},
         {"terminationGracePeriodSeconds": "15s"},
         {"icmp": {"unprivileged": "yes"}},
+        {"peers": {"enabled": True, "sample": 0}},
+        {"config": {"server": {"exclusions_token": "a-token-written-in-values"}}},  # from a Secret, never here
+        {"exclusions": {"tokenSecret": {"name": "ops", "key": ""}}},
+        {"exclusions": {"token": "a-token-written-in-values"}},
+        # The chart sets exclusions_token_file from the Secret: one token, not two.
+        {"exclusions": {"tokenSecret": {"name": "ops"}}, "config": {"server": {"exclusions_token_file": "/x"}}},
+        {"exclusions": {"tokenSecret": {"name": "ops"}}, "config": {"server": {"exclusions_token": "${OPS}"}}},
     ],
 )
 def test_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
@@ -234,6 +241,57 @@ def test_peers_get_a_headless_service_that_publishes_unready_pods() -> None:
         8080,
         "pass",
     )
+
+
+def test_peers_sample_is_passed_to_probed() -> None:
+    def sample(peers: dict[str, Any]) -> int:
+        text = by_kind(render(CHART, {"peers": {"enabled": True, **peers}}), "ConfigMap")["data"]["probed.yaml"]
+        config = parse_config(text, "configmap")
+        assert config.peers is not None
+        return config.peers.sample
+
+    assert sample({}) == 10  # probed's own default
+    assert sample({"sample": 3}) == 3
+
+
+TOKEN_SECRET = {"exclusions": {"tokenSecret": {"name": "shop-ops", "key": "exclusions"}}}
+
+
+def _exclusions_token_file(documents: list[dict[str, Any]]) -> Any:
+    server = yaml.safe_load(by_kind(documents, "ConfigMap")["data"]["probed.yaml"])["server"]
+    assert "exclusions_token" not in server
+    return server.get("exclusions_token_file")
+
+
+def test_the_exclusions_token_comes_from_a_secret_mounted_as_the_token_file(app_chart: Path, tmp_path: Path) -> None:
+    for documents, pod in (
+        (render(CHART, TOKEN_SECRET), "Deployment"),
+        (render(app_chart, {"probed": TOKEN_SECRET}), "Deployment"),  # sidecar mode: the same templates
+    ):
+        assert_valid_kubernetes(documents)
+        spec = by_kind(documents, pod)["spec"]["template"]["spec"]
+        [volume] = [v for v in spec["volumes"] if "secret" in v]
+        assert volume["secret"] == {"secretName": "shop-ops", "items": [{"key": "exclusions", "path": "token"}]}
+        [probed] = [c for c in spec["containers"] if c["name"] == "probed"]
+        [mount] = [m for m in probed["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True
+        path = _exclusions_token_file(documents)
+        assert path == f"{mount['mountPath']}/token"
+        assert not path.startswith("/etc/probed/")  # beside the ConfigMap's read-only volume, not in it
+        assert_hardened(probed)
+    # The rendered config, with the Secret's file where the kubelet puts it, turns the API on.
+    text = by_kind(render(CHART, TOKEN_SECRET), "ConfigMap")["data"]["probed.yaml"]
+    token = tmp_path / "token"
+    token.write_text("from-the-secret-3f9b\n")
+    config = parse_config(text.replace(str(path), str(token)), "configmap")
+    assert config.server.exclusions_token is not None
+    assert config.server.exclusions_token.get_secret_value() == "from-the-secret-3f9b"
+
+    # Without a Secret: no volume, no token file, the API off.
+    documents = render(CHART)
+    assert _exclusions_token_file(documents) is None
+    volumes = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert not any("secret" in volume for volume in volumes)
 
 
 def test_sidecar_peers_select_the_application_pods(app_chart: Path) -> None:

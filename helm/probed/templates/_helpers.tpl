@@ -28,6 +28,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-peers" (include "probed.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* Where the exclusions token's Secret key is mounted (exclusions.tokenSecret). Not under
+     /etc/probed: that is the ConfigMap's read-only volume. */}}
+{{- define "probed.exclusionsTokenFile" -}}
+/etc/probed-exclusions/token
+{{- end -}}
+
 {{- define "probed.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
@@ -37,8 +43,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $config := deepCopy .Values.config -}}
 {{- if and .Values.peers.enabled (not $config.peers) -}}
 {{- $dns := printf "%s.%s.svc.%s" (include "probed.peersService" .) .Release.Namespace .Values.peers.clusterDomain -}}
-{{- $peers := dict "dns" $dns "port" (int .Values.port) "quorum" .Values.peers.quorum "alone" .Values.peers.alone "timeout" .Values.peers.timeout -}}
+{{- $peers := dict "dns" $dns "port" (int .Values.port) "quorum" .Values.peers.quorum "alone" .Values.peers.alone "timeout" .Values.peers.timeout "sample" (int .Values.peers.sample) -}}
 {{- $_ := set $config "peers" $peers -}}
+{{- end -}}
+{{- if .Values.exclusions.tokenSecret.name -}}
+{{- $server := $config.server | default dict -}}
+{{- if or (hasKey $server "exclusions_token") (hasKey $server "exclusions_token_file") -}}
+{{- fail "exclusions.tokenSecret sets server.exclusions_token_file: remove config.server.exclusions_token and exclusions_token_file" -}}
+{{- end -}}
+{{- $_ := set $server "exclusions_token_file" (include "probed.exclusionsTokenFile" .) -}}
+{{- $_ := set $config "server" $server -}}
 {{- end -}}
 {{- if not $config.checks -}}
 {{- $rootDisk := dict "type" "disk" "path" "/" -}}
@@ -114,6 +128,11 @@ volumeMounts:
     readOnly: true
   - name: probed-tmp
     mountPath: /tmp
+  {{- if .Values.exclusions.tokenSecret.name }}
+  - name: probed-exclusions-token
+    mountPath: {{ include "probed.exclusionsTokenFile" . | dir }}
+    readOnly: true
+  {{- end }}
   {{- with .Values.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -141,6 +160,14 @@ safe sysctl that lets every group open ICMP datagram sockets (a value set in pod
 - name: probed-tmp
   emptyDir:
     sizeLimit: 16Mi
+{{- with .Values.exclusions.tokenSecret.name }}
+- name: probed-exclusions-token
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: {{ $.Values.exclusions.tokenSecret.key }}
+        path: {{ include "probed.exclusionsTokenFile" $ | base }}
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
