@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from probed.checks.push import with_token_default
 from probed.config_env import substitute
 from probed.config_problems import Path_, Problems, shown
 from probed.config_read import MAX_CONFIG_BYTES, read_yaml
+from probed.environ import USER_ENVIRON
 from probed.fields import Delay, Duration, ProbedModel, read_secret_file
 from probed.groups import with_defaults
 from probed.secrets import SENSITIVE_NAME, secret_forms, url_secrets
@@ -225,12 +225,12 @@ class Config:
 # -- loading ------------------------------------------------------------------
 
 
-def config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+def config_path(cli_value: str | None, environ: Mapping[str, str] = USER_ENVIRON) -> str | None:
     """--config, then PROBED_CONFIG, then None for the built-in default."""
     return cli_value or environ.get("PROBED_CONFIG") or None
 
 
-def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Config:
+def load_config(path: str | None, environ: Mapping[str, str] = USER_ENVIRON) -> Config:
     if path is None:
         return parse_config(BUILTIN_CONFIG, BUILTIN_SOURCE, environ)
     try:
@@ -247,7 +247,7 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Co
     return parse_config(text, path, environ)
 
 
-def parse_config(text: str, source: str, environ: Mapping[str, str] = os.environ) -> Config:
+def parse_config(text: str, source: str, environ: Mapping[str, str] = USER_ENVIRON) -> Config:
     """The three steps, each adding to one list of problems: read, substitute, build."""
     problems = Problems(source)
     document = read_yaml(text, problems)

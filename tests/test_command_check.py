@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import time
@@ -23,7 +24,8 @@ from probed.model import Observation, Reason, Status
 from probed.runner import run_once
 from tests.support.checks import check_from, config_from, run_check
 from tests.support.faults import silent_listener
-from tests.support.net import closed_port
+from tests.support.net import closed_port, wait_until
+from tests.support.probed import serve_config, serving
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 PR_SET_CHILD_SUBREAPER = 36
@@ -328,3 +330,48 @@ def test_config_mistakes_are_reported(options: dict[str, Any], problem: str) -> 
     with pytest.raises(ConfigError) as caught:
         config_from({"job": {"type": "command", **options}})
     assert problem in str(caught.value)
+
+
+# $$: the variables are for sh, not for the config's substitution
+PRINT_GRPC_ENV = "'echo verbosity=$${GRPC_VERBOSITY-unset} trace=$${GRPC_TRACE-unset}; exit 1'"
+
+
+@pytest.mark.parametrize("user_value", [None, "ERROR"])
+def test_a_program_sees_the_users_grpc_settings_not_probeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_value: str | None
+) -> None:
+    """probed sets GRPC_VERBOSITY=NONE for gRPC's C core once a grpc check exists;
+    a program run by a command check is given the user's value, through ${VAR},
+    on the first load and after a reload alike, and never probed's own."""
+    for name in ("GRPC_VERBOSITY", "GRPC_TRACE"):  # this process may have imported the grpc check
+        monkeypatch.delenv(name, raising=False)
+    if user_value is not None:
+        monkeypatch.setenv("GRPC_VERBOSITY", user_value)
+    config = serve_config(
+        tmp_path,
+        f"  rpc: {{type: grpc, target: '127.0.0.1:{closed_port()}', critical: false}}\n"
+        # What the program's environment holds of gRPC's settings, on one line (the output shows
+        # the first), and exit 1 (warn): a verdict that is not pass shows its output.
+        f"  printenv: {{type: command, command: [sh, -c, {PRINT_GRPC_ENV}],"
+        " env: {GRPC_VERBOSITY: '${GRPC_VERBOSITY:-unset}'}}\n"
+        f"  bare: {{type: command, command: [sh, -c, {PRINT_GRPC_ENV}]}}\n",
+        server="  watch_files: false\n",
+    )
+
+    def outputs(after: str | None = None) -> dict[str, str]:
+        def ran(_: int, body: str) -> bool:
+            checks = json.loads(body)["checks"]
+            return all(checks[name][0].get("time", "") > (after or "") for name in ("printenv", "bare"))
+
+        checks = json.loads(served.until("/health", ran))["checks"]
+        return {name: checks[name][0]["output"] for name in ("printenv", "bare")} | {"time": checks["bare"][0]["time"]}
+
+    with serving(config, until="ran") as served:
+        first = outputs()
+        served.signal(signal.SIGHUP)
+        served.until("/metrics", lambda _, body: "probed_config_last_load_success 1.0" in body)
+        wait_until(lambda: len(served.events("config_reloaded")) == 1, "the reload")
+        reloaded = outputs(after=first["time"])
+    for seen in (first, reloaded):
+        assert seen["printenv"] == f"verbosity={user_value or 'unset'} trace=unset", seen
+        assert seen["bare"] == "verbosity=unset trace=unset", seen  # probed's environment is not passed on

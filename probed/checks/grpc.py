@@ -7,7 +7,6 @@ passes; NOT_SERVING, UNKNOWN and SERVICE_UNKNOWN fail with reason unexpected.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from probed.checks.base import Check, CheckOptions
 from probed.checks.options import TlsOptions
+from probed.environ import set_for_drivers
 from probed.model import CheckFailed, Observation, Observed, Outcome, Reason, Status
 
 if TYPE_CHECKING:
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # failed TLS handshake and without a limit. A run's output already says what
 # failed, so it writes nothing unless the user sets these; grpc reads them
 # when it is first imported, which this module defers to check creation.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-os.environ.setdefault("GRPC_TRACE", "")
+# The config's ${VAR} still reads the user's values (probed/environ.py).
+set_for_drivers("GRPC_VERBOSITY", "NONE")
+set_for_drivers("GRPC_TRACE", "")
 
 _STATUS_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
