@@ -171,6 +171,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     from probed.model import Status
     from probed.once import run_checks_once
     from probed.report import FORMATS, Report
+    from probed.secrets import mask_in_logs
 
     unknown = [name for name in names if name not in config.checks]
     if unknown:
@@ -181,6 +182,7 @@ def check_command(config: Config, names: list[str], output: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over, below
     try:
         checks = [create_check(name, opts) for name, opts in selected.items()]  # imports drivers: may take a while
+        mask_in_logs(set().union(*(check.masked for check in checks)))  # in lines quoting a driver's objects
         # Modules, drivers' data and the prepared checks live until exit: out of
         # the collector's sight, a collection inside a timed run walks only that run's objects.
         gc.freeze()

@@ -31,7 +31,7 @@ import dataclasses
 import gc
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
 from probed.report import iso_time
 from probed.scheduler import Offset, Scheduler, SchedulerLoad, first_run_soon
-from probed.secrets import redact, secret_values
+from probed.secrets import mask_in_logs, redact, secret_values
 from probed.store import Store, Transition
 from probed.turns import in_turns
 from probed.watch import files_of, named_files, snapshot
@@ -82,6 +82,7 @@ class Daemon:
         self.file_digests = file_digests(config)  # of the files the checks were made from
         self.watched = snapshot(self.watched_paths())
         self.checks = [create_check(name, options) for name, options in config.checks.items()]
+        mask_in_logs(_all_secrets(config, self.checks))  # in lines that quote other code's objects (probed/logs.py)
         # Written by POST /heartbeat/{name}, read by the push checks; kept across reloads.
         self.pushes = PushBook()
         self.pushes.serve(self.checks)
@@ -260,6 +261,7 @@ class Daemon:
             self.heap.retiring(retired)
             draining = self.store.draining  # a SIGTERM during the awaits since `store` was made
             self.checks, self.store, self.file_digests = checks, store, change.digests
+            mask_in_logs(_all_secrets(change.config, checks))
             if draining and not store.draining:
                 store.drain()
             self.exclusions.keep({name: group.members for name, group in store.groups.items()})
@@ -309,13 +311,16 @@ class _NotPrepared(Exception):
         self.problem = problem
 
 
-def _all_secrets(config: Config) -> set[str]:
-    """Every secret of the config: an exception's text may quote one (a DSN)."""
+def _all_secrets(config: Config, checks: Sequence[AnyCheck] = ()) -> set[str]:
+    """Every secret of the config (and those the checks derive from theirs):
+    an exception's text may quote one (a DSN)."""
     found = secret_values(config.server)
     if config.peers is not None:
         found |= secret_values(config.peers)
     for options in config.checks.values():
         found |= secret_values(options)
+    for check in checks:
+        found |= check.masked
     return found
 
 

@@ -22,6 +22,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
+from probed.secrets import redact_logged
+
 LogFormat = Literal["auto", "json", "console"]
 
 REPEAT_WINDOW = 10.0  # seconds
@@ -97,7 +99,13 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
     limiter = RepeatLimiter()
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
-        processors=[structlog.processors.add_log_level, timestamper, limiter.processor, *tracebacks, renderer],
+        processors=[
+            structlog.processors.add_log_level,
+            timestamper,
+            limiter.processor,
+            *tracebacks,
+            _masking_quoted(renderer),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
@@ -107,7 +115,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
     handler = logging.StreamHandler(stream)
     handler.addFilter(limiter.filter)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        _MaskingFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
@@ -124,6 +132,32 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
     # "Exception ignored in ..." (a __del__ or a finalizer that raised, often
     # a driver's at exit): one line in the format too, not raw stderr.
     sys.unraisablehook = _log_unraisable
+
+
+class _MaskingFormatter(structlog.stdlib.ProcessorFormatter):
+    """Other code's lines (asyncio, aiohttp, a finalizer's repr, a thread's
+    traceback) quote objects probed did not write: the config's secrets are
+    masked in the whole line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_logged(super().format(record))
+
+
+# probed's own fields that carry an exception or a traceback, whose text may quote anything.
+_QUOTING = ("exc_info", "exception", "error")
+
+
+def _masking_quoted(renderer: Processor) -> Processor:
+    """The renderer, masking the config's secrets in probed's lines that quote an
+    exception; the others are masked as they are made (a check's output), and
+    are not searched: at thousands of secrets a search costs more than the line."""
+
+    def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
+        quoting = any(key in event_dict for key in _QUOTING)
+        line = renderer(logger, method, event_dict)
+        return redact_logged(line) if quoting and isinstance(line, str) else line
+
+    return render
 
 
 def _log_unraisable(unraisable: Any) -> None:  # sys.UnraisableHookArgs, which typeshed cannot name at run time

@@ -6,14 +6,20 @@ import io
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
 
+import pytest
 import structlog
 
-from probed.logs import RepeatLimiter, configure_logging
+from probed.logs import LogFormat, RepeatLimiter, configure_logging
+from probed.secrets import mask_in_logs
 from tests.support.net import free_port, wait_until
+from tests.support.plugins import leaking_finalizer_type
 from tests.support.probed import serving, write_config
 
 FD_LIMIT = 64  # enough to start and serve, far too few for 200 clients
@@ -84,6 +90,64 @@ def test_an_exception_ignored_in_a_finalizer_is_one_json_line() -> None:
     assert entry["event"].startswith("Exception ignored in: <function")
     assert entry["logger"] == "probed.unraisable" and entry["level"] == "error"
     assert "RuntimeError: closed twice" in entry["exception"]
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_secret_quoted_by_other_codes_line_is_masked(log_format: LogFormat) -> None:
+    """A finalizer's object repr and error, a thread's traceback: text probed did
+    not write, masked with the config's secrets (a quote in one is escaped in JSON)."""
+    stream = io.StringIO()
+    configure_logging(log_format, "info", stream)
+    password, token = 'pw-"quoted"-5e1f', "token-logs-8a2c"
+    mask_in_logs({password, token})
+
+    class Connection:
+        def __repr__(self) -> str:
+            return f"<Connection postgresql://probe:{password}@db/app>"
+
+        def __del__(self) -> None:
+            raise RuntimeError(f"closing with Bearer {token} failed")
+
+    Connection()  # "Exception ignored in: <function Connection.__del__ ...>", the error quoting the token
+    # C code reports the object itself (a file, a generator, a driver's handle): its repr is in the line.
+    error = RuntimeError("close failed")
+    sys.unraisablehook(UnraisableArgs(RuntimeError, error, None, None, Connection()))  # type: ignore[arg-type]
+    worker = threading.Thread(target=_raise, args=(f"Bearer {token}",), name="worker")
+    worker.start()
+    worker.join()
+    structlog.get_logger("probed").error("scheduler_task_died", error=repr(RuntimeError(token)))
+    text = stream.getvalue()
+    assert "closing with Bearer *** failed" in text and "Connection postgresql://probe:***@db/app" in text
+    assert password not in text and json.dumps(password)[1:-1] not in text and token not in text
+
+
+def _raise(message: str) -> None:
+    raise RuntimeError(message)
+
+
+class UnraisableArgs(NamedTuple):
+    """What sys.unraisablehook is given (sys.UnraisableHookArgs cannot be made from Python)."""
+
+    exc_type: type[BaseException]
+    exc_value: BaseException | None
+    exc_traceback: TracebackType | None
+    err_msg: str | None
+    object: object
+
+
+def test_a_finalizer_quoting_a_dsn_in_serve_logs_it_masked(tmp_path: Path) -> None:
+    site = leaking_finalizer_type(tmp_path)
+    password = "finalizer-secret-71d3"
+    config = write_config(
+        tmp_path,
+        f"server: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        f"checks:\n  db: {{type: leaky, dsn: 'postgresql://probe:{password}@db.example/app', interval: 1s}}\n",
+    )
+    with serving(config, "--log-format", "json", env={"PYTHONPATH": str(site)}) as served:
+        wait_until(lambda: any(e.get("logger") == "probed.unraisable" for e in served.events()), "the finalizer's line")
+    line = next(e for e in served.events() if e.get("logger") == "probed.unraisable")
+    assert "RuntimeError: closing postgresql://probe:***@db.example/app failed" in line["exception"]
+    assert password not in served.out + served.err
 
 
 def test_info_lines_are_never_held_back_but_repeated_errors_are() -> None:

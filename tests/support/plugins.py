@@ -42,3 +42,37 @@ class ExplodingCheck(Check[ExplodingOptions]):
         return Outcome(Status.PASS, "never")
 """
     return plugin_site(directory, "exploding", "exploding_plugin", source, "ExplodingCheck")
+
+
+def leaking_finalizer_type(directory: Path) -> Path:
+    """A site with check type `leaky` (options: `dsn`, a secret in it): each
+    run drops an object whose __del__ raises, whose repr and error quote the
+    dsn, as a driver's connection object might. Python hands it to
+    sys.unraisablehook, which probed logs."""
+    source = """
+from typing import Literal
+from probed.checks.base import Check, CheckOptions
+from probed.model import Outcome, Status
+
+class Connection:
+    def __init__(self, dsn):
+        self.dsn = dsn
+
+    def __repr__(self):
+        return f"<Connection {self.dsn}>"
+
+    def __del__(self):
+        raise RuntimeError(f"closing {self.dsn} failed")
+
+class LeakyOptions(CheckOptions):
+    type: Literal["leaky"]
+    dsn: str
+
+class LeakyCheck(Check[LeakyOptions]):
+    options_model = LeakyOptions
+
+    async def run(self):
+        Connection(self.options.dsn)  # collected at once: its __del__ raises
+        return Outcome(Status.PASS, "connected")
+"""
+    return plugin_site(directory, "leaky", "leaky_plugin", source, "LeakyCheck")
