@@ -218,6 +218,8 @@ class Daemon:
             kept, renewed = await _unchanged(self.checks, config, self.file_digests, digests)
             await asyncio.to_thread(import_drivers, {options.type for options in config.checks.values()})
             checks = await _build_checks(config, kept, made)
+            # Masked from now on: early, or after all in a reload that fails, only secrets are masked.
+            mask_in_logs(await _secrets_in_turns(config, checks))
             carried = {name: self.store.checks[name] for name in [*kept, *renewed]}
             store = Store(
                 checks,
@@ -261,7 +263,6 @@ class Daemon:
             self.heap.retiring(retired)
             draining = self.store.draining  # a SIGTERM during the awaits since `store` was made
             self.checks, self.store, self.file_digests = checks, store, change.digests
-            mask_in_logs(_all_secrets(change.config, checks))
             if draining and not store.draining:
                 store.drain()
             self.exclusions.keep({name: group.members for name, group in store.groups.items()})
@@ -309,6 +310,16 @@ class _NotPrepared(Exception):
     def __init__(self, problem: str) -> None:
         super().__init__(problem)
         self.problem = problem
+
+
+async def _secrets_in_turns(config: Config, checks: Sequence[AnyCheck]) -> set[str]:
+    """_all_secrets on the loop, a few checks a turn (thousands of option trees)."""
+    found = _all_secrets(dataclasses.replace(config, checks={}))
+    async for options in in_turns(config.checks.values()):
+        found |= secret_values(options)
+    async for check in in_turns(checks):
+        found |= check.masked
+    return found
 
 
 def _all_secrets(config: Config, checks: Sequence[AnyCheck] = ()) -> set[str]:

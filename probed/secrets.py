@@ -137,15 +137,20 @@ def maskable(secrets: Iterable[str]) -> frozenset[str]:
 # (logs.py): a finalizer's "Exception ignored in: <repr>", a thread's traceback,
 # asyncio's and aiohttp's messages. Longest first, in the forms a JSON line writes them.
 _IN_LOGS: tuple[str, ...] = ()
+_JSON_AS_IS = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash: as JSON writes it
 
 
 def mask_in_logs(secrets: Iterable[str]) -> None:
     """Mask these too in what logs.py writes for other code; the ones given
     before stay masked (an object of a retired check may be collected later)."""
     global _IN_LOGS
-    forms = set(_IN_LOGS) | maskable(secrets)
-    forms |= {json.dumps(secret)[1:-1] for secret in forms}  # a quote, a backslash, a non-ASCII letter escaped
-    _IN_LOGS = tuple(sorted(maskable(forms), key=len, reverse=True))
+    known = set(_IN_LOGS)
+    new = maskable(secrets) - known
+    if not new:  # a reload that rotated nothing: no work on the loop
+        return
+    # As a JSON line writes one with a quote, a backslash, a control character or a non-ASCII letter.
+    new |= {json.dumps(secret)[1:-1] for secret in new if not _JSON_AS_IS.fullmatch(secret)}
+    _IN_LOGS = tuple(sorted(known | new, key=len, reverse=True))
 
 
 def redact_logged(text: str) -> str:
