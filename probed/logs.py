@@ -77,7 +77,7 @@ class RepeatLimiter:
         """logging filter for the standard library's records (asyncio, aiohttp)."""
         # asyncio formats objects into the message itself (addresses, timer
         # deadlines): the first line, with numbers blanked, names the repetition.
-        error = record.exc_info[1] if record.exc_info else None
+        error = record.exc_info[1] if record.exc_info else getattr(record, "error", None)
         first_line = _NUMBERS.sub("#", str(record.msg).partition("\n")[0])
         key = (record.name, record.levelno, first_line, type(error).__name__, str(error))
         suppressed = self.admit(key)
@@ -120,13 +120,16 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info", strea
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 timestamper,
-                structlog.stdlib.ExtraAdder(allow=["suppressed"]),
+                structlog.stdlib.ExtraAdder(allow=["suppressed", *_REJECTED_FIELDS]),
                 _drop_none,
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tracebacks, renderer],
         )
     )
     logging.basicConfig(handlers=[handler], level=max(logging.WARNING, numeric_level), force=True)
+    server_log = logging.getLogger("aiohttp.server")
+    if _rejected_request not in server_log.filters:
+        server_log.addFilter(_rejected_request)
     logging.captureWarnings(True)
     threading.excepthook = _log_thread_exception  # a thread's uncaught error: one line, not a bare traceback
     # "Exception ignored in ..." (a __del__ or a finalizer that raised, often
@@ -168,6 +171,35 @@ def _log_unraisable(unraisable: Any) -> None:  # sys.UnraisableHookArgs, which t
     logging.getLogger("probed.unraisable").error(
         "%s", where, exc_info=(unraisable.exc_type, error, unraisable.exc_traceback)
     )
+
+
+_REJECTED_FIELDS = ("client", "status", "error")
+_LONGER_THAN = re.compile(r"^Got more than (\d+) bytes")
+
+
+def _rejected_request(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (a header over max_field_size,
+    too many headers, no HTTP at all) with a traceback, after answering it
+    400 itself: the client's mistake, one line here, `request_rejected`, with
+    `client`, `status` and `error`. The error never quotes the request: the
+    parser's message does (100 bytes of an oversized header, a token with
+    them). Any other error of aiohttp's (a bug: 500) keeps its traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    error = record.exc_info[1] if record.exc_info else None
+    if not isinstance(error, HttpProcessingError) or not str(record.msg).startswith("Error handling request"):
+        return True
+    longer = _LONGER_THAN.match(error.message)
+    record.error = (
+        f"a request line or header longer than {longer[1]} bytes"
+        if longer
+        else error.message.partition(":")[0].strip() or type(error).__name__
+    )
+    record.client = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    record.status = 400  # as aiohttp answers every request it cannot parse
+    record.msg, record.args, record.exc_info, record.exc_text = "request_rejected", (), None, None
+    record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:

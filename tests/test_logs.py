@@ -150,6 +150,46 @@ def test_a_finalizer_quoting_a_dsn_in_serve_logs_it_masked(tmp_path: Path) -> No
     assert password not in served.out + served.err
 
 
+def _raw_request(port: int, head: bytes) -> bytes:
+    """What the server answers to these request bytes, to its closing the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_that_cannot_be_parsed_is_a_4xx_and_one_line_without_a_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path, f"server: {{listen: '127.0.0.1:{port}'}}\nchecks:\n  tmp: {{type: disk, path: /}}\n"
+    )
+    secret = "oversized-bearer-6c0d"
+    requests = {
+        "huge header": b"GET /health/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret.encode() * 1000,
+        "a bad header name": b"GET /health/live HTTP/1.1\r\nHost: x\r\nX nnnnnnnn: v",
+        "too many headers": b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+        + b"\r\n".join(b"X-%d: v" % i for i in range(200)),
+    }
+    with serving(config, "--log-format", "json") as served:
+        for name, head in requests.items():
+            answer = _raw_request(port, head + b"\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.") and answer.split()[1] == b"400", (name, answer[:200])
+        assert served.get("/health/live")[0] == 200  # and probed answers on
+        wait_until(lambda: len(served.events("request_rejected")) == 3, "a line per rejected request")
+    rejected = served.events("request_rejected")
+    assert [(e["level"], e["client"], e["status"]) for e in rejected] == [("warning", "127.0.0.1", 400)] * 3
+    # One line each; the same error again within 10 s would be held back (and counted), as any repeated line.
+    assert [e["error"] for e in rejected] == [
+        "a request line or header longer than 8190 bytes",
+        "Invalid header token",
+        "Too many headers received",
+    ]
+    assert not any("exception" in e for e in rejected)
+    assert "Traceback" not in served.out + served.err and secret not in served.out and "nnnn" not in served.out
+
+
 def test_info_lines_are_never_held_back_but_repeated_errors_are() -> None:
     stream = io.StringIO()
     configure_logging("json", "info", stream)
