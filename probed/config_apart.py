@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from probed.config import Config, ConfigError, load_config
+from probed.environ import USER_ENVIRON
 from probed.turns import in_turns
 
 # A file on a dead network mount blocks its reader forever: a reload gives up then.
@@ -46,6 +47,7 @@ async def load_config_apart(path: str | None, timeout: float = READ_TIMEOUT) -> 
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,  # a child that dies says nothing a user needs to read
+            env=dict(USER_ENVIRON),  # as at start: not what probed set for its drivers (probed/environ.py)
         )
     except OSError as exc:
         import structlog

@@ -368,6 +368,8 @@ def test_a_program_sees_the_users_grpc_settings_not_probeds(
 
     with serving(config, until="ran") as served:
         first = outputs()
+        with open(config, "a") as file:
+            file.write("# changed: a reload that reads the file again\n")  # the same text is no reload
         served.signal(signal.SIGHUP)
         served.until("/metrics", lambda _, body: "probed_config_last_load_success 1.0" in body)
         wait_until(lambda: len(served.events("config_reloaded")) == 1, "the reload")
