@@ -4,6 +4,7 @@ a reload of what is already loaded changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from probed.config import ConfigError, load_config
 from probed.config_apart import load_config_apart
 from probed.daemon import Daemon
+from probed.logs import configure_logging
 from tests.support.checks import disk_yaml
 from tests.support.daemon import wait_for_runs
 
@@ -68,15 +70,15 @@ async def test_a_reader_that_hangs_is_given_up_and_killed(tmp_path: Path) -> Non
     assert readers_of(path) == []
 
 
-async def test_without_a_child_the_file_is_read_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_without_a_child_the_file_is_read_in_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "probed.yaml"
     path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n")
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    log = io.StringIO()  # its own: another test in this worker may have configured logging elsewhere
+    configure_logging("json", "info", log)
     config = await load_config_apart(str(path))
     assert list(config.checks) == ["a"]
-    assert "config_read_in_thread" in capsys.readouterr().out
+    assert "config_read_in_thread" in log.getvalue()
 
 
 async def test_a_reload_of_what_is_loaded_changes_nothing(tmp_path: Path) -> None:
