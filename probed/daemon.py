@@ -21,7 +21,10 @@ the interpreter's lock against the loop), a new type's driver is imported in
 a thread, and building the checks, swapping the scheduler and closing the
 retired checks run on the loop a few milliseconds a turn (probed/turns.py).
 A reload that finds the file and every file it names as they were loaded
-changes nothing.
+changes nothing. Everything a reload makes (checks, store, peers) is made
+before anything running is touched: a valid file whose check cannot be made
+(a type's constructor or driver import raising) fails the reload like an
+invalid one, and the old checks go on.
 """
 
 from __future__ import annotations
