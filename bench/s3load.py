@@ -73,8 +73,8 @@ async def stalls(seconds: float) -> list[float]:
 
 async def measure(count: int, endpoint: str, seconds: float) -> dict[str, float]:
     config = parse_config(config_text(count, endpoint), "bench")
-    freeze_what_lives_forever()  # as `probed serve` does
     daemon = Daemon(config)
+    freeze_what_lives_forever()  # as `probed serve` does
     await daemon.start()
     try:
         deadline = time.monotonic() + 60

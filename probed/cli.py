@@ -279,8 +279,8 @@ async def serve(config: Config, path: str | None) -> int:
     from probed.web import create_app
 
     log = _logger()
-    freeze_what_lives_forever()
     daemon = Daemon(config, path, on_transition=log_transition)
+    freeze_what_lives_forever()  # the checks are made (their drivers imported), none runs yet
     app = create_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()

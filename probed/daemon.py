@@ -411,10 +411,11 @@ def _public(value: Any) -> Any:
 
 
 def freeze_what_lives_forever() -> None:
-    """Take modules, drivers' loaded data and the config out of the garbage
-    collector's sight, before any check exists (`probed serve` calls it
-    before making its Daemon); the daemon's Heap (probed/heap.py) freezes
-    the checks and their state as they run, where that is safe."""
+    """Take modules, drivers' loaded data, the config and the checks just made
+    out of the garbage collector's sight, before anything runs (`probed serve`
+    calls it once its Daemon is made); from then on the daemon's Heap
+    (probed/heap.py) freezes what the runs build, where that is safe, and
+    thaws before retiring a check that may leave a cycle."""
     gc.collect()  # before serving: the one full collection that delays no probe
     gc.freeze()
 
