@@ -187,7 +187,7 @@ class Store:
         `draining`: probed is shutting down (a reload during server.shutdown_delay);
         `exclusions`: the operators' (probed/exclusions.py), the daemon's across reloads."""
         kept = kept or {}
-        self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or _state_for(c) for c in checks}
+        self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
         self._on_transition = on_transition
         self._peers = peers
@@ -323,7 +323,8 @@ class Store:
             self._on_transition(state, before)
 
 
-def _state_for(check: AnyCheck) -> CheckState:
+def state_for(check: AnyCheck) -> CheckState:
+    """A new check's state: pending, no run yet."""
     opts = check.options
     return CheckState(
         name=check.name,
