@@ -7,9 +7,10 @@ every few seconds, and each pass a probe's answer waits for. Nearly all of
 those objects live long and are freed by reference counting when they go;
 the collector has nothing to find among them.
 
-So every PERIOD the daemon collects once, over what is not frozen (what
-arrived since the last time: cheap; at 2,000 checks a few ms to tens of ms
-against 0.25 s for a full pass), and then freezes the heap
+So every PERIOD (sooner while objects arrive fast: BUSY) the daemon
+collects once, over what is not frozen (what arrived since the last time:
+cheap; a few ms at 2,000 checks against 0.25 s for a full pass), and then
+freezes the heap
 (`gc.freeze`): later passes walk only what is new. A frozen object that
 dies is still freed by reference counting; what the collector would never
 free is a frozen object that ends in a reference cycle. Hence:
@@ -28,15 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import Callable, Iterable
 
 from probed.checks.base import AnyCheck
 from probed.loop import sound
 
-PERIOD = 5.0  # seconds between two freezes, once started
-FIRST = 0.5  # seconds to the first: the gaps double up to PERIOD, so the burst
-# of objects the first runs make (a client's lazily built state) is frozen in
-# a few small passes, not one long one
+PERIOD = 5.0  # seconds between two passes at most
+FIRST = 0.1  # seconds to the first: the first runs make objects fastest
+SHORTEST = 0.1  # seconds between two passes at least
+# A pass that took longer than this had too much to walk: the next one comes
+# twice as soon (a burst of runs, at start or after a reload, makes objects
+# fast), else twice as late, up to PERIOD. What one pass walks, and how long
+# it holds the loop, stays about this whatever the load.
+BUSY = 0.005
 
 
 def acyclic(checks: Iterable[AnyCheck]) -> bool:
@@ -77,11 +83,15 @@ class Heap:
         gap = self.first
         while True:
             await asyncio.sleep(gap)
-            gap = min(2 * gap, self.period)
-            if self.quiet():
-                self.freeze()
+            if not self.quiet():
+                continue
+            took = self.freeze()
+            gap = max(SHORTEST, gap / 2) if took > BUSY else min(self.period, 2 * gap)
 
-    def freeze(self) -> None:
+    def freeze(self) -> float:
+        """One pass, then frozen; the seconds the pass took."""
+        start = time.perf_counter()
         gc.collect()  # the cycles among what is not frozen yet: none of them is frozen as garbage
         gc.freeze()
         self.freezes += 1
+        return time.perf_counter() - start
