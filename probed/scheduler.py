@@ -54,18 +54,37 @@ STOP_SLICE = 64  # tasks cancelled per turn of the loop when stopping: a probe w
 
 
 class Pacer:
-    """Lets one run start per turn of the event loop.
+    """Wakes runs on their tick, and lets one run start per turn of the event loop.
 
     Thousands of runs due together (start-up, a reload's changed checks)
     would otherwise all start in one turn: each opens a socket, and a probe
     that arrived meanwhile waits for every one of them, seconds at 2,000
     checks. One start a turn interleaves them with everything else ready,
     probes included; an idle loop turns in microseconds, so a run due alone
-    starts at once."""
+    starts at once.
+
+    Runs due on the same tick share one timer, and a run waits for its tick
+    and its turn on one future: asyncio.sleep took a timer, a future and a
+    coroutine per run, and the turn another (bench/run_path.py)."""
 
     def __init__(self) -> None:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._releasing = False
+        self._ticks: dict[float, list[asyncio.Future[None]]] = {}  # loop time of a tick -> runs due on it
+
+    async def start_at(self, when: float) -> None:
+        """Return at loop time `when` (at once if past), in this run's turn."""
+        loop = asyncio.get_running_loop()
+        if when > loop.time():
+            waiter = loop.create_future()
+            due = self._ticks.get(when)
+            if due is None:
+                due = self._ticks[when] = []
+                loop.call_at(when, self._tick, when)
+            due.append(waiter)
+            await waiter
+            return
+        await self.turn()
 
     async def turn(self) -> None:
         loop = asyncio.get_running_loop()
@@ -76,6 +95,12 @@ class Pacer:
         waiter = loop.create_future()
         self._waiting.append(waiter)
         await waiter
+
+    def _tick(self, when: float) -> None:
+        self._waiting.extend(self._ticks.pop(when))
+        if not self._releasing:  # the first run of the tick starts in this turn
+            self._releasing = True
+            self._release_next()
 
     def _release_next(self) -> None:
         while self._waiting:
@@ -176,7 +201,7 @@ class Scheduler:
             cadence = start + random_phase(check)
         while True:
             due = _on_a_tick(planned, interval)
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._pacer.start_at(due)  # its tick, then its turn (a turn of the loop per run due with it)
             parent = self.store.failing_parent(check.name)
             if parent is not None:  # spare the dependency and the network: the parent says it all
                 self.store.hold(check.name, parent)
@@ -191,7 +216,6 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         self._waiting[check.name] = planned
         try:
-            await self._pacer.turn()
             async with self._slots:
                 del self._waiting[check.name]
                 self.started(check, loop.time() - planned)
