@@ -49,7 +49,7 @@ from probed.checks.push import PushBook
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, saturation_warning
 from probed.config_apart import load_config_apart
 from probed.exclusions import Exclusions
-from probed.heap import Heap
+from probed.heap import Heap, acyclic
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
 from probed.peers import Peers, new_instance_id
@@ -103,7 +103,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._swapping = False  # the old scheduler stops for a new one: no sign of a stuck loop
         self.lag = LoopLag()  # kept across reloads: the loop is the same
-        self.heap = Heap(self._quiet)
+        self.heap = Heap(self._quiet, cyclic=lambda: not acyclic(self.checks))
         self.instance = new_instance_id()
         self.peers = self._make_peers(config)
         _warn_if_saturable(config)

@@ -10,18 +10,22 @@ the collector has nothing to find among them.
 So every PERIOD (sooner while objects arrive fast: BUSY) the daemon
 collects once, over what is not frozen (what arrived since the last time:
 cheap; a few ms at 2,000 checks against 0.25 s for a full pass), and then
-freezes the heap
-(`gc.freeze`): later passes walk only what is new. A frozen object that
-dies is still freed by reference counting; what the collector would never
-free is a frozen object that ends in a reference cycle. Hence:
+freezes the heap (`gc.freeze`): later passes walk only what is new. A
+frozen object that dies is still freed by reference counting; what the
+collector would not free is a frozen object that ends in a reference
+cycle. Hence:
 
 - the heap freezes only on probed's own loop (probed/loop.py: on asyncio's
   in Python 3.11 every closed connection is a cycle), and only while every
-  run in flight is of a type whose runs and closed checks leave no cycle (`Check.acyclic`, each such type held to
-  it by tests/test_every_type.py; the others' runs would end as cycles);
+  run in flight is of a type whose runs and closed checks leave no cycle
+  (`Check.acyclic`, each such type held to it by tests/test_every_type.py;
+  the others' runs would end as cycles);
 - a reload or stop that retires checks of another type thaws the heap
-  first (`gc.unfreeze`), so the next pass frees whatever cycles they
-  leave, once, before anything is frozen again.
+  first (`gc.unfreeze`), so the next pass frees whatever cycles they leave;
+- with checks of another type configured (a driver may drop, in a later
+  run, an object it kept and that was frozen meanwhile), the heap is thawed
+  every THAW_PERIOD as well: the next pass walks everything once and frees
+  every cycle, so nothing waits for the collector longer than that.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ SHORTEST = 0.1  # seconds between two passes at least
 # fast), else twice as late, up to PERIOD. What one pass walks, and how long
 # it holds the loop, stays about this whatever the load.
 BUSY = 0.005
+THAW_PERIOD = 600.0  # seconds between two thaws, with checks that may leave a cycle
 
 
 def acyclic(checks: Iterable[AnyCheck]) -> bool:
@@ -54,10 +59,21 @@ class Heap:
     """`quiet()` says whether the heap may be frozen now (no run that could end
     in a cycle in flight, no reload swapping checks)."""
 
-    def __init__(self, quiet: Callable[[], bool], period: float = PERIOD, first: float = FIRST) -> None:
+    def __init__(
+        self,
+        quiet: Callable[[], bool],
+        cyclic: Callable[[], bool] = lambda: False,
+        period: float = PERIOD,
+        first: float = FIRST,
+        thaw_period: float = THAW_PERIOD,
+    ) -> None:
+        """`cyclic()`: whether a check that may leave a cycle is configured."""
         self.quiet = quiet
+        self.cyclic = cyclic
         self.period = period
         self.first = min(first, period)
+        self.thaw_period = thaw_period
+        self.thaws = 0  # for tests: how many times the heap was thawed on schedule
         self.freezes = 0  # for tests and benchmarks: how many times the heap was frozen
         self._task: asyncio.Task[None] | None = None
 
@@ -81,8 +97,13 @@ class Heap:
 
     async def _keep_frozen(self) -> None:
         gap = self.first
+        thawed = time.monotonic()
         while True:
             await asyncio.sleep(gap)
+            if time.monotonic() - thawed >= self.thaw_period and self.cyclic():
+                gc.unfreeze()  # the next pass walks everything: every cycle, frozen meanwhile or not, is freed
+                thawed = time.monotonic()
+                self.thaws += 1
             if not self.quiet():
                 continue
             took = self.freeze()

@@ -122,3 +122,27 @@ def test_what_a_reload_replaces_is_freed_without_the_collector(tmp_path: Path) -
         assert [ref() for ref in refs] == [None] * 5
 
     on_probed_loop(path, work)
+
+
+def test_with_checks_that_may_leave_cycles_the_heap_is_thawed_on_schedule(tmp_path: Path) -> None:
+    # A kept object a driver drops in a later run may be frozen by then: a
+    # thaw now and then lets the collector see everything, so nothing leaks.
+    path = tmp_path / "probed.yaml"
+    with silent_listener() as port:
+        tcp = f"{{type: tcp, host: 127.0.0.1, port: {port}, interval: 10s, timeout: 200ms}}"
+        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  line: {tcp}\n")
+
+        async def work(daemon: Daemon) -> None:
+            daemon.heap.thaw_period = 0.3
+            await until(lambda: daemon.heap.thaws >= 2 and daemon.heap.freezes >= 2)
+
+        on_probed_loop(path, work)
+
+    path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n")  # acyclic only: never thawed on schedule
+
+    async def acyclic_only(daemon: Daemon) -> None:
+        daemon.heap.thaw_period = 0.1
+        await until(lambda: daemon.heap.freezes >= 5)
+        assert daemon.heap.thaws == 0
+
+    on_probed_loop(path, acyclic_only)
