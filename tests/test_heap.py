@@ -51,6 +51,15 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+def with_a_hanging_tcp_check(tmp_path: Path, port: int, timeout: str, **extra: str) -> Path:
+    """A config of a disk check and a tcp check (a type that may leave cycles) to a silent port."""
+    options = {"type": "tcp", "host": "127.0.0.1", "port": port, "interval": "10s", "timeout": timeout, **extra}
+    tcp = "{" + ", ".join(f"{key}: {value}" for key, value in options.items()) + "}"
+    path = tmp_path / "probed.yaml"
+    path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  line: {tcp}\n")
+    return path
+
+
 def test_the_heap_is_frozen_while_only_acyclic_runs_are_in_flight(tmp_path: Path) -> None:
     path = tmp_path / "probed.yaml"
     with silent_listener() as port:
@@ -66,10 +75,8 @@ def test_the_heap_is_frozen_while_only_acyclic_runs_are_in_flight(tmp_path: Path
 
 
 def test_no_freeze_while_a_run_that_may_leave_a_cycle_is_in_flight(tmp_path: Path) -> None:
-    path = tmp_path / "probed.yaml"
     with silent_listener() as port:
-        tcp = f"{{type: tcp, host: 127.0.0.1, port: {port}, send: hi, expect: ok, interval: 10s, timeout: 2s}}"
-        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  line: {tcp}\n")
+        path = with_a_hanging_tcp_check(tmp_path, port, "2s", send="hi", expect="ok")
 
         async def work(daemon: Daemon) -> None:
             await until(lambda: daemon.scheduler.cyclic_runs == 1)
@@ -83,10 +90,8 @@ def test_no_freeze_while_a_run_that_may_leave_a_cycle_is_in_flight(tmp_path: Pat
 
 
 def test_retiring_checks_that_may_leave_cycles_thaws_the_heap(tmp_path: Path) -> None:
-    path = tmp_path / "probed.yaml"
     with silent_listener() as port:
-        tcp = f"{{type: tcp, host: 127.0.0.1, port: {port}, interval: 10s, timeout: 200ms}}"
-        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  line: {tcp}\n")
+        path = with_a_hanging_tcp_check(tmp_path, port, "200ms")
 
         async def work(daemon: Daemon) -> None:
             await wait_for_runs(daemon, ["a", "line"])
@@ -127,10 +132,8 @@ def test_what_a_reload_replaces_is_freed_without_the_collector(tmp_path: Path) -
 def test_with_checks_that_may_leave_cycles_the_heap_is_thawed_on_schedule(tmp_path: Path) -> None:
     # A kept object a driver drops in a later run may be frozen by then: a
     # thaw now and then lets the collector see everything, so nothing leaks.
-    path = tmp_path / "probed.yaml"
     with silent_listener() as port:
-        tcp = f"{{type: tcp, host: 127.0.0.1, port: {port}, interval: 10s, timeout: 200ms}}"
-        path.write_text(f"checks:\n  a: {disk_yaml(tmp_path)}\n  line: {tcp}\n")
+        path = with_a_hanging_tcp_check(tmp_path, port, "200ms")
 
         async def work(daemon: Daemon) -> None:
             daemon.heap.thaw_period = 0.3
