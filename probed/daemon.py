@@ -18,8 +18,9 @@ the listening socket (RESTART_ONLY): a reload that changes one says so.
 The loop keeps answering probes during a reload: the file is read and
 validated in a child process (probed/config_apart.py: in a thread it held
 the interpreter's lock against the loop), a new type's driver is imported in
-a thread, and building the checks, swapping the scheduler and closing the
-retired checks run on the loop a few milliseconds a turn (probed/turns.py).
+a thread, building the checks runs on the loop a few milliseconds a turn
+(probed/turns.py), and the old runs are cancelled and the retired checks
+closed 64 at a time.
 A reload that finds the file and every file it names as they were loaded
 changes nothing. Everything a reload makes (checks, store, peers) is made
 before anything running is touched: a valid file whose check cannot be made
@@ -193,7 +194,7 @@ class Daemon:
             return False
         if _digest(path) != self.config.digest:
             return False
-        return {path: _digest(path) for path in self.file_digests} == self.file_digests
+        return _digests(self.file_digests) == self.file_digests
 
     def _reloaded_unchanged(self) -> bool:
         self.config_load = ConfigLoad(success=True, timestamp=time.time())

@@ -219,13 +219,12 @@ class Scheduler:
             async with self._slots:
                 del self._waiting[check.name]
                 self.started(check, loop.time() - planned)
-                if check.acyclic:
-                    return await run_once(check)
-                self.cyclic_runs += 1
+                cyclic = 0 if check.acyclic else 1
+                self.cyclic_runs += cyclic
                 try:
                     return await run_once(check)
                 finally:
-                    self.cyclic_runs -= 1
+                    self.cyclic_runs -= cyclic
         finally:
             self._waiting.pop(check.name, None)
 
