@@ -112,11 +112,17 @@ def import_drivers(type_names: Iterable[str]) -> None:
     and so is a driver whose import raises (CheckNotMade names the check)."""
     for type_name in type_names:
         try:
-            cls = load_type(type_name)
-            for module in (*cls.requires, *_FIRST_USE):
-                importlib.import_module(module)
+            _load_with_drivers(type_name)
         except Exception:
             continue
+
+
+def _load_with_drivers(type_name: str) -> type[AnyCheck]:
+    """The type's class, its driver and what a first run would import, imported."""
+    cls = load_type(type_name)
+    for module in (*cls.requires, *_FIRST_USE):
+        importlib.import_module(module)
+    return cls
 
 
 class CheckNotMade(Exception):
@@ -140,10 +146,7 @@ def create_check(name: str, options: CheckOptions) -> AnyCheck:
     that cannot be made at all (its type's constructor or driver import
     raising: a bug, a broken install) raises CheckNotMade."""
     try:
-        cls = load_type(options.type)
-        for module in (*cls.requires, *_FIRST_USE):
-            importlib.import_module(module)
-        check = cls(name, options)
+        check = _load_with_drivers(options.type)(name, options)
     except Exception as exc:
         raise CheckNotMade(name, options, exc) from exc
     try:
