@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,16 +26,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 from pydantic import SecretStr, ValidationError
 
+from probed.answers import GROUP_ANSWERS, HEADERS, HEALTH_HEADERS, http_status
 from probed.checks.push import Push
 from probed.config import ServerOptions
 from probed.daemon import Daemon
 from probed.exclusions import MAX_BODY_BYTES as MAX_EXCLUSION_BYTES
 from probed.exclusions import ExclusionRequest
-from probed.groups import EVERY_ANSWER, KINDS, Group, GroupStatus
+from probed.groups import KINDS, Group, GroupStatus
 from probed.metrics import Exposition, exposition_format
-from probed.model import Status
 from probed.peers import peer_answer
-from probed.report import CONTENT_TYPE, Format, Report, iso_time, published_status
+from probed.report import Format, Report, iso_time, published_status
 from probed.report.health import exclusion_entry, history_document
 from probed.report.negotiation import negotiate
 from probed.report.text import render_group_verbose
@@ -45,16 +44,10 @@ from probed.store import Store
 
 log = structlog.get_logger("probed.web")
 
-HEADERS = {"Cache-Control": "no-store"}
-_STATUS_BODIES = {status: json.dumps({"status": status.value}).encode() for status in Status}
 # Copied into each health response (aiohttp adds Content-Length and Date to the
 # copy): a CIMultiDict copies faster than a dict converts, and setting
 # content_type on a response would parse it again.
-_HEALTH_HEADERS = CIMultiDict({**HEADERS, "Content-Type": CONTENT_TYPE})
-
-
-def http_status(status: Status) -> int:
-    return 503 if status is Status.FAIL else 200
+_HEALTH_HEADERS = CIMultiDict(HEALTH_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -297,7 +290,7 @@ def probe_handler(handlers: Handlers, name: str) -> Handler:
     async def probe(request: web.Request) -> web.StreamResponse:
         if request.query_string:  # ?exclude, ?verbose: may compute, may refuse a token (raw: no parsing)
             return await with_query(request)
-        body, code = _GROUP_ANSWERS[daemon.store.group_status(name)]  # the kinds' groups always exist
+        body, code = GROUP_ANSWERS[daemon.store.group_status(name)]  # the kinds' groups always exist
         return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
     return probe
@@ -307,20 +300,8 @@ async def _fixed_group(handlers: Handlers, name: str, request: web.Request) -> w
     return handlers.answer_group(request, name)
 
 
-def _group_body(answer: GroupStatus) -> bytes:
-    """{"status": ...}, and for a reason that is none of the checks (probed is
-    shutting down, the scheduler stopped) what ?verbose says of it, as `output`."""
-    if answer.note is None:
-        return _STATUS_BODIES[answer.status]
-    return json.dumps({"status": answer.status.value, "output": answer.note}).encode()
-
-
-# Every answer a group can give, its body and code made once.
-_GROUP_ANSWERS = {answer: (_group_body(answer), http_status(answer.status)) for answer in EVERY_ANSWER}
-
-
 def _group_response(answer: GroupStatus) -> web.Response:
-    body, code = _GROUP_ANSWERS[answer]
+    body, code = GROUP_ANSWERS[answer]
     return web.Response(body=body, status=code, headers=_HEALTH_HEADERS)
 
 
