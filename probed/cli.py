@@ -286,7 +286,8 @@ async def serve(config: Config, path: str | None) -> int:
     await runner.setup()
     host, port = config.server.host_port
     try:
-        await GuardedSite(runner, host, port).start()
+        site = GuardedSite(runner, host, port, daemon.group_answer, config.server.idle_timeout)
+        await site.start()
     except OSError as exc:  # only the socket's own errors: any other OSError is no listening problem
         await runner.cleanup()
         raise CannotListen(config.server.listen, exc) from None

@@ -8,17 +8,25 @@ wait for the first request's headers. And the number of open connections is
 capped well below RLIMIT_NOFILE: at the cap, a new connection closes the
 oldest idle one, so a probe arriving on a fresh connection is always served,
 and only when every connection is busy is the new one refused.
+
+The listening sockets are the probes' thread's (probed/lane.py): it answers
+a group's endpoint itself and hands every other connection to the loop,
+where the guard takes it as if the loop had accepted it. Each side holds at
+most `limit` connections of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import time
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from probed.lane import Decide, ProbeLane
 
 log = structlog.get_logger("probed.connections")
 
@@ -87,13 +95,25 @@ class _Refuse(asyncio.Protocol):
 
 
 class GuardedSite(web.BaseSite):
-    """web.TCPSite with a ConnectionGuard in front of aiohttp's protocol factory."""
+    """web.TCPSite with the probes' thread on the listening sockets and a
+    ConnectionGuard in front of aiohttp's protocol factory."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        decide: Decide,
+        idle_timeout: float,
+        limit: int | None = None,
+    ) -> None:
         super().__init__(runner)
         self._host, self._port = host, port
+        self._decide, self._idle_timeout = decide, idle_timeout
         self.limit = connection_limit() if limit is None else limit
         self.guard: ConnectionGuard | None = None
+        self.lane: ProbeLane | None = None
+        self._adopting: set[asyncio.Task[object]] = set()
 
     @property
     def name(self) -> str:
@@ -105,4 +125,51 @@ class GuardedSite(web.BaseSite):
         assert server is not None, "runner.setup() first"
         self.guard = ConnectionGuard(server, self.limit)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.guard, self._host, self._port, backlog=self._backlog)
+        listeners = await listening_sockets(self._host, self._port, self._backlog)
+
+        def hand_off(sock: socket.socket) -> None:  # in the lane's thread
+            loop.call_soon_threadsafe(self._adopt, sock)
+
+        self.lane = ProbeLane(listeners, self._decide, hand_off, self._idle_timeout, self.limit)
+        self.lane.start()
+
+    async def stop(self) -> None:
+        if self.lane is not None:
+            self.lane.stop()  # a few milliseconds: the thread only waits in select
+        await super().stop()
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """A connection the lane gave away, its request unread: aiohttp's, through the guard."""
+        assert self.guard is not None
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[object] = loop.create_task(loop.connect_accepted_socket(self.guard, sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[object]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the client left first: asyncio closed it
+            log.debug("http_connection_not_adopted", error=str(task.exception()))
+
+
+async def listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Bound and listening, one per address of `host`, as asyncio's create_server makes them."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(
+        host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio: an IPv6 socket beside the IPv4 one, not over it
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -50,6 +50,7 @@ from probed.checks.push import PushBook
 from probed.config import BUILTIN_SOURCE, Config, ConfigError, ServerOptions, saturation_warning
 from probed.config_apart import load_config_apart
 from probed.exclusions import Exclusions
+from probed.groups import GroupStatus
 from probed.heap import Heap, acyclic
 from probed.lag import LoopLag
 from probed.metrics import ConfigLoad
@@ -125,6 +126,12 @@ class Daemon:
 
     def alive(self) -> bool:
         return self._swapping or self.scheduler.alive()
+
+    def group_answer(self, name: str) -> GroupStatus | None:
+        """A group's answer by its path's name, None for no such group. The
+        probes' thread asks this (probed/lane.py): it reads, never changes."""
+        store = self.store  # one store: a reload may replace it meanwhile
+        return store.group_status(name) if name in store.groups else None
 
     def drain(self) -> None:
         """The first SIGTERM with server.shutdown_delay: the kinds that drain

@@ -1,0 +1,297 @@
+"""The probes' lane: a thread that answers a group's endpoint (/health/live,
+/health/ready, /health/startup, /health/{group}) without waiting for the
+event loop.
+
+Every check, every reload and every /metrics render share probed's one event
+loop; with thousands of checks, or a loop busy most of each tick, a probe that
+waits for its turn there waits tens of milliseconds. This thread owns the
+listening sockets instead, and peeks at each request (MSG_PEEK: nothing is
+consumed). A plain GET or HEAD of a group's path, with no query and no body,
+is answered here: the store decides the answer (`Store.group_status`, a few
+lookups, safe from this thread under the interpreter's lock) and the bytes
+come from the table aiohttp's handler sends too (probed/answers.py), so the
+two send the same. Anything else, including what cannot be parsed, is handed
+to the event loop untouched, where aiohttp serves it, and its errors, as if
+it had accepted the connection itself.
+
+The thread needs the interpreter's lock to answer: while the loop runs Python
+code it gets it within the switch interval (`SWITCH_INTERVAL`), not after the
+loop's turn. A stuck loop does not stop it: liveness then fails by the
+scheduler's heartbeat, as it says, instead of not answering.
+
+A kept-alive connection stays here between probes, for server.idle_timeout,
+and moves to the loop at its first other request. The thread holds at most
+`limit` connections, closing the oldest one at the cap, as the loop's guard
+does for its own (probed/connections.py).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import selectors
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import NamedTuple
+
+import structlog
+from aiohttp.http import SERVER_SOFTWARE
+
+from probed.answers import GROUP_ANSWERS, HEALTH_HEADERS
+from probed.groups import GroupStatus
+
+log = structlog.get_logger("probed.lane")
+
+Decide = Callable[[str], "GroupStatus | None"]  # a group's answer by its path's name; None: no such group
+HandOff = Callable[[socket.socket], None]  # gives a connection to the event loop, its request unread
+
+PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; a longer head goes to aiohttp, which bounds it
+SWITCH_INTERVAL = 0.001  # seconds a thread waits for the lock from one that computes (Python's default: 5 ms)
+SWEEP_PERIOD = 1.0  # seconds between looks for connections idle past their time
+
+# A group's path: the names the config allows (letters, digits, '_', '.', '-').
+_REQUEST_LINE = re.compile(rb"(GET|HEAD) /health/([A-Za-z0-9_.-]{1,63}) HTTP/1\.([01])")
+_VISIBLE = rb"[\x21-\x7e\x80-\xff]"
+_FIELD = re.compile(
+    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(" + _VISIBLE + rb"([ \t\x21-\x7e\x80-\xff]*" + _VISIBLE + rb")?)?[ \t]*"
+)
+# Requests with these are aiohttp's: a body to read, a protocol switch, a 100-continue.
+_NOT_OURS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+
+
+class Probe(NamedTuple):
+    """A request the lane answers: which group, and how the connection goes on."""
+
+    group: str
+    head_only: bool  # HEAD
+    minor: int  # HTTP/1.0 or HTTP/1.1
+    keep_alive: bool
+
+
+def parse_probe(head: bytes) -> Probe | None:
+    """The probe in a request's head (up to and with its blank line), or None:
+    not a plain GET or HEAD of a group's path, or anything aiohttp would refuse."""
+    lines = head[:-4].split(b"\r\n")
+    matched = _REQUEST_LINE.fullmatch(lines[0])
+    if matched is None:
+        return None
+    method, group, minor = matched.group(1), matched.group(2).decode(), int(matched.group(3))
+    hosts, tokens = 0, set[bytes]()
+    for line in lines[1:]:
+        field = _FIELD.fullmatch(line)
+        if field is None:  # no colon, a space before it, a folded line, a control byte: aiohttp's 400
+            return None
+        name = field.group(1).lower()
+        if name in _NOT_OURS:
+            return None
+        if name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            tokens.update(token.strip().lower() for token in (field.group(2) or b"").split(b","))
+    if hosts > 1 or (minor == 1 and hosts == 0):  # HTTP/1.1 needs one Host (aiohttp answers 400)
+        return None
+    keep_alive = b"close" not in tokens if minor == 1 else b"keep-alive" in tokens
+    return Probe(group, method == b"HEAD", minor, keep_alive)
+
+
+_HEADERS = b"".join(f"{name}: {value}\r\n".encode() for name, value in HEALTH_HEADERS.items())
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second, self._line = -1, b""
+
+    def line(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:  # two threads may both format it: the same line
+            self._second = second
+            self._line = f"Date: {email.utils.formatdate(second, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+_DATE = _Date()
+# As aiohttp: the header only where the version's default does not hold.
+_CONNECTION = {
+    (1, True): b"",
+    (1, False): b"Connection: close\r\n",
+    (0, True): b"Connection: keep-alive\r\n",
+    (0, False): b"",
+}
+
+
+def response(answer: GroupStatus, probe: Probe) -> bytes:
+    """What aiohttp sends for the group's handler, header for header."""
+    body, code = GROUP_ANSWERS[answer]
+    status = f"HTTP/1.{probe.minor} {code} {HTTPStatus(code).phrase}\r\n".encode()
+    length = b"Content-Length: %d\r\n" % len(body)
+    connection = _CONNECTION[probe.minor, probe.keep_alive]
+    return b"".join(
+        (status, _HEADERS, length, _DATE.line(), _SERVER, connection, b"\r\n", b"" if probe.head_only else body)
+    )
+
+
+class ProbeLane:
+    """The thread; `start` once the listeners listen, `stop` before the loop stops."""
+
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        decide: Decide,
+        hand_off: HandOff,
+        idle_timeout: float,
+        limit: int,
+    ) -> None:
+        self._listeners = listeners
+        self._decide = decide
+        self._hand_off = hand_off
+        self._idle_timeout = idle_timeout
+        self.limit = limit
+        self._held: dict[socket.socket, float] = {}  # kept-alive connections -> when they expire, oldest first
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="probed-probes", daemon=True)
+        self.answered = 0
+        self.handed_off = 0
+
+    def start(self) -> None:
+        # The lock is handed over this often while the loop computes and this
+        # thread waits for it; only a waiting thread makes it switch.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        for listener in self._listeners:
+            listener.setblocking(False)
+            self._selector.register(listener, selectors.EVENT_READ, self._accept)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop listening and close the connections held here; the loop's own it closes itself."""
+        self._stopping = True
+        self._wake_writer.send(b"x")
+        self._thread.join(timeout)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _serve(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_PERIOD
+        try:
+            while not self._stopping:
+                for key, _ in self._selector.select(timeout=SWEEP_PERIOD):
+                    if key.data is not None:
+                        key.data(key.fileobj)
+                if time.monotonic() >= next_sweep:
+                    self._close_expired()
+                    next_sweep = time.monotonic() + SWEEP_PERIOD
+        except Exception:  # a probe must never find the port deaf without a word in the log
+            log.exception("probe_lane_failed")
+        finally:
+            self._close_all()
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # out of descriptors: the loop's guard logs the pressure; say it once here
+            log.warning("probe_lane_accept_failed", error=exc.strerror or str(exc))
+            time.sleep(0.01)  # the listener stays readable: do not spin on it
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._read(sock)
+
+    def _read(self, sock: socket.socket) -> None:
+        """A request may be here: answer it, give the connection to the loop, or wait for it."""
+        while True:
+            try:
+                peeked = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                self._hold(sock)
+                return
+            except OSError:
+                self._close(sock)
+                return
+            if not peeked:  # the client closed
+                self._close(sock)
+                return
+            end = peeked.find(b"\r\n\r\n")
+            probe = parse_probe(peeked[: end + 4]) if end >= 0 else None
+            answer = self._answer_of(probe)
+            if probe is None or answer is None:  # half a request, or not a probe: aiohttp's
+                self._give_away(sock)
+                return
+            if not self._answer(sock, end + 4, response(answer, probe)):
+                return
+            if not probe.keep_alive:
+                self._close(sock)
+                return
+
+    def _answer_of(self, probe: Probe | None) -> GroupStatus | None:
+        if probe is None:
+            return None
+        try:
+            return self._decide(probe.group)
+        except Exception:  # whatever the store does mid-change: the loop's handler answers instead
+            return None
+
+    def _answer(self, sock: socket.socket, head_length: int, answer: bytes) -> bool:
+        """Take the request off the socket and send the answer; False: the connection is gone."""
+        try:
+            sock.recv(head_length)  # what was peeked, all there
+            sent = sock.send(answer)
+        except OSError:
+            self._close(sock)
+            return False
+        self.answered += 1
+        if sent < len(answer):  # a client that sends requests and reads no answers: no buffering for it
+            self._close(sock)
+            return False
+        return True
+
+    def _hold(self, sock: socket.socket) -> None:
+        """Wait here for the connection's next request, until server.idle_timeout."""
+        if sock not in self._held:
+            if len(self._held) >= self.limit:
+                self._close(next(iter(self._held)))
+            self._selector.register(sock, selectors.EVENT_READ, self._read)
+        self._held.pop(sock, None)
+        self._held[sock] = time.monotonic() + self._idle_timeout  # newest last
+
+    def _give_away(self, sock: socket.socket) -> None:
+        self._forget(sock)
+        self.handed_off += 1
+        try:
+            self._hand_off(sock)
+        except Exception:  # the loop is closing: nobody to serve it
+            sock.close()
+
+    def _close_expired(self) -> None:
+        now = time.monotonic()
+        for sock in [sock for sock, expires in self._held.items() if expires <= now]:
+            self._close(sock)
+
+    def _forget(self, sock: socket.socket) -> None:
+        if self._held.pop(sock, None) is not None:
+            self._selector.unregister(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        self._forget(sock)
+        sock.close()
+
+    def _close_all(self) -> None:
+        for sock in list(self._held):
+            self._close(sock)
+        for listener in self._listeners:
+            listener.close()
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
