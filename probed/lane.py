@@ -51,7 +51,6 @@ HandOff = Callable[[socket.socket], None]  # gives a connection to the event loo
 
 PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; a longer head goes to aiohttp, which bounds it
 SWITCH_INTERVAL = 0.001  # seconds a thread waits for the lock from one that computes (Python's default: 5 ms)
-SWEEP_PERIOD = 1.0  # seconds between looks for connections idle past their time
 
 # A group's path: the names the config allows (letters, digits, '_', '.', '-').
 _REQUEST_LINE = re.compile(rb"(GET|HEAD) /health/([A-Za-z0-9_.-]{1,63}) HTTP/1\.([01])")
@@ -173,6 +172,8 @@ class ProbeLane:
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop listening and close the connections held here; the loop's own it closes itself."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake_writer.send(b"x")
         self._thread.join(timeout)
@@ -182,19 +183,22 @@ class ProbeLane:
         return len(self._held)
 
     def _serve(self) -> None:
-        next_sweep = time.monotonic() + SWEEP_PERIOD
         try:
             while not self._stopping:
-                for key, _ in self._selector.select(timeout=SWEEP_PERIOD):
+                for key, _ in self._selector.select(timeout=self._until_next_expiry()):
                     if key.data is not None:
                         key.data(key.fileobj)
-                if time.monotonic() >= next_sweep:
-                    self._close_expired()
-                    next_sweep = time.monotonic() + SWEEP_PERIOD
+                self._close_expired()
         except Exception:  # a probe must never find the port deaf without a word in the log
             log.exception("probe_lane_failed")
         finally:
             self._close_all()
+
+    def _until_next_expiry(self) -> float | None:
+        """Seconds until the oldest held connection expires; None: asleep until a client comes."""
+        for expires in self._held.values():  # the first expires first: each is moved last when refreshed
+            return max(0.0, expires - time.monotonic())
+        return None
 
     def _accept(self, listener: socket.socket) -> None:
         try:
@@ -276,7 +280,10 @@ class ProbeLane:
 
     def _close_expired(self) -> None:
         now = time.monotonic()
-        for sock in [sock for sock, expires in self._held.items() if expires <= now]:
+        while self._held:
+            sock, expires = next(iter(self._held.items()))
+            if expires > now:
+                return
             self._close(sock)
 
     def _forget(self, sock: socket.socket) -> None:

@@ -190,9 +190,11 @@ async def test_kept_alive_probe_connections_are_bounded_by_the_idle_timeout_and_
     async with both_sites(idle_timeout=0.5, limit=2) as sites:
         lane = sites.site.lane
         assert lane is not None
-        clients = [socket.create_connection(("127.0.0.1", sites.lane_port), timeout=5) for _ in range(3)]
+        clients: list[socket.socket] = []
         try:
-            for client in clients:
+            for _ in range(3):
+                client = socket.create_connection(("127.0.0.1", sites.lane_port), timeout=5)
+                clients.append(client)
                 client.sendall(probe)
                 assert client.recv(4096).startswith(b"HTTP/1.1 200 OK")
             await asyncio.sleep(0.1)
