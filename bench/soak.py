@@ -2,7 +2,9 @@
 minutes; sample RSS, open fds, threads and /health/ready latency and report
 how they trend after warm-up.
 
-python bench/soak.py SECONDS COPIES [INTERVAL_SECONDS]  (run from the repository root; one JSON line)
+python bench/soak.py SECONDS COPIES [INTERVAL_SECONDS [SOURCE]]  (run from the repository root; one JSON line)
+
+SOURCE: another checkout's probed package to run (a before/after in one run).
 
 /health/ready is also asked every PROBE_EVERY seconds as the kubelet asks it
 (a new connection each time), of the loaded probed and, in turn, of an idle
@@ -100,7 +102,7 @@ def run_counts(metrics: str) -> int:
     return total
 
 
-def soak(seconds: float, copies: int, interval: float = 1.0) -> dict[str, Any]:
+def soak(seconds: float, copies: int, interval: float = 1.0, source: Path | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="probed-soak-"))
     port = free_port()
     with dependency_services(work, f"http://127.0.0.1:{port}/health/live") as services:
@@ -128,7 +130,10 @@ def soak(seconds: float, copies: int, interval: float = 1.0) -> dict[str, Any]:
             )
         )
         samples: list[dict[str, float]] = []
-        with serving(config, seconds=60, clean_exit=False) as served, serving(idle_config, clean_exit=False) as idle:
+        with (
+            serving(config, seconds=60, clean_exit=False, source=source) as served,
+            serving(idle_config, clean_exit=False, source=source) as idle,
+        ):
             base, pid = served.base, served.process.pid
             urls = {"loaded": f"{base}/health/ready", "idle": f"{idle.base}/health/ready"}
             stop = threading.Event()
@@ -174,4 +179,6 @@ def soak(seconds: float, copies: int, interval: float = 1.0) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(soak(float(sys.argv[1]), int(sys.argv[2]), *map(float, sys.argv[3:4]))))
+    interval = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+    source = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    print(json.dumps(soak(float(sys.argv[1]), int(sys.argv[2]), interval, source)))
