@@ -50,6 +50,8 @@ Decide = Callable[[str], "GroupStatus | None"]  # a group's answer by its path's
 HandOff = Callable[[socket.socket], None]  # gives a connection to the event loop, its request unread
 
 PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; a longer head goes to aiohttp, which bounds it
+ACCEPT_RETRY_DELAY = 0.1  # seconds, after an accept failed for want of descriptors
+ACCEPT_FAILURE_LOG_PERIOD = 60.0  # seconds: one line a minute, not one per failed accept
 SWITCH_INTERVAL = 0.001  # seconds a thread waits for the lock from one that computes (Python's default: 5 ms)
 
 # A group's path: the names the config allows (letters, digits, '_', '.', '-').
@@ -116,6 +118,11 @@ class _Date:
 
 
 _DATE = _Date()
+_STATUS_LINES = {
+    (minor, code): f"HTTP/1.{minor} {code} {HTTPStatus(code).phrase}\r\n".encode()
+    for minor in (0, 1)
+    for _, code in GROUP_ANSWERS.values()
+}
 # As aiohttp: the header only where the version's default does not hold.
 _CONNECTION = {
     (1, True): b"",
@@ -128,7 +135,7 @@ _CONNECTION = {
 def response(answer: GroupStatus, probe: Probe) -> bytes:
     """What aiohttp sends for the group's handler, header for header."""
     body, code = GROUP_ANSWERS[answer]
-    status = f"HTTP/1.{probe.minor} {code} {HTTPStatus(code).phrase}\r\n".encode()
+    status = _STATUS_LINES[probe.minor, code]
     length = b"Content-Length: %d\r\n" % len(body)
     connection = _CONNECTION[probe.minor, probe.keep_alive]
     return b"".join(
@@ -157,6 +164,7 @@ class ProbeLane:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="probed-probes", daemon=True)
+        self._accept_failure_logged = -ACCEPT_FAILURE_LOG_PERIOD
         self.answered = 0
         self.handed_off = 0
 
@@ -205,13 +213,19 @@ class ProbeLane:
             sock, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        except OSError as exc:  # out of descriptors: the loop's guard logs the pressure; say it once here
-            log.warning("probe_lane_accept_failed", error=exc.strerror or str(exc))
-            time.sleep(0.01)  # the listener stays readable: do not spin on it
+        except OSError as exc:  # out of descriptors: the listener stays readable
+            self._accept_failed(exc)
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._read(sock)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._accept_failure_logged >= ACCEPT_FAILURE_LOG_PERIOD:
+            self._accept_failure_logged = now
+            log.warning("probe_lane_accept_failed", error=exc.strerror or str(exc))
+        time.sleep(ACCEPT_RETRY_DELAY)  # not spinning on it: a descriptor may free meanwhile
 
     def _read(self, sock: socket.socket) -> None:
         """A request may be here: answer it, give the connection to the loop, or wait for it."""
