@@ -9,10 +9,14 @@ capped well below RLIMIT_NOFILE: at the cap, a new connection closes the
 oldest idle one, so a probe arriving on a fresh connection is always served,
 and only when every connection is busy is the new one refused.
 
-The listening sockets are the probes' thread's (probed/lane.py): it answers
-a group's endpoint itself and hands every other connection to the loop,
-where the guard takes it as if the loop had accepted it. Each side holds at
-most `limit` connections of its own.
+Two hands take connections from the listening sockets: the event loop, as
+any asyncio server, and the probes' thread (probed/lane.py), whichever is
+free first. The loop serves what it takes with aiohttp; the thread answers a
+group's endpoint itself and hands every other connection to the loop, where
+the guard takes it as if the loop had accepted it. A probe so waits for
+neither a busy loop nor a thread's turn at the interpreter's lock while the
+loop is free (docs/benchmarks.md). Each side holds at most `limit`
+connections of its own.
 """
 
 from __future__ import annotations
@@ -95,8 +99,8 @@ class _Refuse(asyncio.Protocol):
 
 
 class GuardedSite(web.BaseSite):
-    """web.TCPSite with the probes' thread on the listening sockets and a
-    ConnectionGuard in front of aiohttp's protocol factory."""
+    """web.TCPSite with the probes' thread beside the loop on the listening
+    sockets, and a ConnectionGuard in front of aiohttp's protocol factory."""
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class GuardedSite(web.BaseSite):
         self.guard: ConnectionGuard | None = None
         self.lane: ProbeLane | None = None
         self._adopting: set[asyncio.Task[object]] = set()
+        self._servers: list[asyncio.Server] = []
 
     @property
     def name(self) -> str:
@@ -130,12 +135,15 @@ class GuardedSite(web.BaseSite):
         def hand_off(sock: socket.socket) -> None:  # in the lane's thread
             loop.call_soon_threadsafe(self._adopt, sock)
 
+        self._servers = [await loop.create_server(self.guard, sock=sock, backlog=self._backlog) for sock in listeners]
         self.lane = ProbeLane(listeners, self._decide, hand_off, self._idle_timeout, self.limit)
         self.lane.start()
 
     async def stop(self) -> None:
         if self.lane is not None:
             self.lane.stop()  # a few milliseconds: the thread only waits in select
+        for server in self._servers:  # closes the listening sockets
+            server.close()
         await super().stop()
 
     def _adopt(self, sock: socket.socket) -> None:

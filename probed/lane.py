@@ -1,28 +1,29 @@
 """The probes' lane: a thread that answers a group's endpoint (/health/live,
-/health/ready, /health/startup, /health/{group}) without waiting for the
-event loop.
+/health/ready, /health/startup, /health/{group}) while the event loop is busy.
 
 Every check, every reload and every /metrics render share probed's one event
-loop; with thousands of checks, or a loop busy most of each tick, a probe that
-waits for its turn there waits tens of milliseconds. This thread owns the
-listening sockets instead, and peeks at each request (MSG_PEEK: nothing is
-consumed). A plain GET or HEAD of a group's path, with no query and no body,
-is answered here: the store decides the answer (`Store.group_status`, a few
-lookups, safe from this thread under the interpreter's lock) and the bytes
-come from the table aiohttp's handler sends too (probed/answers.py), so the
-two send the same. Anything else, including what cannot be parsed, is handed
-to the event loop untouched, where aiohttp serves it, and its errors, as if
-it had accepted the connection itself.
+loop; with thousands of checks, a burst of runs or a reload's rebuilding, a
+probe that waits for its turn there waits tens of milliseconds. So this
+thread waits on the listening sockets beside the loop, and whichever of the
+two is free first takes a new connection (probed/connections.py). The thread
+peeks at the request (MSG_PEEK: nothing is consumed). A plain GET or HEAD of
+a group's path, with no query and no body, is answered here: the store
+decides the answer (`Store.group_status`, a few lookups, safe from this
+thread under the interpreter's lock) and the bytes come from the table
+aiohttp's handler sends too (probed/answers.py), so the two send the same.
+Anything else, including what cannot be parsed, is handed to the event loop
+untouched, where aiohttp serves it, and its errors, as if it had accepted the
+connection itself.
 
-The thread needs the interpreter's lock to answer: while the loop runs Python
-code it gets it within the switch interval (`SWITCH_INTERVAL`), not after the
+The thread needs the interpreter's lock to answer: while the loop computes,
+it gets it within the switch interval (`SWITCH_INTERVAL`), not after the
 loop's turn. A stuck loop does not stop it: liveness then fails by the
 scheduler's heartbeat, as it says, instead of not answering.
 
 A kept-alive connection stays here between probes, for server.idle_timeout,
 and moves to the loop at its first other request. The thread holds at most
 `limit` connections, closing the oldest one at the cap, as the loop's guard
-does for its own (probed/connections.py).
+does for its own.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def response(answer: GroupStatus, probe: Probe) -> bytes:
 
 
 class ProbeLane:
-    """The thread; `start` once the listeners listen, `stop` before the loop stops."""
+    """The thread; `start` once the listeners listen, `stop` before they close
+    (the loop's servers on the same sockets close them)."""
 
     def __init__(
         self,
@@ -179,7 +181,7 @@ class ProbeLane:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop listening and close the connections held here; the loop's own it closes itself."""
+        """Stop taking connections and close those held here; the loop closes its own."""
         if self._stopping:
             return
         self._stopping = True
@@ -311,8 +313,6 @@ class ProbeLane:
     def _close_all(self) -> None:
         for sock in list(self._held):
             self._close(sock)
-        for listener in self._listeners:
-            listener.close()
         self._selector.close()
         self._wake_reader.close()
         self._wake_writer.close()

@@ -16,35 +16,50 @@ from aiohttp import web
 
 from probed import scheduler
 from probed.connections import GuardedSite
-from probed.lane import Probe, parse_probe
+from probed.lane import Probe, ProbeLane, parse_probe
 from probed.model import Status
 from tests.support.daemon import DISKS, Running, daemon, failed, passed
 from tests.support.net import free_port
 
-GROUPS = {"groups": {"storage": ["root", "scratch"]}}
+GROUPS = {"storage": ["root", "scratch"]}
 
 
 @dataclass
 class Sites:
     running: Running
     aiohttp_port: int  # aiohttp's own TCPSite: what the handlers send
-    lane_port: int  # the GuardedSite `probed serve` listens with
-    site: GuardedSite
+    lane_port: int  # a ProbeLane alone on its socket, handing off to the same aiohttp server
+    lane: ProbeLane
 
 
 @asynccontextmanager
-async def both_sites(idle_timeout: float = 15.0, limit: int | None = None) -> AsyncIterator[Sites]:
-    """One app, served by aiohttp's own site and by the lane's, side by side."""
-    running = daemon(DISKS, **GROUPS)
+async def both_sites(idle_timeout: float = 15.0, limit: int = 64) -> AsyncIterator[Sites]:
+    """One app, served by aiohttp's own site and by a lane alone on its socket
+    (in `probed serve` the loop takes connections too: GuardedSite)."""
+    running = daemon(DISKS, groups=GROUPS)
     runner = web.AppRunner(running.app, access_log=None, handle_signals=False)
     await runner.setup()
-    plain, lane = free_port(), free_port()
+    plain = free_port()
     await web.TCPSite(runner, "127.0.0.1", plain).start()
-    site = GuardedSite(runner, "127.0.0.1", lane, running.daemon.group_answer, idle_timeout, limit)
-    await site.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = asyncio.get_running_loop()
+    adopting: set[asyncio.Task[object]] = set()
+
+    def adopt(sock: socket.socket) -> None:
+        assert runner.server is not None
+        task: asyncio.Task[object] = loop.create_task(loop.connect_accepted_socket(runner.server, sock))
+        adopting.add(task)
+
+    def hand_off(sock: socket.socket) -> None:
+        loop.call_soon_threadsafe(adopt, sock)
+
+    lane = ProbeLane([listener], running.daemon.group_answer, hand_off, idle_timeout, limit)
+    lane.start()
     try:
-        yield Sites(running, plain, lane, site)
+        yield Sites(running, plain, listener.getsockname()[1], lane)
     finally:
+        lane.stop()
+        listener.close()
         await runner.cleanup()
 
 
@@ -77,9 +92,14 @@ REQUESTS = [  # each on a connection of its own; a kept-alive one then asks CLOS
 async def test_the_lane_answers_every_group_as_aiohttp_does() -> None:
     async with both_sites() as sites:
         store = sites.running.store
+
+        def make_pass() -> None:
+            store.record("root", passed())
+            store.record("scratch", passed())
+
         states = {
             "pending": lambda: None,
-            "pass": lambda: (store.record("root", passed()), store.record("scratch", passed())),
+            "pass": make_pass,
             "warn": lambda: store.record("scratch", failed()),  # not critical: ready warns
             "fail": lambda: store.record("root", failed()),
             "draining": store.drain,
@@ -95,8 +115,8 @@ async def test_the_lane_answers_every_group_as_aiohttp_does() -> None:
                     assert without_date(ours) == without_date(theirs), (state, asked)
                     seen.add(ours.split(b"\r\n")[0])
         asked_in_all = len(states) * 4 * sum(2 if kept else 1 for _, kept in REQUESTS)
-        assert sites.site.lane is not None and sites.site.lane.answered == asked_in_all
-        assert sites.site.lane.handed_off == 0
+        assert sites.lane.answered == asked_in_all
+        assert sites.lane.handed_off == 0
         assert {b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable", b"HTTP/1.0 200 OK"} <= seen
 
 
@@ -129,8 +149,7 @@ async def test_every_other_request_is_aiohttps_untouched() -> None:
             assert ours.split(b"\r\n")[0] == theirs.split(b"\r\n")[0], asked
             if b"/metrics" not in asked and b"GET /health " not in asked:  # bodies that change from one ask to the next
                 assert without_date(ours) == without_date(theirs), asked
-        assert sites.site.lane is not None
-        assert (sites.site.lane.answered, sites.site.lane.handed_off) == (0, len(HANDED_OFF))
+        assert (sites.lane.answered, sites.lane.handed_off) == (0, len(HANDED_OFF))
 
 
 async def test_a_kept_alive_connection_moves_to_aiohttp_at_its_first_other_request() -> None:
@@ -143,8 +162,7 @@ async def test_a_kept_alive_connection_moves_to_aiohttp_at_its_first_other_reque
         firsts = [chunk.split(b"\r\n")[0] for chunk in answers.split(b"HTTP/1.1 ")[1:]]
         assert firsts == [b"200 OK"] * 5
         assert b"probed_ready 1.0" in answers
-        assert sites.site.lane is not None
-        assert (sites.site.lane.answered, sites.site.lane.handed_off) == (2, 1)
+        assert (sites.lane.answered, sites.lane.handed_off) == (2, 1)
 
 
 async def test_a_probe_is_answered_while_the_event_loop_computes() -> None:
@@ -188,8 +206,7 @@ async def test_liveness_fails_while_the_event_loop_is_stuck(monkeypatch: pytest.
 async def test_kept_alive_probe_connections_are_bounded_by_the_idle_timeout_and_the_cap() -> None:
     probe = b"GET /health/live HTTP/1.1\r\nHost: probed\r\n\r\n"
     async with both_sites(idle_timeout=0.5, limit=2) as sites:
-        lane = sites.site.lane
-        assert lane is not None
+        lane = sites.lane
         clients: list[socket.socket] = []
         try:
             for _ in range(3):
@@ -208,16 +225,31 @@ async def test_kept_alive_probe_connections_are_bounded_by_the_idle_timeout_and_
                 client.close()
 
 
-async def test_stopping_the_site_closes_the_port_and_the_connections_it_holds() -> None:
-    async with both_sites() as sites:
-        client = socket.create_connection(("127.0.0.1", sites.lane_port), timeout=5)
+async def test_probed_serves_probes_from_both_hands_and_stops_listening_when_it_stops() -> None:
+    """GuardedSite, as `probed serve` listens: the loop and the lane take
+    connections from the same socket; either way the answer is the same."""
+    running = daemon(DISKS, groups=GROUPS)
+    running.store.record("root", passed())
+    runner = web.AppRunner(running.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    site = GuardedSite(runner, "127.0.0.1", port, running.daemon.group_answer, 15.0)
+    await site.start()
+    try:
+        probe = b"GET /health/ready HTTP/1.1\r\nHost: probed\r\nConnection: close\r\n\r\n"
+        answers = {without_date(await asyncio.to_thread(exchange, port, probe)) for _ in range(40)}
+        assert len(answers) == 1 and next(iter(answers)).startswith(b"HTTP/1.1 200 OK")
+        metrics = await asyncio.to_thread(exchange, port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert b"probed_ready 1.0" in metrics
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
         client.sendall(b"GET /health/live HTTP/1.1\r\nHost: probed\r\n\r\n")
         assert client.recv(4096).startswith(b"HTTP/1.1 200 OK")
-        await sites.site.stop()
-        assert await asyncio.to_thread(client.recv, 4096) == b""
-        client.close()
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", sites.lane_port), timeout=5)
+    finally:
+        await runner.cleanup()
+    assert await asyncio.to_thread(client.recv, 4096) == b""  # whichever hand held it closed it
+    client.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 @pytest.mark.parametrize(
