@@ -123,7 +123,9 @@ def fmt(value: float, digits: int = 1) -> str:
 
 def run_json(*args: str, cwd: Path = ROOT) -> dict[str, Any]:
     """Run a bench script with this interpreter: the JSON of its last line of output."""
-    done = subprocess.run([PYTHON, *args], capture_output=True, text=True, check=True, cwd=cwd, timeout=1800)
+    done = subprocess.run([PYTHON, *args], capture_output=True, text=True, cwd=cwd, timeout=1800)
+    if done.returncode != 0:  # say why: a bench run of minutes that fails must not need a rerun to tell
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
