@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 
 from probed.checks.base import AnyCheck
 from probed.loop import sound
+from probed.scheduler import on_the_grid, sleep_until
 
 PERIOD = 5.0  # seconds between two passes at most
 FIRST = 0.1  # seconds to the first: the first runs make objects fastest
@@ -98,8 +99,9 @@ class Heap:
     async def _keep_frozen(self) -> None:
         gap = self.first
         thawed = time.monotonic()
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(gap)
+            await sleep_until(on_the_grid(loop.time() + gap, gap))  # in a wake the runs due then share
             if time.monotonic() - thawed >= self.thaw_period and self.cyclic():
                 gc.unfreeze()  # the next pass walks everything: every cycle, frozen meanwhile or not, is freed
                 thawed = time.monotonic()

@@ -13,8 +13,12 @@ import asyncio
 import contextlib
 import time
 
+from probed.scheduler import on_the_grid, sleep_until
+
 # Seconds between wake-ups: a stall of S shows as at least S - PERIOD. Each
-# wake-up costs about 0.15 ms of CPU: at 20 ms that was most of an idle pod's CPU.
+# wake-up of an idle loop costs about 0.1 to 0.15 ms of CPU: at 20 ms that was
+# most of an idle pod's CPU. The wake-ups fall on the ticks runs start on
+# (probed/scheduler.py), so with runs due they cost no wake of their own.
 PERIOD = 0.1
 WINDOW = 60.0  # seconds the recent maximum covers (about one scrape interval or more)
 _BUCKETS = 6  # the window in slices, so an old maximum ages out slice by slice
@@ -61,9 +65,11 @@ class LoopLag:
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()
         busy_since = time.thread_time()
+        planned = loop.time()
         while True:
-            planned = loop.time() + self.period
-            await asyncio.sleep(self.period)
+            # A period after the last plan, not after the late wake: on the grid, PERIOD apart.
+            planned = on_the_grid(max(planned + self.period, loop.time()), self.period)
+            await sleep_until(planned)
             now_busy = time.thread_time()
             self.tick(max(0.0, loop.time() - planned), now_busy - busy_since)
             busy_since = now_busy

@@ -50,6 +50,9 @@ BURST = 1.0  # seconds: a first run this close to the start is part of a burst (
 # check shares, so runs due close together wake the event loop once. A wake
 # costs more CPU than all the rest probed does around a run (bench/run_path.py).
 TIMER_SLACK = 0.05
+# Of a tick: a timer planned a whole number of ticks after a tick lands on
+# that tick, not on the next one for a rounding error of the float sum.
+GRID_TOLERANCE = 1e-6
 STOP_SLICE = 64  # tasks cancelled per turn of the loop when stopping: a probe waits for one slice, not all
 
 
@@ -241,7 +244,7 @@ class Scheduler:
             self._note_saturation(loop.time())
             # A check waiting for a slot is late, not stuck: it is not published stale.
             self.store.mark_stale(waiting=self._waiting)
-            await asyncio.sleep(WATCHDOG_PERIOD)
+            await sleep_until(on_the_grid(loop.time() + WATCHDOG_PERIOD, WATCHDOG_PERIOD))
 
     def _note_saturation(self, now: float) -> None:
         longest_wait = max((now - due for due in self._waiting.values()), default=0.0)
@@ -274,6 +277,31 @@ def _on_a_tick(planned: float, interval: float) -> float:
     by less than a tick."""
     tick = min(TIMER_SLACK, interval / 10)
     return math.ceil(planned / tick) * tick
+
+
+def on_the_grid(when: float, period: float) -> float:
+    """The first tick at or after `when` for a timer of `period` seconds (the
+    watchdog, the lag sampler, the heap): a timer on the grid the runs start
+    on fires in a wake of the loop that the runs due then share, not in one
+    of its own (each wake costs more CPU than a run's work around it)."""
+    tick = min(TIMER_SLACK, period)
+    return math.ceil(when / tick - GRID_TOLERANCE) * tick
+
+
+async def sleep_until(when: float) -> None:
+    """Return at loop time `when` (asyncio.sleep takes a delay, counted from a later reading of the clock)."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_at(when, _wake, woken)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # cancelled meanwhile
+        woken.set_result(None)
 
 
 def _next_slot(planned: float, interval: float, now: float) -> float:

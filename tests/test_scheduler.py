@@ -20,7 +20,9 @@ from probed.scheduler import (
     _on_a_tick,
     _second_slot,
     first_run_soon,
+    on_the_grid,
     random_phase,
+    sleep_until,
 )
 from probed.store import Store
 
@@ -156,6 +158,21 @@ def test_runs_due_within_a_tick_start_on_the_same_tick() -> None:
     assert _on_a_tick(100.001, interval=10.0) == _on_a_tick(100.049, interval=10.0) == pytest.approx(100.05)
     assert _on_a_tick(100.051, interval=10.0) == pytest.approx(100.1)  # the next tick: never before its plan
     assert _on_a_tick(100.001, interval=0.2) == pytest.approx(100.02)  # a tenth of a short interval
+
+
+def test_periodic_timers_fall_on_the_ticks_runs_start_on() -> None:
+    tick = _on_a_tick(12345.678, interval=10.0)
+    assert on_the_grid(12345.678, period=1.0) == tick  # the same wake as the runs due then
+    # A period after a tick is that tick, not the next one for a rounding error of the sum.
+    assert on_the_grid(tick + 0.1, period=0.1) == pytest.approx(tick + 0.1)
+    assert on_the_grid(100.001, period=0.005) == pytest.approx(100.005)  # a shorter period keeps its own
+
+
+async def test_sleep_until_returns_at_the_loop_time_it_was_given() -> None:
+    loop = asyncio.get_running_loop()
+    when = loop.time() + 0.05
+    await sleep_until(when)
+    assert loop.time() >= when
 
 
 def test_first_runs_start_at_once_and_later_runs_keep_the_spread() -> None:
