@@ -17,6 +17,12 @@ until the slot, the semaphore, the event loop waking); metrics: one /metrics
 render of the checks' states (built at scrape time: no per-run work;
 amortized over the runs between scrapes). Logging is not measured: probed
 logs transitions, never a run.
+
+The scheduler runs as in `probed serve`: on probed's event loop, with the
+heap frozen once the checks are made, beside the loop lag sampler and the
+heap's timer (their wakes are part of the work around the runs). Left out:
+the web server (no timer while no request comes) and the file watch (a
+thread polling once a second).
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ import yaml
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import parse_config
-from probed.daemon import Daemon
+from probed.daemon import Daemon, freeze_what_lives_forever
+from probed.heap import Heap, acyclic
+from probed.lag import LoopLag
+from probed.loop import run
 from probed.metrics import render
 from probed.model import Outcome, Status
 from probed.runner import run_once
@@ -92,8 +101,13 @@ def checks_of(options: dict[str, Any], count: int) -> tuple[Any, list[AnyCheck]]
 
 async def scheduled(checks: list[AnyCheck], seconds: float) -> float:
     """CPU µs per run of the scheduler running `checks` for `seconds`."""
+    freeze_what_lives_forever()  # as `probed serve` does once its checks are made: each window alike
     store = Store(checks)
     scheduler = Scheduler(checks, store, 64)
+    # What Daemon.start starts beside the scheduler, with its timers.
+    lag, heap = LoopLag(), Heap(lambda: scheduler.cyclic_runs == 0, cyclic=lambda: not acyclic(checks))
+    lag.start()
+    heap.start()
     await scheduler.start()
     await asyncio.sleep(2 * INTERVAL)  # past every first run and the join of the cadence
     runs_before = sum(sum(state.runs.values()) for state in store.checks.values())
@@ -102,6 +116,8 @@ async def scheduled(checks: list[AnyCheck], seconds: float) -> float:
     used = cpu() - start
     runs = sum(sum(state.runs.values()) for state in store.checks.values()) - runs_before
     await scheduler.stop()
+    await lag.stop()
+    await heap.stop()
     return 1e6 * used / runs
 
 
@@ -141,7 +157,7 @@ async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[
 def main() -> None:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    print(json.dumps(asyncio.run(measure(json.loads(sys.argv[1]), seconds, rounds))))
+    print(json.dumps(run(measure(json.loads(sys.argv[1]), seconds, rounds))))
 
 
 if __name__ == "__main__":
