@@ -15,7 +15,12 @@ task, timing, levels, the Result); store, `Store.record` of a passing Result
 `CheckState.record` alone; scheduler: around minus runner and store (sleeping
 until the slot, the semaphore, the event loop waking); metrics: one /metrics
 render of the checks' states (built at scrape time: no per-run work;
-amortized over the runs between scrapes). Logging is not measured: probed
+amortized over the runs between scrapes). In place: the runner and the
+store as they cost among the runs (cold caches after each wake, 50 checks'
+states), each the around figure less that of windows where it is left out
+(run_once giving a Result made once; Store.record doing nothing); the loop
+is around less both: the Pacer, the slot, asyncio's steps and the wakes. The
+loops alone (runner_us, store_us) are one warm check's, and run lower. Logging is not measured: probed
 logs transitions, never a run.
 
 The scheduler runs as in `probed serve`: on probed's event loop, with the
@@ -37,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from probed import scheduler as scheduler_module
 from probed.checks import create_check
 from probed.checks.base import AnyCheck
 from probed.config import parse_config
@@ -45,7 +51,7 @@ from probed.heap import Heap, acyclic
 from probed.lag import LoopLag
 from probed.loop import run
 from probed.metrics import render
-from probed.model import Outcome, Status
+from probed.model import Outcome, Result, Status
 from probed.runner import run_once
 from probed.scheduler import Scheduler
 from probed.store import Store
@@ -99,25 +105,49 @@ def checks_of(options: dict[str, Any], count: int) -> tuple[Any, list[AnyCheck]]
     return config, [create_check(name, opts) for name, opts in config.checks.items()]
 
 
-async def scheduled(checks: list[AnyCheck], seconds: float) -> float:
-    """CPU µs per run of the scheduler running `checks` for `seconds`."""
+class Counted(Scheduler):
+    """Counts the runs it starts (the store may be left out)."""
+
+    runs = 0
+
+    def started(self, check: AnyCheck, lateness: float) -> None:
+        self.runs += 1
+        super().started(check, lateness)
+
+
+async def fixed_result(check: AnyCheck) -> Result:
+    """In place of run_once: the same Result, made once."""
+    return FIXED
+
+
+FIXED = Result(status=Status.PASS, started_at=0.0, duration=0.0, output="ok", reason=None, observed={})
+
+
+async def scheduled(checks: list[AnyCheck], seconds: float, runner: bool = True, store_: bool = True) -> float:
+    """CPU µs per run of the scheduler running `checks` for `seconds`; without
+    `runner`, run_once is left out (a Result made once in its place), without
+    `store_`, Store.record: what each costs in place is the difference."""
     freeze_what_lives_forever()  # as `probed serve` does once its checks are made: each window alike
     store = Store(checks)
-    scheduler = Scheduler(checks, store, 64)
+    if not store_:
+        store.record = lambda name, result, finished=None: None  # type: ignore[method-assign]
+    scheduler = Counted(checks, store, 64)
+    scheduler_module.run_once = run_once if runner else fixed_result  # type: ignore[attr-defined]
     # What Daemon.start starts beside the scheduler, with its timers.
     lag, heap = LoopLag(), Heap(lambda: scheduler.cyclic_runs == 0, cyclic=lambda: not acyclic(checks))
     lag.start()
     heap.start()
     await scheduler.start()
     await asyncio.sleep(2 * INTERVAL)  # past every first run and the join of the cadence
-    runs_before = sum(sum(state.runs.values()) for state in store.checks.values())
+    runs_before = scheduler.runs
     start = cpu()
     await asyncio.sleep(seconds)
     used = cpu() - start
-    runs = sum(sum(state.runs.values()) for state in store.checks.values()) - runs_before
+    runs = scheduler.runs - runs_before
     await scheduler.stop()
     await lag.stop()
     await heap.stop()
+    scheduler_module.run_once = run_once  # type: ignore[attr-defined]
     return 1e6 * used / runs
 
 
@@ -125,10 +155,12 @@ async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[
     config, real = checks_of(options, CHECKS)
     _, idle = checks_of(options, CHECKS)
     idle = [noop(check) for check in idle]
-    whole, around = [], []
+    whole, around, no_runner, no_store = [], [], [], []
     for _ in range(rounds):
         whole.append(await scheduled(real, seconds))
         around.append(await scheduled(idle, seconds))
+        no_runner.append(await scheduled(idle, seconds, runner=False))
+        no_store.append(await scheduled(idle, seconds, store_=False))
     daemon = Daemon(config)
     for check in real:  # states as after a run each, for the render
         daemon.store.record(check.name, await run_once(check))
@@ -140,6 +172,8 @@ async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[
     record = sync_per_call(lambda: store.record("c0", result), 1000)
     state_record = sync_per_call(lambda: store.checks["c0"].record(result, 0.0), 1000)
     all_us, around_us = statistics.median(whole), statistics.median(around)
+    runner_in_place = statistics.median(a - b for a, b in zip(around, no_runner, strict=True))
+    store_in_place = statistics.median(a - b for a, b in zip(around, no_store, strict=True))
     return {
         "all_us": round(all_us, 1),
         "own_us": round(all_us - around_us, 1),
@@ -149,6 +183,9 @@ async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[
         "state_us": round(state_record, 1),
         "groups_us": round(record - state_record, 1),
         "scheduler_us": round(around_us - runner - record, 1),
+        "runner_in_place_us": round(runner_in_place, 1),
+        "store_in_place_us": round(store_in_place, 1),
+        "loop_in_place_us": round(around_us - runner_in_place - store_in_place, 1),
         "metrics_render_us": round(metrics, 1),
         "metrics_per_run_us": round(metrics / (CHECKS * SCRAPE_EVERY / INTERVAL), 2),
     }
