@@ -50,6 +50,7 @@ from tests.support.servers.health_grpc import GrpcServer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BASELINE_REV = os.environ.get("BENCH_BASELINE_REV")  # a revision of probed to run in the same rounds
+SATURATED_RATE = 2000  # no-op runs/s of bench/run_path.py's saturated figure (SATURATED checks at 1 s)
 CHECKS = 50
 INTERVAL = 0.5  # seconds
 RATE = CHECKS / INTERVAL  # runs a second, for both programs
@@ -375,17 +376,25 @@ def _notes(
 ) -> list[str]:
     notes = [f"Load average (1, 5, 15 min): {_load(before)} before, {_load(after)} after (2 cores, shared)."]
     if breakdowns:
-        keys = ("runner_us", "store_us", "state_us", "groups_us", "scheduler_us", "around_us", "metrics_per_run_us")
+        keys = (
+            "around_us", "runner_in_place_us", "store_in_place_us", "loop_in_place_us", "runner_us", "store_us",
+            "around_saturated_us", "wakes_per_run", "bare_wake_us", "metrics_per_run_us",
+        )  # fmt: skip
         median = {key: statistics.median(path[key] for _, path in breakdowns) for key in keys}
+        wakes = median["wakes_per_run"] * median["bare_wake_us"]
         notes.append(
-            "Around a run, median over the types (µs of CPU per run, no-op check): "
-            f"runner {median['runner_us']:.1f} (the timeout task, timing, levels, the Result); "
-            f"store {median['store_us']:.1f} (history and counters {median['state_us']:.1f}, "
-            f"group counts {median['groups_us']:.1f}); scheduler and event loop {median['scheduler_us']:.1f} "
-            f"(the rest: sleeping until the slot, the semaphore, waking); in all {median['around_us']:.1f} "
-            "(target: under 50). Metrics are built at scrape time from the store: one render of 50 checks "
-            f"amortized over the runs between 15 s scrapes is {median['metrics_per_run_us']:.2f} µs a run. "
-            "Logging: probed logs transitions, never a run."
+            f"Around a run, median over the types (µs of CPU per run, no-op check, {RATE:.0f} runs/s): in all "
+            f"{median['around_us']:.1f} (target: under 50): the runner {median['runner_in_place_us']:.1f} in place "
+            f"({median['runner_us']:.1f} for one warm check in a loop: the timeout task, timing, levels, the "
+            f"Result), the store {median['store_in_place_us']:.1f} ({median['store_us']:.1f} warm: history, "
+            f"counters, group counts), the loop {median['loop_in_place_us']:.1f} (the Pacer, the slot, asyncio's "
+            f"steps and the wakes). The loop slept and woke {median['wakes_per_run']:.2f} times per run; one wake "
+            f"of a loop with nothing else to do costs {median['bare_wake_us']:.0f} µs on this machine, so "
+            f"{wakes:.0f} µs a run is the price of sleeping between ticks, more with probed's code to run cold "
+            f"after each sleep. With a hundred runs to a wake ({SATURATED_RATE:,} no-op runs/s): "
+            f"{median['around_saturated_us']:.1f} µs a run. Metrics are built at scrape time from the store: one "
+            f"render of 50 checks amortized over the runs between 15 s scrapes is "
+            f"{median['metrics_per_run_us']:.2f} µs a run. Logging: probed logs transitions, never a run."
         )
     return notes
 

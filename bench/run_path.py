@@ -21,7 +21,11 @@ states), each the around figure less that of windows where it is left out
 (run_once giving a Result made once; Store.record doing nothing); the loop
 is around less both: the Pacer, the slot, asyncio's steps and the wakes. The
 loops alone (runner_us, store_us) are one warm check's, and run lower. Logging is not measured: probed
-logs transitions, never a run.
+logs transitions, never a run. And what the wakes cost: around_saturated,
+around a no-op run with SATURATED checks (100 runs to a tick's wake: probed's
+work with the wakes all but gone); wakes_per_run, the times the loop slept and woke
+per run in the around windows; bare_wake, one wake of the loop with nothing
+to do, every IDLE_TICK (the machine's price of sleeping and waking).
 
 The scheduler runs as in `probed serve`: on probed's event loop, with the
 heap frozen once the checks are made, beside the loop lag sampler and the
@@ -58,6 +62,8 @@ from probed.store import Store
 
 CHECKS = 50
 INTERVAL = 0.5  # seconds: 100 runs a second, as the side-by-side section schedules them
+SATURATED = 2000  # no-op checks at 1 s: 100 runs share each tick's wake, so the wakes all but leave the figure
+IDLE_TICK = 0.05  # seconds: a bare wake of the loop as often as the run ticks (scheduler.TIMER_SLACK)
 SCRAPE_EVERY = 15.0  # seconds: Prometheus's default, to amortize a render over the runs between scrapes
 
 
@@ -98,8 +104,8 @@ def noop(check: AnyCheck) -> AnyCheck:
     return check
 
 
-def checks_of(options: dict[str, Any], count: int) -> tuple[Any, list[AnyCheck]]:
-    timing = {"interval": INTERVAL, "timeout": INTERVAL * 0.8}
+def checks_of(options: dict[str, Any], count: int, interval: float = INTERVAL) -> tuple[Any, list[AnyCheck]]:
+    timing = {"interval": interval, "timeout": interval * 0.8}
     text = yaml.safe_dump({"checks": {f"c{i}": {**timing, **options} for i in range(count)}})
     config = parse_config(text, "bench")
     return config, [create_check(name, opts) for name, opts in config.checks.items()]
@@ -139,11 +145,12 @@ async def scheduled(checks: list[AnyCheck], seconds: float, runner: bool = True,
     heap.start()
     await scheduler.start()
     await asyncio.sleep(2 * INTERVAL)  # past every first run and the join of the cadence
-    runs_before = scheduler.runs
+    runs_before, wakes_before = scheduler.runs, WAKES.count
     start = cpu()
     await asyncio.sleep(seconds)
     used = cpu() - start
     runs = scheduler.runs - runs_before
+    WAKES.per_run = (WAKES.count - wakes_before) / runs
     await scheduler.stop()
     await lag.stop()
     await heap.stop()
@@ -151,16 +158,60 @@ async def scheduled(checks: list[AnyCheck], seconds: float, runner: bool = True,
     return 1e6 * used / runs
 
 
+class Wakes:
+    """Counts the times the loop slept and woke (a select that waited): bench only, a private attribute."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.per_run = 0.0  # in the last scheduled() window
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        selector = loop._selector  # type: ignore[attr-defined]
+        select = selector.select
+
+        def counted(timeout: float | None = None) -> Any:
+            if timeout is None or timeout > 0:
+                self.count += 1
+            return select(timeout)
+
+        selector.select = counted
+
+
+WAKES = Wakes()
+
+
+async def idle_wake(seconds: float) -> float:
+    """CPU µs of one wake of this loop with nothing to do but the wake: the
+    machine's price for sleeping IDLE_TICK and waking, whoever pays it."""
+    loop = asyncio.get_running_loop()
+    wakes = round(seconds / IDLE_TICK)
+    start, when = cpu(), loop.time()
+    for _ in range(wakes):
+        when += IDLE_TICK
+        woken = loop.create_future()
+        loop.call_at(when, woken.set_result, None)
+        await woken
+    return 1e6 * (cpu() - start) / wakes
+
+
 async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[str, float]:
+    WAKES.watch(asyncio.get_running_loop())
     config, real = checks_of(options, CHECKS)
     _, idle = checks_of(options, CHECKS)
     idle = [noop(check) for check in idle]
     whole, around, no_runner, no_store = [], [], [], []
+    # No-op checks of a type cheap to make by the thousand: with run() replaced, the type plays no part.
+    _, busy = checks_of({"type": "disk", "path": "/"}, SATURATED, interval=1.0)
+    busy = [noop(check) for check in busy]
+    saturated, wakes_per_run, bare_wake = [], [], []
     for _ in range(rounds):
         whole.append(await scheduled(real, seconds))
         around.append(await scheduled(idle, seconds))
+        wakes_per_run.append(WAKES.per_run)
         no_runner.append(await scheduled(idle, seconds, runner=False))
         no_store.append(await scheduled(idle, seconds, store_=False))
+        saturated.append(await scheduled(busy, seconds))
+        bare_wake.append(await idle_wake(seconds))
     daemon = Daemon(config)
     for check in real:  # states as after a run each, for the render
         daemon.store.record(check.name, await run_once(check))
@@ -186,6 +237,9 @@ async def measure(options: dict[str, Any], seconds: float, rounds: int) -> dict[
         "runner_in_place_us": round(runner_in_place, 1),
         "store_in_place_us": round(store_in_place, 1),
         "loop_in_place_us": round(around_us - runner_in_place - store_in_place, 1),
+        "around_saturated_us": round(statistics.median(saturated), 1),
+        "wakes_per_run": round(statistics.median(wakes_per_run), 3),
+        "bare_wake_us": round(statistics.median(bare_wake), 1),
         "metrics_render_us": round(metrics, 1),
         "metrics_per_run_us": round(metrics / (CHECKS * SCRAPE_EVERY / INTERVAL), 2),
     }

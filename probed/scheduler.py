@@ -275,8 +275,7 @@ def _on_a_tick(planned: float, interval: float) -> float:
     """The first tick at or after `planned` (ticks TIMER_SLACK apart, or a
     tenth of a shorter interval): the cadence stays the plan's, the start moves
     by less than a tick."""
-    tick = min(TIMER_SLACK, interval / 10)
-    return math.ceil(planned / tick) * tick
+    return on_the_grid(planned, interval / 10)
 
 
 def on_the_grid(when: float, period: float) -> float:
