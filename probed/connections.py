@@ -13,10 +13,10 @@ Two hands take connections from the listening sockets: the event loop, as
 any asyncio server, and the probes' thread (probed/lane.py), whichever is
 free first. The loop serves what it takes with aiohttp; the thread answers a
 group's endpoint itself and hands every other connection to the loop, where
-the guard takes it as if the loop had accepted it. A probe so waits for
-neither a busy loop nor a thread's turn at the interpreter's lock while the
-loop is free (docs/benchmarks.md). Each side holds at most `limit`
-connections of its own.
+the guard takes it as if the loop had accepted it. So a free loop answers a
+probe at once, with no wait for the interpreter's lock, and a busy one
+leaves it to the thread (docs/benchmarks.md). Each side holds at most
+`limit` connections of its own.
 """
 
 from __future__ import annotations
