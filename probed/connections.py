@@ -142,6 +142,9 @@ class GuardedSite(web.BaseSite):
     async def stop(self) -> None:
         if self.lane is not None:
             self.lane.stop()  # a few milliseconds: the thread only waits in select
+        await asyncio.sleep(0)  # the hand-offs it queued before it stopped
+        # Adopted before aiohttp's shutdown, which closes the connections it has.
+        await asyncio.gather(*self._adopting, return_exceptions=True)
         for server in self._servers:  # closes the listening sockets
             server.close()
         await super().stop()

@@ -20,10 +20,13 @@ it gets it within the switch interval (`SWITCH_INTERVAL`), not after the
 loop's turn. A stuck loop does not stop it: liveness then fails by the
 scheduler's heartbeat, as it says, instead of not answering.
 
-A kept-alive connection stays here between probes, for server.idle_timeout,
-and moves to the loop at its first other request. The thread holds at most
-`limit` connections, closing the oldest one at the cap, as the loop's guard
-does for its own.
+The thread answers a connection's first request only (the kubelet opens one
+per probe). Kept alive, the connection stays to see whether its client
+closes it, as most do; a second request moves it to the loop, with any
+request behind it: two hands serving a flood of requests on kept-alive
+connections would only trade the lock back and forth. A connection waits
+here for server.idle_timeout at most; the thread holds at most `limit` of
+them, closing the oldest at the cap, as the loop's guard does for its own.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ class ProbeLane:
         self._hand_off = hand_off
         self._idle_timeout = idle_timeout
         self.limit = limit
-        self._held: dict[socket.socket, float] = {}  # kept-alive connections -> when they expire, oldest first
+        self._held: dict[socket.socket, float] = {}  # waiting for a request -> when they expire, oldest first
+        self._answered: set[socket.socket] = set()  # of those, the ones whose first request was answered
         self._selector = selectors.DefaultSelector()
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._stopping = False
@@ -206,7 +210,7 @@ class ProbeLane:
 
     def _until_next_expiry(self) -> float | None:
         """Seconds until the oldest held connection expires; None: asleep until a client comes."""
-        for expires in self._held.values():  # the first expires first: each is moved last when refreshed
+        for expires in self._held.values():  # the first expires first: held in order
             return max(0.0, expires - time.monotonic())
         return None
 
@@ -230,30 +234,35 @@ class ProbeLane:
         time.sleep(ACCEPT_RETRY_DELAY)  # not spinning on it: a descriptor may free meanwhile
 
     def _read(self, sock: socket.socket) -> None:
-        """A request may be here: answer it, give the connection to the loop, or wait for it."""
-        while True:
-            try:
-                peeked = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                self._hold(sock)
-                return
-            except OSError:
-                self._close(sock)
-                return
-            if not peeked:  # the client closed
-                self._close(sock)
-                return
-            end = peeked.find(b"\r\n\r\n")
-            probe = parse_probe(peeked[: end + 4]) if end >= 0 else None
-            answer = self._answer_of(probe)
-            if probe is None or answer is None:  # half a request, or not a probe: aiohttp's
-                self._give_away(sock)
-                return
-            if not self._answer(sock, end + 4, response(answer, probe)):
-                return
-            if not probe.keep_alive:
-                self._close(sock)
-                return
+        """The first request may be here: answer it, give the connection to the loop, or wait for it."""
+        try:
+            peeked = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            self._hold(sock)
+            return
+        except OSError:
+            self._close(sock)
+            return
+        if not peeked:  # the client closed
+            self._close(sock)
+            return
+        if sock in self._answered:  # a second request: the loop's, as all that follows
+            self._give_away(sock)
+            return
+        end = peeked.find(b"\r\n\r\n")
+        probe = parse_probe(peeked[: end + 4]) if end >= 0 else None
+        answer = self._answer_of(probe)
+        if probe is None or answer is None:  # half a request, or not a probe: aiohttp's
+            self._give_away(sock)
+            return
+        if not self._answer(sock, end + 4, response(answer, probe)):
+            return  # closed
+        if probe.keep_alive:  # most clients close next: that is for this thread to see, not the loop
+            self._forget(sock)  # its idle time starts again, as aiohttp's keep-alive does
+            self._answered.add(sock)
+            self._hold(sock)
+        else:
+            self._close(sock)
 
     def _answer_of(self, probe: Probe | None) -> GroupStatus | None:
         if probe is None:
@@ -278,13 +287,13 @@ class ProbeLane:
         return True
 
     def _hold(self, sock: socket.socket) -> None:
-        """Wait here for the connection's next request, until server.idle_timeout."""
-        if sock not in self._held:
-            if len(self._held) >= self.limit:
-                self._close(next(iter(self._held)))
-            self._selector.register(sock, selectors.EVENT_READ, self._read)
-        self._held.pop(sock, None)
+        """Wait here for the connection's next bytes, for server.idle_timeout."""
+        if sock in self._held:  # readable, and nothing to read: woken for nothing
+            return
+        self._selector.register(sock, selectors.EVENT_READ, self._read)
         self._held[sock] = time.monotonic() + self._idle_timeout  # newest last
+        if len(self._held) > self.limit:
+            self._close(next(iter(self._held)))
 
     def _give_away(self, sock: socket.socket) -> None:
         self._forget(sock)
@@ -305,6 +314,7 @@ class ProbeLane:
     def _forget(self, sock: socket.socket) -> None:
         if self._held.pop(sock, None) is not None:
             self._selector.unregister(sock)
+        self._answered.discard(sock)
 
     def _close(self, sock: socket.socket) -> None:
         self._forget(sock)
