@@ -115,9 +115,9 @@ class _Date:
 
     def line(self) -> bytes:
         second = int(time.time())
-        if second != self._second:  # two threads may both format it: the same line
-            self._second = second
+        if second != self._second:  # the lane's one thread alone calls it
             self._line = f"Date: {email.utils.formatdate(second, usegmt=True)}\r\n".encode()
+            self._second = second
         return self._line
 
 
