@@ -64,6 +64,9 @@ _VISIBLE = rb"[\x21-\x7e\x80-\xff]"
 _FIELD = re.compile(
     rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(" + _VISIBLE + rb"([ \t\x21-\x7e\x80-\xff]*" + _VISIBLE + rb")?)?[ \t]*"
 )
+# The limits aiohttp's parser is given (probed/web.py): past them it answers 400 itself.
+MAX_FIELD_SIZE = 8190  # bytes of a header line
+MAX_HEADERS = 128  # header lines
 # Requests with these are aiohttp's: a body to read, a protocol switch, a 100-continue.
 _NOT_OURS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
 
@@ -85,9 +88,11 @@ def parse_probe(head: bytes) -> Probe | None:
     if matched is None:
         return None
     method, group, minor = matched.group(1), matched.group(2).decode(), int(matched.group(3))
+    if len(lines) - 1 > MAX_HEADERS:
+        return None
     hosts, tokens = 0, set[bytes]()
     for line in lines[1:]:
-        field = _FIELD.fullmatch(line)
+        field = _FIELD.fullmatch(line) if len(line) <= MAX_FIELD_SIZE else None
         if field is None:  # no colon, a space before it, a folded line, a control byte: aiohttp's 400
             return None
         name = field.group(1).lower()

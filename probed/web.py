@@ -33,6 +33,7 @@ from probed.daemon import Daemon
 from probed.exclusions import MAX_BODY_BYTES as MAX_EXCLUSION_BYTES
 from probed.exclusions import ExclusionRequest
 from probed.groups import KINDS, Group, GroupStatus
+from probed.lane import MAX_FIELD_SIZE, MAX_HEADERS
 from probed.metrics import Exposition, exposition_format
 from probed.peers import peer_answer
 from probed.report import Format, Report, iso_time, published_status
@@ -359,7 +360,7 @@ def create_app(daemon: Daemon) -> web.Application:
     # keepalive_timeout runs from accept: it bounds the wait for a request's
     # headers as well as the idle time between kept-alive requests.
     idle = {"keepalive_timeout": daemon.config.server.idle_timeout}
-    app = web.Application(handler_args={"max_field_size": 8190, **idle})
+    app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE, "max_headers": MAX_HEADERS, **idle})
     app[DAEMON] = daemon
     handlers = Handlers(daemon)
     for name in KINDS:  # the probes' groups, each a route of its own, first

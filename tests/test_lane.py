@@ -137,6 +137,7 @@ HANDED_OFF = [
     b"GET /health/%72eady HTTP/1.1\r\nHost: probed\r\nConnection: close\r\n\r\n",
     b"GET /health/ready HTTP/2.0\r\nHost: probed\r\nConnection: close\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello
+    b"GET /health/ready HTTP/1.1\r\nHost: probed\r\n" + b"X: v\r\n" * 128 + b"Connection: close\r\n\r\n",
 ]
 
 
@@ -278,6 +279,10 @@ async def test_probed_serves_probes_from_both_hands_and_stops_listening_when_it_
         (b"GET /health/ready HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", None),
         (b"GET /health/" + b"a" * 64 + b" HTTP/1.1\r\nHost: x\r\n\r\n", None),
         (b"GET http://x/health/ready HTTP/1.1\r\nHost: x\r\n\r\n", None),
+        (b"GET /health/ready HTTP/1.0\r\n" + b"X: v\r\n" * 128 + b"\r\n", Probe("ready", False, 0, False)),
+        (b"GET /health/ready HTTP/1.0\r\n" + b"X: v\r\n" * 129 + b"\r\n", None),  # aiohttp: too many headers
+        (b"GET /health/ready HTTP/1.0\r\nX: " + b"v" * 8187 + b"\r\n\r\n", Probe("ready", False, 0, False)),
+        (b"GET /health/ready HTTP/1.0\r\nX: " + b"v" * 8188 + b"\r\n\r\n", None),  # a line over 8190 bytes
     ],
 )
 def test_what_the_lane_takes_for_a_probe(head: bytes, probe: Probe | None) -> None:
