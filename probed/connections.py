@@ -15,8 +15,9 @@ free first. The loop serves what it takes with aiohttp; the thread answers a
 group's endpoint itself and hands every other connection to the loop, where
 the guard takes it as if the loop had accepted it. So a free loop answers a
 probe at once, with no wait for the interpreter's lock, and a busy one
-leaves it to the thread (docs/benchmarks.md). Each side holds at most
-`limit` connections of its own.
+leaves it to the thread (docs/benchmarks.md). The two share the limit: the
+thread, which holds a connection only until its first request and then
+its close, a quarter of it (at least MIN_LANE_CONNECTIONS), the loop the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from probed.lane import Decide, ProbeLane
 log = structlog.get_logger("probed.connections")
 
 MIN_CONNECTIONS = 16
+MIN_LANE_CONNECTIONS = 8
 MAX_CONNECTIONS = 1024
 EVICTION_LOG_PERIOD = 60.0  # seconds: under a flood, one summary line a minute, not one per connection
 
@@ -128,7 +130,8 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None, "runner.setup() first"
-        self.guard = ConnectionGuard(server, self.limit)
+        lane_limit = max(MIN_LANE_CONNECTIONS, self.limit // 4)
+        self.guard = ConnectionGuard(server, self.limit - lane_limit)
         loop = asyncio.get_running_loop()
         listeners = await listening_sockets(self._host, self._port, self._backlog)
 
@@ -136,7 +139,7 @@ class GuardedSite(web.BaseSite):
             loop.call_soon_threadsafe(self._adopt, sock)
 
         self._servers = [await loop.create_server(self.guard, sock=sock, backlog=self._backlog) for sock in listeners]
-        self.lane = ProbeLane(listeners, self._decide, hand_off, self._idle_timeout, self.limit)
+        self.lane = ProbeLane(listeners, self._decide, hand_off, self._idle_timeout, lane_limit)
         self.lane.start()
 
     async def stop(self) -> None:

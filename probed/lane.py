@@ -26,7 +26,8 @@ closes it, as most do; a second request moves it to the loop, with any
 request behind it: two hands serving a flood of requests on kept-alive
 connections would only trade the lock back and forth. A connection waits
 here for server.idle_timeout at most; the thread holds at most `limit` of
-them, closing the oldest at the cap, as the loop's guard does for its own.
+them (its share of the connection limit), closing the oldest at the cap, as
+the loop's guard does for its own.
 """
 
 from __future__ import annotations
