@@ -1,75 +1,64 @@
-"""How late the event loop wakes a timer: the wait every probe and every
+"""How long the event loop's turns take: the wait every probe and every
 check's timing shares.
 
-A task sleeps PERIOD at a time and notes how much later than planned it
-woke. The longest lag of the last WINDOW is what /metrics exports
-(probed_event_loop_lag_seconds): a check that blocks the loop, or a burst
-of work that never yields, shows there as a probe would feel it.
+An event that arrives while the loop runs a turn (a probe's connection, a
+check's reply, a timer falling due) waits for that turn to end. probed's
+loop times each of its turns (probed/loop.py); the longest of the last
+WINDOW is what /metrics exports (probed_event_loop_lag_seconds): a check
+that blocks the loop, or a burst of work that never yields, shows there at
+its full length, as a probe would feel it.
+
+No timer of its own: a sampler that slept and woke every 100 ms to see how
+late it woke was ten wakes a second, most of the CPU of an idle probed
+(bench/run_path.py's bare wake, docs/operations.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
-from probed.scheduler import on_the_grid, sleep_until
+from probed.loop import Loop
 
-# Seconds between wake-ups: a stall of S shows as at least S - PERIOD. Each
-# wake-up of an idle loop costs about 0.1 to 0.15 ms of CPU: at 20 ms that was
-# most of an idle pod's CPU. The wake-ups fall on the ticks runs start on
-# (probed/scheduler.py), so with runs due they cost no wake of their own.
-PERIOD = 0.1
 WINDOW = 60.0  # seconds the recent maximum covers (about one scrape interval or more)
 _BUCKETS = 6  # the window in slices, so an old maximum ages out slice by slice
 
 
 class LoopLag:
-    """Samples the running loop's lag; `recent_max` may be read from any thread."""
+    """The longest turns of the running loop; `recent_max` may be read from any thread.
 
-    def __init__(self, period: float = PERIOD, window: float = WINDOW) -> None:
-        self.period = period
+    On a loop that is not probed's (a test's), nothing is timed: the gauge stays 0."""
+
+    def __init__(self, window: float = WINDOW) -> None:
         self._slice = window / _BUCKETS
         self._maxima = [0.0] * _BUCKETS  # per slice of the window, by slice number modulo _BUCKETS
         self._slices = [-1] * _BUCKETS  # which slice each entry holds
-        self._task: asyncio.Task[None] | None = None
+        self._loop: Loop | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._sample(), name="loop-lag")
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, Loop):
+            self._loop = loop
+            loop.turns.on_turn = self.turn
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._loop is not None and self._loop.turns.on_turn == self.turn:
+            self._loop.turns.on_turn = None
+        self._loop = None
 
     def recent_max(self) -> float:
-        """The longest lag seen in the last WINDOW seconds (0.0 before any)."""
+        """The longest turn seen in the last WINDOW seconds (0.0 before any)."""
         current = int(time.monotonic() / self._slice)
         return max(
             (lag for lag, held in zip(self._maxima, self._slices, strict=True) if current - held < _BUCKETS),
             default=0.0,
         )
 
-    def tick(self, lag: float, busy: float) -> None:
-        """One wake-up, `lag` seconds late; `busy`: the CPU time the loop's
-        thread spent since the previous one (the guard in tests judges that,
-        which another process's load on the machine does not inflate)."""
-        current = int(time.monotonic() / self._slice)
+    def turn(self, seconds: float, now: float) -> None:
+        """A turn of the loop took `seconds`, ending at `now` (time.monotonic()): on every turn, so kept short."""
+        current = int(now / self._slice)
         index = current % _BUCKETS
         if self._slices[index] != current:
             self._slices[index], self._maxima[index] = current, 0.0
-        self._maxima[index] = max(self._maxima[index], lag)
-
-    async def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
-        busy_since = time.thread_time()
-        planned = loop.time()
-        while True:
-            # A period after the last plan, not after the late wake: on the grid, PERIOD apart.
-            planned = on_the_grid(max(planned + self.period, loop.time()), self.period)
-            await sleep_until(planned)
-            now_busy = time.thread_time()
-            self.tick(max(0.0, loop.time() - planned), now_busy - busy_since)
-            busy_since = now_busy
+        if seconds > self._maxima[index]:
+            self._maxima[index] = seconds

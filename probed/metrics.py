@@ -292,7 +292,7 @@ def daemon_families(source: MetricsSource) -> list[tuple[Family, list[Sample]]]:
         ),
         one(
             "probed_event_loop_lag_seconds",
-            "Longest delay of the event loop in waking a timer over the last minute.",
+            "Longest turn of the event loop over the last minute: the longest an event waited for it.",
             scheduler.loop_lag,
         ),
     ]

@@ -5,10 +5,11 @@ that hangs, closes at once or sends garbage.
 What is judged is CPU time, not wall time. A sampler wakes every 5 ms and
 reads the loop thread's CPU clock (time.thread_time); the CPU that thread
 spent between two wake-ups is what a callback took without yielding. The
-wall-clock lag of the same wake-ups (what probed_event_loop_lag_seconds
-exports) also grows when the machine is loaded, another process or one of
-the test's own server threads holding the core or the GIL, so on a shared
-machine it would measure the machine, not probed. The CPU time of the one
+wall-clock lag of the same wake-ups (or of the loop's turns, what
+probed_event_loop_lag_seconds exports) also grows when the machine is
+loaded, another process or one of the test's own server threads holding
+the core or the GIL, so on a shared machine it would measure the machine,
+not probed. The CPU time of the one
 thread grows only with work done on it: a check that builds an SSL context,
 imports a driver or parses a large reply inside a run shows at any load,
 and nothing else does.
@@ -23,6 +24,7 @@ be charged to whichever check ran when it struck.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable
@@ -32,7 +34,6 @@ from typing import Any
 
 import pytest
 
-from probed.lag import LoopLag
 from probed.runner import run_once
 from tests.support.apps import app_in_thread, target_app
 from tests.support.checks import check_from
@@ -64,16 +65,29 @@ FAULTS: dict[str, Callable[[], AbstractContextManager[int]]] = {
 }
 
 
-class BusiestStretch(LoopLag):
-    """The lag sampler, keeping the most CPU the loop's thread spent between two wake-ups."""
+class BusiestStretch:
+    """A sampler waking every SAMPLE, keeping the most CPU the loop's thread spent between two wake-ups."""
 
     def __init__(self) -> None:
-        super().__init__(period=SAMPLE)
         self.busiest = 0.0
+        self._task: asyncio.Task[None] | None = None
 
-    def tick(self, lag: float, busy: float) -> None:
-        super().tick(lag, busy)
-        self.busiest = max(self.busiest, busy)
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sample(self) -> None:
+        busy_since = time.thread_time()
+        while True:
+            await asyncio.sleep(SAMPLE)
+            now_busy = time.thread_time()
+            self.busiest = max(self.busiest, now_busy - busy_since)
+            busy_since = now_busy
 
 
 async def busiest_stretch(options: Options) -> float:
