@@ -48,6 +48,7 @@ SECTIONS = (
     Entry("detection", "detection", "Detection latency"),
     Entry("blackbox_exporter", "blackbox", "Against a peer: prometheus-blackbox-exporter"),
     Entry("blackbox-side-by-side", "side_by_side", "Side by side with blackbox_exporter: CPU per run, type by type"),
+    Entry("pace", "pace", "At a pod's pace: CPU per run beside blackbox_exporter, 10 checks every 10 s"),
     Entry("fleet", "fleet", "Fleet-safe readiness"),
     Entry("scrapes", "scrapes", "Probes during /metrics scrapes"),
     Entry("probes-at-scale", "probes_at_scale", "Probes at 2,000 checks"),
