@@ -42,7 +42,12 @@ def random_phase(check: AnyCheck) -> float:
     return random.uniform(0, interval)
 
 
-WATCHDOG_PERIOD = 1.0  # seconds between staleness sweeps and heartbeats
+# The watchdog wakes when the next check may go stale, every WATCHDOG_PERIOD
+# while checks wait for a slot (saturation is judged each second), and at
+# least every HEARTBEAT_PERIOD. An idle pod's loop woke every second for it,
+# each wake about as much CPU as a run's work around it (bench/pace.py).
+WATCHDOG_PERIOD = 1.0
+HEARTBEAT_PERIOD = 5.0
 LIVENESS_GRACE = 10.0  # a heartbeat older than this means the loop is stuck
 LATE = 1.0  # seconds: a run that starts later than this after its plan is late
 BURST = 1.0  # seconds: a first run this close to the start is part of a burst (start-up, reload)
@@ -153,6 +158,7 @@ class Scheduler:
         self._heartbeat: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, float] = {}  # check name -> when it was due
+        self._running: set[str] = set()  # checks with a run in flight
         self._saturated = False
         self._late_runs = late_runs
         self.cyclic_runs = 0  # runs in flight of types not `acyclic`: the heap is not frozen meanwhile
@@ -224,10 +230,12 @@ class Scheduler:
                 self.started(check, loop.time() - planned)
                 cyclic = 0 if check.acyclic else 1
                 self.cyclic_runs += cyclic
+                self._running.add(check.name)
                 try:
                     return await run_once(check)
                 finally:
                     self.cyclic_runs -= cyclic
+                    self._running.discard(check.name)
         finally:
             self._waiting.pop(check.name, None)
 
@@ -240,11 +248,14 @@ class Scheduler:
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            self._heartbeat = loop.time()
-            self._note_saturation(loop.time())
-            # A check waiting for a slot is late, not stuck: it is not published stale.
-            self.store.mark_stale(waiting=self._waiting)
-            await sleep_until(on_the_grid(loop.time() + WATCHDOG_PERIOD, WATCHDOG_PERIOD))
+            now = self._heartbeat = loop.time()  # asyncio's clock is time.monotonic(), the store's
+            self._note_saturation(now)
+            # A check waiting for a slot, or running once it has one, is late, not
+            # stuck: it is not published stale (a run is bounded by its timeout,
+            # so only a late check is still running when its verdict grows old).
+            next_stale = self.store.mark_stale(now, waiting=self._waiting.keys() | self._running)
+            wake = min(next_stale, now + (WATCHDOG_PERIOD if self._waiting else HEARTBEAT_PERIOD))
+            await sleep_until(on_the_grid(max(wake, now + TIMER_SLACK), TIMER_SLACK))
 
     def _note_saturation(self, now: float) -> None:
         longest_wait = max((now - due for due in self._waiting.values()), default=0.0)

@@ -10,6 +10,7 @@ request does is one dictionary lookup.
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
@@ -189,6 +190,7 @@ class Store:
         kept = kept or {}
         self.checks: dict[str, CheckState] = {c.name: kept.get(c.name) or state_for(c) for c in checks}
         self.version = 0  # bumped on every change; renderers cache by it
+        self._shortest_stale_after = min((state.stale_after for state in self.checks.values()), default=math.inf)
         self._on_transition = on_transition
         self._peers = peers
         self._alive = alive
@@ -295,16 +297,26 @@ class Store:
         state.fleet, state.fleet_gates, state.fleet_counts = fleet, gates, counts
         self._changed(state, state.effective)
 
-    def mark_stale(self, now: float | None = None, waiting: Container[str] = ()) -> None:
+    def mark_stale(self, now: float | None = None, waiting: Container[str] = ()) -> float:
         """Publish fail for every check whose last run is too old, except those
-        `waiting` for a free slot: they are late, the scheduler is not stuck."""
+        `waiting` for a free slot: they are late, the scheduler is not stuck.
+        Returns when (time.monotonic()) the next check may go stale: the soonest
+        last run plus its stale_after, or now plus the shortest stale_after,
+        which the next run of a check that is stale or has not run starts."""
         now = time.monotonic() if now is None else now
+        soonest = now + self._shortest_stale_after
         for state in self.checks.values():
-            overdue = state.last_finished is not None and now - state.last_finished > state.stale_after
-            if overdue and not state.stale and state.name not in waiting:
-                before = state.effective
-                state.stale = True
-                self._changed(state, before)  # fail -> stale is no change of verdict: not a transition
+            if state.last_finished is None or state.stale:
+                continue
+            deadline = state.last_finished + state.stale_after
+            if now - state.last_finished > state.stale_after:
+                if state.name not in waiting:
+                    before = state.effective
+                    state.stale = True
+                    self._changed(state, before)  # fail -> stale is no change of verdict: not a transition
+            elif deadline < soonest:
+                soonest = deadline
+        return soonest
 
     def _judge_scope(self, state: CheckState) -> None:
         """A failing shared check does not gate readiness until the peers say

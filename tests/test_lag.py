@@ -36,20 +36,16 @@ async def stalled() -> None:
 
 
 def test_a_stall_of_the_loop_shows_in_the_gauge_at_its_length() -> None:
-    async def main() -> tuple[float, float]:
+    async def main() -> float:
         daemon = idle_daemon()
         await daemon.start()
         try:
-            await asyncio.sleep(0.2)
-            before = exported_lag(daemon)
             await stalled()
-            return before, exported_lag(daemon)
+            return exported_lag(daemon)
         finally:
             await daemon.stop()
 
-    before, after = run(main())
-    assert before < STALL / 2
-    assert after >= STALL
+    assert run(main()) >= STALL
 
 
 def test_an_old_stall_ages_out() -> None:

@@ -311,6 +311,28 @@ async def test_checks_waiting_for_a_slot_are_late_not_stale() -> None:
     assert all(before is not after for before, after in changes)  # only real changes
 
 
+async def test_the_watchdog_wakes_when_a_verdict_grows_stale_not_every_second() -> None:
+    """An idle pod's loop is not woken each second for the watchdog: it beats
+    at start, then when the soonest verdict may go stale (here, one recorded
+    long ago whose check's next run is an hour away), and that verdict is
+    published stale then, well before the next heartbeat."""
+    check = make(Counting, "c", interval=2.0, timeout=0.5)
+    store = Store([check])
+    loop = asyncio.get_running_loop()
+    store.record("c", Result(Status.PASS, time.time(), 0.01, "ok"), finished=loop.time() - 4.3)  # stale after 4.5 s
+    scheduler = Scheduler([check], store, initial_offset=lambda check: 3600.0)
+    beats = []
+    await scheduler.start()
+    try:
+        for _ in range(25):  # 2.5 s: stale at 0.2 s, the next beat 4.5 s later (every second, 3 beats)
+            beats.append(scheduler._heartbeat)
+            await asyncio.sleep(0.1)
+    finally:
+        await scheduler.stop()
+    assert store.checks["c"].stale
+    assert len(set(beats[1:])) == 2  # the watchdog's first pass, and when the verdict grew stale
+
+
 def test_a_failing_check_going_stale_is_no_change_of_verdict() -> None:
     check = make(Hanging, "h")
     changes: list[tuple[Status | None, Status | None]] = []

@@ -90,6 +90,20 @@ def test_staleness_publishes_fail_and_a_new_run_clears_it() -> None:
     assert (state.effective, store.ready) == (Status.PASS, True)
 
 
+def test_staleness_says_when_the_next_check_may_go_stale() -> None:
+    """The watchdog sleeps until then: the soonest last run plus its limit, or
+    now plus the shortest limit (a check that has not run, or is stale, starts
+    that clock with its next run)."""
+    store = make_store(db={"interval": "10s", "timeout": "3s"}, cache={"interval": "20s", "timeout": "5s"})
+    assert store.mark_stale(now=50.0) == 50.0 + 23  # nothing has run
+    store.record("cache", PASS, finished=100.0)
+    assert store.mark_stale(now=101.0) == 101.0 + 23  # db's limit from now, before cache's 100 + 45
+    store.record("db", PASS, finished=100.0)
+    assert store.mark_stale(now=101.0) == 100.0 + 23
+    assert store.mark_stale(now=124.0) == 100.0 + 45  # db went stale (its next run starts its clock): cache's
+    assert store.checks["db"].stale and not store.checks["cache"].stale
+
+
 def test_pending_checks_never_go_stale() -> None:
     store = make_store(db={})
     store.mark_stale(now=1e9)
