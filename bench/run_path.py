@@ -27,9 +27,9 @@ work with the wakes all but gone); wakes_per_run, the times the loop slept and w
 per run in the around windows; bare_wake, one wake of the loop with nothing
 to do, every IDLE_TICK (the machine's price of sleeping and waking).
 
-The scheduler runs as in `probed serve`: on probed's event loop, with the
-heap frozen once the checks are made, beside the loop lag sampler and the
-heap's timer (their wakes are part of the work around the runs). Left out:
+The scheduler runs as in `probed serve`: on probed's event loop, timing its
+turns for the lag gauge, with the heap frozen once the checks are made,
+beside the heap's timer (its wakes are part of the work around the runs). Left out:
 the web server (no timer while no request comes) and the file watch (a
 thread polling once a second).
 """

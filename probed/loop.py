@@ -78,8 +78,9 @@ class Loop(asyncio.SelectorEventLoop):
         extra: dict[str, Any] | None = None,
         server: Any = None,
     ) -> asyncio.Transport:
-        kind = _Transport if NEEDS_MENDING else selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
-        transport: asyncio.Transport = kind(self, sock, protocol, waiter, extra, server)
+        if not NEEDS_MENDING:
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)  # type: ignore[misc,no-any-return]
+        transport: asyncio.Transport = _Transport(self, sock, protocol, waiter, extra, server)
         return transport
 
 

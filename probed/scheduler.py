@@ -291,9 +291,9 @@ def _on_a_tick(planned: float, interval: float) -> float:
 
 def on_the_grid(when: float, period: float) -> float:
     """The first tick at or after `when` for a timer of `period` seconds (the
-    watchdog, the heap): a timer on the grid the runs start
-    on fires in a wake of the loop that the runs due then share, not in one
-    of its own (each wake costs more CPU than a run's work around it)."""
+    watchdog, the heap): a timer on the grid the runs start on fires in a
+    wake of the loop that the runs due then share, not in one of its own
+    (each wake costs more CPU than a run's work around it)."""
     tick = min(TIMER_SLACK, period)
     return math.ceil(when / tick - GRID_TOLERANCE) * tick
 
