@@ -140,9 +140,7 @@ class TcpCheck(Check[TcpOptions]):
         resolved = await self._resolve()
         chosen = resolved[:1] if self.options.addresses == "first" else resolved
         connect_times: dict[str, float] = {}  # filled as connections succeed, failed runs included
-        outcomes = await asyncio.gather(
-            *(self._reach(ip, deadline, connect_times) for ip in chosen), return_exceptions=True
-        )
+        outcomes = await self._reach_each(chosen, deadline, connect_times)
         observed: Observed = {}
         if connect_times:  # the slowest address: the one a client may get
             observed["connect_time"] = Observation(round(max(connect_times.values()), 6), "s")
@@ -154,6 +152,18 @@ class TcpCheck(Check[TcpOptions]):
         if failed:
             raise self._failure(failed, len(chosen), observed)
         return Outcome(Status.PASS, self._said(chosen), observed)
+
+    async def _reach_each(
+        self, chosen: list[str], deadline: float, connect_times: dict[str, float]
+    ) -> list[str | BaseException | None]:
+        """What reaching each address gave: its TLS version, or what it raised."""
+        if len(chosen) == 1:  # the usual case, without gather's tasks: 5 % of a run's CPU at a pod's pace
+            try:
+                return [await self._reach(chosen[0], deadline, connect_times)]
+            except Exception as exc:
+                return [exc]
+        reaching = (self._reach(ip, deadline, connect_times) for ip in chosen)
+        return await asyncio.gather(*reaching, return_exceptions=True)
 
     async def _resolve(self) -> list[str]:
         return await addresses(self._resolver, self.options.host, self.options.port, self.options.ip_family)
