@@ -283,44 +283,53 @@ def run_path(options: dict[str, Any]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+EXPORTER = "prometheus-blackbox-exporter"
+NOT_INSTALLED = f"{EXPORTER} is not installed (bench/setup.sh installs it): skipped."
+
+
+@contextmanager
+def exporter(work: Path, by_type: dict[str, tuple[dict[str, Any], str, str]]) -> Iterator[tuple[int, int]]:
+    """Debian's blackbox_exporter with a module per type of `targets`, answering: (pid, port)."""
+    config = work / "blackbox.yml"
+    ca_file = str(next(o for o, *_ in by_type.values() if "ca_file" in o)["ca_file"])
+    config.write_text(yaml.safe_dump(blackbox_config(ca_file)))
+    port = free_port()
+    proc = subprocess.Popen(
+        [EXPORTER, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), "blackbox_exporter")
+        yield proc.pid, port
+    finally:
+        _end(proc)
+
+
 def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
     """The section's parts (title, intro, header, rows, notes) for bench/run.py's Section."""
     header = HEADER + (
         [f"{BASELINE_REV} µs / run", f"{BASELINE_REV} ratio", f"probed vs {BASELINE_REV}"] if BASELINE_REV else []
     )
     section: dict[str, Any] = {"title": TITLE, "intro": _intro(), "header": header, "rows": [], "notes": []}
-    exporter = shutil.which("prometheus-blackbox-exporter")
-    if exporter is None:
-        section["notes"].append("prometheus-blackbox-exporter is not installed (bench/setup.sh installs it): skipped.")
+    if shutil.which(EXPORTER) is None:
+        section["notes"].append(NOT_INSTALLED)
         return section
     load_before = os.getloadavg()
     breakdowns = []
-    with targets(work) as by_type:
-        config = work / "blackbox.yml"
-        ca_file = str(next(o for o, *_ in by_type.values() if "ca_file" in o)["ca_file"])
-        config.write_text(yaml.safe_dump(blackbox_config(ca_file)))
-        port = free_port()
-        proc = subprocess.Popen(
-            [exporter, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), "blackbox_exporter")
-            for kind, (options, module, target) in by_type.items():
-                if only and kind not in only:
-                    continue
-                print(f"bench: blackbox side by side: {kind} ...", file=sys.stderr, flush=True)
-                url = f"http://127.0.0.1:{port}/probe?module={module}&target={target}"
-                figures = side_by_side(kind, options, url, work, proc.pid)
-                path = run_path(options)
-                breakdowns.append((kind, path))
-                section["rows"].append(_row(kind, figures, path))
-                failed = ", ".join(f"{count} of {program}'s" for program, count in figures["failures"].items() if count)
-                if failed:
-                    section["notes"].append(f"{kind}: {failed} runs failed in the windows.")
-        finally:
-            _end(proc)
+    with targets(work) as by_type, exporter(work, by_type) as (pid, port):
+        for kind, (options, module, target) in by_type.items():
+            if only and kind not in only:
+                continue
+            print(f"bench: blackbox side by side: {kind} ...", file=sys.stderr, flush=True)
+            url = f"http://127.0.0.1:{port}/probe?module={module}&target={target}"
+            figures = side_by_side(kind, options, url, work, pid)
+            path = run_path(options)
+            breakdowns.append((kind, path))
+            section["rows"].append(_row(kind, figures, path))
+            failed = ", ".join(f"{count} of {program}'s" for program, count in figures["failures"].items() if count)
+            if failed:
+                section["notes"].append(f"{kind}: {failed} runs failed in the windows.")
     load_after = os.getloadavg()
     section["notes"] += _notes(breakdowns, load_before, load_after)
     return section
@@ -403,16 +412,21 @@ def _load(values: tuple[float, ...]) -> str:
     return ", ".join(f"{value:.1f}" for value in values)
 
 
-def main() -> None:
+def print_section(measure: Callable[[Path, set[str] | None], dict[str, Any]], prefix: str) -> None:
+    """A section script's main: measure the types named on the command line (or all) and print the section."""
     import tempfile
 
     from bench.support import Section
 
-    work = Path(tempfile.mkdtemp(prefix="probed-blackbox-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         print(Section(**measure(work, set(sys.argv[1:]) or None)).markdown())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    print_section(measure, "probed-blackbox-")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ import http.client
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -39,15 +37,17 @@ sys.path.insert(0, str(ROOT))
 
 from bench.blackbox import (  # noqa: E402
     BASELINE_REV,
-    _answers,
-    _end,
-    blackbox_config,
+    EXPORTER,
+    NOT_INSTALLED,
+    _load,
     cpu_ns,
+    exporter,
+    print_section,
     probed_runs,
     probed_sources,
     targets,
 )
-from tests.support.net import free_port, wait_until  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 from tests.support.probed import serving  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -163,34 +163,20 @@ def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
         "rows": [],
         "notes": [],
     }
-    exporter = shutil.which("prometheus-blackbox-exporter")
-    if exporter is None:
-        section["notes"].append("prometheus-blackbox-exporter is not installed (bench/setup.sh installs it): skipped.")
+    if shutil.which(EXPORTER) is None:
+        section["notes"].append(NOT_INSTALLED)
         return section
     load_before = os.getloadavg()
-    with targets(work) as by_type:
-        config = work / "blackbox.yml"
-        ca_file = str(next(o for o, *_ in by_type.values() if "ca_file" in o)["ca_file"])
-        config.write_text(yaml.safe_dump(blackbox_config(ca_file)))
-        port = free_port()
-        proc = subprocess.Popen(
-            [exporter, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), "blackbox_exporter")
-            for kind in TYPES:
-                if only and kind not in only:
-                    continue
-                options, module, target = by_type[kind]
-                print(f"bench: at a pod's pace: {kind} ...", file=sys.stderr, flush=True)
-                figures = one_type(work, options, (proc.pid, port), f"/probe?module={module}&target={target}")
-                section["rows"].append(_row(kind, figures))
-                if figures["failed"]:
-                    section["notes"].append(f"{kind}: {figures['failed']} runs or probes failed in the windows.")
-        finally:
-            _end(proc)
+    with targets(work) as by_type, exporter(work, by_type) as running:
+        for kind in TYPES:
+            if only and kind not in only:
+                continue
+            options, module, target = by_type[kind]
+            print(f"bench: at a pod's pace: {kind} ...", file=sys.stderr, flush=True)
+            figures = one_type(work, options, running, f"/probe?module={module}&target={target}")
+            section["rows"].append(_row(kind, figures))
+            if figures["failed"]:
+                section["notes"].append(f"{kind}: {figures['failed']} runs or probes failed in the windows.")
     load_after = os.getloadavg()
     section["notes"].append(
         f"Load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after (2 cores, shared)."
@@ -230,18 +216,8 @@ def _intro() -> str:
     )
 
 
-def _load(values: tuple[float, ...]) -> str:
-    return ", ".join(f"{value:.1f}" for value in values)
-
-
 def main() -> None:
-    from bench.support import Section
-
-    work = Path(tempfile.mkdtemp(prefix="probed-pace-"))
-    try:
-        print(Section(**measure(work, set(sys.argv[1:]) or None)).markdown())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    print_section(measure, "probed-pace-")
 
 
 if __name__ == "__main__":
