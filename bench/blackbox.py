@@ -383,7 +383,7 @@ def _intro() -> str:
 def _notes(
     breakdowns: list[tuple[str, dict[str, float]]], before: tuple[float, ...], after: tuple[float, ...]
 ) -> list[str]:
-    notes = [f"Load average (1, 5, 15 min): {_load(before)} before, {_load(after)} after (2 cores, shared)."]
+    notes = [load_note(before, after)]
     if breakdowns:
         keys = (
             "around_us", "runner_in_place_us", "store_in_place_us", "loop_in_place_us", "runner_us", "store_us",
@@ -408,8 +408,13 @@ def _notes(
     return notes
 
 
-def _load(values: tuple[float, ...]) -> str:
-    return ", ".join(f"{value:.1f}" for value in values)
+def load_note(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    """The machine's load around a section's measurements, for its notes."""
+
+    def load(values: tuple[float, ...]) -> str:
+        return ", ".join(f"{value:.1f}" for value in values)
+
+    return f"Load average (1, 5, 15 min): {load(before)} before, {load(after)} after (2 cores, shared)."
 
 
 def print_section(measure: Callable[[Path, set[str] | None], dict[str, Any]], prefix: str) -> None:

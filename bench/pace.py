@@ -39,9 +39,9 @@ from bench.blackbox import (  # noqa: E402
     BASELINE_REV,
     EXPORTER,
     NOT_INSTALLED,
-    _load,
     cpu_ns,
     exporter,
+    load_note,
     print_section,
     probed_runs,
     probed_sources,
@@ -113,16 +113,17 @@ def window(pids: dict[str, int], prometheus: Prometheus) -> dict[str, float]:
     return {name: (cpu_ns(pid) - before[name]) / 1e9 for name, pid in pids.items()}
 
 
-def one_type(work: Path, options: dict[str, Any], exporter: tuple[int, int], probe: str) -> dict[str, Any]:
-    """Rounds of one window each, every program at once: medians of CPU per run and per hour."""
+def one_type(work: Path, options: dict[str, Any], blackbox: tuple[int, int], probe: str) -> dict[str, Any]:
+    """Rounds of one window each, every program at once, blackbox_exporter's (pid, port) given: medians of
+    CPU per run and per hour."""
     with ExitStack() as stack:
         ports: dict[str, int] = {}
-        pids = {"blackbox": exporter[0]}
+        pids = {"blackbox": blackbox[0]}
         for name, source in probed_sources(work).items():
             pids[name], ports[name] = stack.enter_context(probed_at_pace(work, name, at_pace(options), source))
             idle = {"floor": {"type": "disk", "path": "/", "interval": "1h"}}
             pids[f"{name}_idle"], _ = stack.enter_context(probed_at_pace(work, f"{name}-idle", idle, source))
-        prometheus = Prometheus(exporter[1], probe, list(ports.values()))
+        prometheus = Prometheus(blackbox[1], probe, list(ports.values()))
         stack.callback(prometheus.close)
         time.sleep(PACE + 1)  # every check past its first run and onto its spread cadence
         per_run: dict[str, list[float]] = {name: [] for name in pids}
@@ -178,9 +179,7 @@ def measure(work: Path, only: set[str] | None = None) -> dict[str, Any]:
             if figures["failed"]:
                 section["notes"].append(f"{kind}: {figures['failed']} runs or probes failed in the windows.")
     load_after = os.getloadavg()
-    section["notes"].append(
-        f"Load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after (2 cores, shared)."
-    )
+    section["notes"].append(load_note(load_before, load_after))
     return section
 
 
