@@ -299,7 +299,8 @@ class Store:
 
     def mark_stale(self, now: float | None = None, waiting: Container[str] = ()) -> float:
         """Publish fail for every check whose last run is too old, except those
-        `waiting` for a free slot: they are late, the scheduler is not stuck.
+        `waiting` (for a free slot, or running once they got one late): they
+        are late, the scheduler is not stuck.
         Returns when (time.monotonic()) the next check may go stale: the soonest
         last run plus its stale_after, or now plus the shortest stale_after,
         which the next run of a check that is stale or has not run starts."""
