@@ -310,7 +310,7 @@ class Store:
             if state.last_finished is None or state.stale:
                 continue
             deadline = state.last_finished + state.stale_after
-            if now - state.last_finished > state.stale_after:
+            if now > deadline:
                 if state.name not in waiting:
                     before = state.effective
                     state.stale = True
